@@ -1,0 +1,34 @@
+# The README's two commands are `make demo` and `make test`; everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	touch $(STAMP)
+
+## Bake an example ingest project and warehouse into .scratch/ and run the flow on its sample data.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## The whole test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Everything but the live-server end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check hooks warehouse-template/hooks tests scripts
+
+## Benchmarks: writes BENCHMARKS.md. Never part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf .scratch .pytest_cache
