@@ -1,0 +1,76 @@
+"""Keep only the files of the chosen options, then print the next steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ANSWERS: dict[str, object] = json.loads(
+    r"""{{ cookiecutter | tojson }}"""
+)
+
+# Files that belong to one option value only; every other value's files are removed.
+FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
+    "dependency_manager": {
+        "pipenv": ["Pipfile", "prefect/sync-venv.pipenv.sh"],
+        "uv": ["pyproject.toml", ".python-version", "prefect/sync-venv.uv.sh"],
+        "none": ["requirements.txt", "requirements-dev.txt"],
+    },
+    "source_format": {
+        "xlsx": ["data/sample.xlsx"],
+        "csv": ["data/sample.csv"],
+    },
+}
+SYNC_SCRIPT = Path("prefect/sync-venv.sh")
+DEFAULT_CRON = "0 6 * * *"
+
+
+def remove_unselected_files() -> None:
+    for option, files_by_value in FILES_BY_OPTION.items():
+        for value, files in files_by_value.items():
+            if value != ANSWERS[option]:
+                for name in files:
+                    Path(name).unlink()
+
+
+def install_sync_script() -> None:
+    """prefect/sync-venv.<manager>.sh becomes prefect/sync-venv.sh."""
+    chosen = Path(f"prefect/sync-venv.{ANSWERS['dependency_manager']}.sh")
+    if chosen.exists():
+        chosen.rename(SYNC_SCRIPT)
+        SYNC_SCRIPT.chmod(0o755)
+
+
+def warehouse_entry() -> str:
+    flow_name = str(ANSWERS["__flow_name"])
+    entry = {
+        flow_name: {
+            "repo": ANSWERS["git_repo_url"],
+            "entrypoint": f"prefect/{flow_name}.py:{ANSWERS['__flow_function']}",
+            "cron": DEFAULT_CRON,
+        }
+    }
+    return json.dumps(entry)
+
+
+def print_next_steps() -> None:
+    slug, flow_name = ANSWERS["project_slug"], ANSWERS["__flow_name"]
+    sample = f"data/sample.{ANSWERS['source_format']}"
+    print(
+        f"""
+Created {slug}/. Run the flow locally on the sample data:
+
+    cd {slug} && {ANSWERS["__source_setting"]}=$PWD/{sample} python prefect/{flow_name}.py
+
+Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
+(from the warehouse folder, with a clean git tree):
+
+    scripts/add-flow.sh '{warehouse_entry()}'
+"""
+    )
+
+
+if __name__ == "__main__":
+    remove_unselected_files()
+    install_sync_script()
+    print_next_steps()

@@ -1,0 +1,93 @@
+"""Validate every answer before cookiecutter writes a file.
+
+Answers enter Python only through `tojson`, so quotes, `$(...)`, backticks and
+newlines arrive as plain data. Each check prints one line and exits 1; cookiecutter
+then removes the half-made project folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+ANSWERS: dict[str, object] = json.loads(
+    r"""{{ cookiecutter | tojson }}"""
+)
+
+SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+SOURCE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&()-]*")
+PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
+GIT_URL = re.compile(
+    r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git"
+)
+MAX_SLUG = 40
+MAX_NAME = 80
+
+
+class InvalidAnswer(ValueError):
+    """An answer that would make an unsafe or broken project."""
+
+
+def text(key: str) -> str:
+    value = ANSWERS.get(key)
+    if not isinstance(value, str):
+        raise InvalidAnswer(f"{key} must be text, got {value!r}")
+    return value
+
+
+def check_pattern(key: str, pattern: re.Pattern[str], hint: str, max_len: int) -> None:
+    value = text(key)
+    if len(value) > max_len:
+        raise InvalidAnswer(f"{key} is {len(value)} characters long; at most {max_len} allowed")
+    if not pattern.fullmatch(value):
+        raise InvalidAnswer(f"{key} {value!r} is not valid: {hint}")
+
+
+def check_choice(key: str, choices: tuple[str, ...]) -> None:
+    if text(key) not in choices:
+        raise InvalidAnswer(f"{key} must be one of {', '.join(choices)}; got {text(key)!r}")
+
+
+def check_git_url(key: str) -> None:
+    value = text(key)
+    if not GIT_URL.fullmatch(value) or "/../" in value or "/./" in value:
+        raise InvalidAnswer(
+            f"{key} {value!r} is not a git URL: use https://host/org/repo.git, "
+            "ssh://..., git@host:org/repo.git or an absolute path ending in .git"
+        )
+
+
+def validate() -> None:
+    check_pattern("project_name", PROJECT_NAME, "letters, digits, spaces and . _ & ( ) -", MAX_NAME)
+    check_pattern("project_slug", SLUG, "lowercase words joined by '-', e.g. clinic-cal", MAX_SLUG)
+    check_pattern("source_name", SOURCE, "lowercase words joined by '-', e.g. epic", MAX_SLUG)
+    check_choice("source_format", ("xlsx", "csv"))
+    check_choice("dependency_manager", ("pipenv", "uv", "none"))
+    if not isinstance(ANSWERS.get("use_s3"), bool):
+        raise InvalidAnswer(f"use_s3 must be yes or no, got {ANSWERS.get('use_s3')!r}")
+    check_git_url("git_repo_url")
+    check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
+    # Derived names are answers too (they can be overridden); they must follow the contract.
+    slug, source = text("project_slug"), text("source_name")
+    expected = {
+        "__env_prefix": slug.upper().replace("-", "_"),
+        "__flow_name": f"{slug}-{source}-ingest",
+    }
+    for key, value in expected.items():
+        if text(key) != value:
+            raise InvalidAnswer(f"{key} is derived and must be {value!r}; got {text(key)!r}")
+
+
+def main() -> int:
+    try:
+        validate()
+    except InvalidAnswer as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""ingest.py's contract: loads the sample, re-runs add nothing, bad files change nothing."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SAMPLE = PROJECT_DIR / "data" / "sample.{{ cookiecutter.source_format }}"
+SOURCE_SETTING = "{{ cookiecutter.__source_setting }}"
+SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
+TABLE = "{{ cookiecutter.__table_name }}"
+SAMPLE_ROWS = 20
+
+
+def ingest(source: Path, database: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, SOURCE_SETTING: str(source), SINK_SETTING: f"sqlite:///{database}"}
+    return subprocess.run(
+        [sys.executable, "ingest.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    )
+
+
+def table_rows(database: Path) -> list[tuple]:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(f"SELECT * FROM {TABLE} ORDER BY appointment_id").fetchall()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "sink" / "warehouse.db"
+
+
+def test_loads_the_sample(database: Path) -> None:
+    result = ingest(SAMPLE, database)
+    assert result.returncode == 0, result.stderr
+    assert f"loaded {SAMPLE_ROWS} rows" in result.stdout
+    rows = table_rows(database)
+    assert len(rows) == SAMPLE_ROWS
+    assert rows[0][:4] == ("100200", "Cardiology", "Dr. Alvarez", "2026-11-02")
+
+
+def test_rerunning_the_same_file_adds_no_rows(database: Path) -> None:
+    assert ingest(SAMPLE, database).returncode == 0
+    first = [row[:-1] for row in table_rows(database)]  # all but _loaded_at
+    assert ingest(SAMPLE, database).returncode == 0
+    assert [row[:-1] for row in table_rows(database)] == first
+
+
+def test_a_file_with_another_name_adds_its_rows(database: Path, tmp_path: Path) -> None:
+    copy = tmp_path / f"next-day.{SAMPLE.suffix.lstrip('.')}"
+    copy.write_bytes(SAMPLE.read_bytes())
+    assert ingest(SAMPLE, database).returncode == 0
+    assert ingest(copy, database).returncode == 0
+    assert len(table_rows(database)) == 2 * SAMPLE_ROWS
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(None, id="missing"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\x00\xffnot a spreadsheet\x00" * 50, id="garbage"),
+    ],
+)
+def test_bad_file_is_rejected_in_one_line_and_changes_nothing(
+    database: Path, tmp_path: Path, content: bytes | None
+) -> None:
+    assert ingest(SAMPLE, database).returncode == 0
+    before = table_rows(database)
+    bad = tmp_path / SAMPLE.name  # same name as the loaded file: a bad load must not wipe it
+    if content is not None:
+        bad.write_bytes(content)
+    result = ingest(bad, database)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {SOURCE_SETTING}={bad}: ")
+    assert table_rows(database) == before
+
+
+def test_unreadable_file_is_rejected(database: Path, tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    locked = tmp_path / SAMPLE.name
+    locked.write_bytes(SAMPLE.read_bytes())
+    locked.chmod(0)
+    result = ingest(locked, database)
+    assert result.returncode == 2
+    assert "not readable" in result.stderr
+{%- if cookiecutter.source_format == "csv" %}
+
+
+def test_a_ragged_row_fails_the_whole_load(database: Path, tmp_path: Path) -> None:
+    assert ingest(SAMPLE, database).returncode == 0
+    before = table_rows(database)
+    lines = SAMPLE.read_text().splitlines()
+    lines[15] += ",one too many"
+    ragged = tmp_path / SAMPLE.name
+    ragged.write_text("\n".join(lines) + "\n")
+    result = ingest(ragged, database)
+    assert result.returncode == 2
+    assert "row 16 has 9 values, the header has 8" in result.stderr
+    assert table_rows(database) == before
+{%- endif %}
+
+
+def test_missing_sink_setting_is_rejected(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != SINK_SETTING}
+    env[SOURCE_SETTING] = str(SAMPLE)
+    result = subprocess.run(
+        [sys.executable, "ingest.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {SINK_SETTING} is not set"
