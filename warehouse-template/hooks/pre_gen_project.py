@@ -1,0 +1,215 @@
+"""Reject unsafe or malformed answers before anything is written.
+
+Every answer ends up in Python code, a systemd unit or a shell script, so each one is
+checked against a strict pattern. The first failure is printed as one line and the
+bake stops; cookiecutter then removes the half-made directory (cruft never touches
+the warehouse at all).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sys
+import zoneinfo
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from cronsim import CronSim, CronSimError
+
+# Each answer arrives as JSON inside one raw string: never pasted into code.
+ANSWERS: dict[str, Any] = json.loads(
+    r"""{
+    "warehouse_name": {{ cookiecutter.warehouse_name | tojson }},
+    "warehouse_slug": {{ cookiecutter.warehouse_slug | tojson }},
+    "work_pool": {{ cookiecutter.work_pool | tojson }},
+    "worker_user": {{ cookiecutter.worker_user | tojson }},
+    "prefect_api_url": {{ cookiecutter.prefect_api_url | tojson }},
+    "timezone": {{ cookiecutter.timezone | tojson }},
+    "flows": {{ cookiecutter.flows | tojson }}
+}"""
+)
+
+SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
+    "warehouse_name": (
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}"),
+        "letters, digits, spaces, . _ -",
+    ),
+    "warehouse_slug": (SLUG, "lowercase words joined by -"),
+    "work_pool": (SLUG, "lowercase words joined by -"),
+    "worker_user": (re.compile(r"[a-z_][a-z0-9_-]{0,31}"), "a Linux user name"),
+    "prefect_api_url": (
+        re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?"),
+        "http(s)://host[:port]/path without credentials",
+    ),
+    "deployment": (re.compile(r"[a-z0-9][a-z0-9_-]{0,62}"), "lowercase letters, digits, - and _"),
+    "branch": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}"), "a plain git branch name"),
+    "entrypoint": (
+        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*"),
+        "a relative path.py:function",
+    ),
+    "env_key": (re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"), "an environment variable name"),
+    "env_value": (
+        re.compile(r"[A-Za-z0-9 _.,:/@%+=~?&-]{0,1000}"),
+        "plain text without quotes, $, backticks or backslashes",
+    ),
+    "parameter": (re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"), "a Python parameter name"),
+}
+# Git URLs: https/ssh/file URLs, scp-style git@host:path, or an absolute path to a bare repo.
+# No credentials in https URLs: they would be committed to the warehouse.
+GIT_URL = re.compile(
+    r"(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/"
+    r"|ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/"
+    r"|file:///"
+    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
+    r"|/)"
+    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
+)
+CRON_CHARS = re.compile(r"[0-9A-Za-z*/,#?L-]+( [0-9A-Za-z*/,#?L-]+){4}")
+FLOW_KEYS = {
+    "repo",
+    "branch",
+    "entrypoint",
+    "cron",
+    "timezone",
+    "parameters",
+    "env",
+    "concurrency_limit",
+}
+REQUIRED_FLOW_KEYS = ("repo", "entrypoint", "cron")
+
+
+class Invalid(ValueError):
+    """One answer is unusable; the message names it and says what is expected."""
+
+
+def show(value: Any) -> str:
+    """A one-line, bounded rendering of a rejected value."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def require_str(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{where}: expected a string, got {show(value)}")
+    return value
+
+
+def check_pattern(where: str, value: Any, kind: str) -> None:
+    pattern, expected = PATTERNS[kind]
+    text = require_str(where, value)
+    if not pattern.fullmatch(text):
+        raise Invalid(f"{where}: {show(value)} is not {expected}")
+
+
+def check_no_dotdot(where: str, value: str) -> None:
+    if ".." in value:
+        raise Invalid(f"{where}: {show(value)} must not contain '..'")
+
+
+def check_timezone(where: str, value: Any) -> None:
+    text = require_str(where, value)
+    if text not in zoneinfo.available_timezones():
+        raise Invalid(f"{where}: {show(value)} is not an IANA timezone such as America/New_York")
+
+
+def check_repo(where: str, value: Any) -> None:
+    text = require_str(where, value)
+    if not GIT_URL.fullmatch(text):
+        raise Invalid(
+            f"{where}: {show(value)} is not a git URL (https://host/org/repo.git, "
+            "git@host:org/repo.git or /path/to/repo.git; no credentials in the URL)"
+        )
+    check_no_dotdot(where, text)
+
+
+def check_cron(where: str, value: Any) -> None:
+    text = require_str(where, value)
+    if not CRON_CHARS.fullmatch(text):
+        raise Invalid(f"{where}: {show(value)} is not a 5-field cron expression like '0 6 * * *'")
+    try:
+        CronSim(text, datetime.datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise Invalid(f"{where}: {show(value)} is not a valid cron expression ({exc})") from None
+
+
+def check_env(where: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise Invalid(f"{where}: expected a mapping of NAME to text, got {show(value)}")
+    for key, text in value.items():
+        check_pattern(f"{where} key", key, "env_key")
+        check_pattern(f"{where}[{key!r}]", text, "env_value")
+
+
+def check_parameters(where: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise Invalid(f"{where}: expected a mapping of parameter name to value, got {show(value)}")
+    for key in value:
+        check_pattern(f"{where} key", key, "parameter")
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise Invalid(f"{where}: numbers must be finite") from None
+
+
+def check_concurrency_limit(where: str, value: Any) -> None:
+    # cookiecutter renders every answer inside a mapping as text, so 2 arrives as "2".
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", str(value)) or isinstance(value, bool):
+        raise Invalid(f"{where}: {show(value)} is not a positive whole number")
+
+
+def check_relative(where: str, value: Any, kind: str) -> None:
+    """A branch or a path inside the repo: its pattern, and never a step up."""
+    check_pattern(where, value, kind)
+    check_no_dotdot(where, value)
+
+
+FLOW_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "repo": check_repo,
+    "branch": partial(check_relative, kind="branch"),
+    "entrypoint": partial(check_relative, kind="entrypoint"),
+    "cron": check_cron,
+    "timezone": check_timezone,
+    "parameters": check_parameters,
+    "env": check_env,
+    "concurrency_limit": check_concurrency_limit,
+}
+
+
+def check_flow(name: Any, entry: Any) -> None:
+    check_pattern(f"flows key {show(name)}", name, "deployment")
+    where = f"flows[{name!r}]"
+    if not isinstance(entry, dict):
+        raise Invalid(f"{where}: expected a mapping with repo, entrypoint and cron")
+    unknown = sorted(set(entry) - FLOW_KEYS)
+    if unknown:
+        raise Invalid(f"{where}: unknown key(s) {', '.join(map(show, unknown))}")
+    missing = [key for key in REQUIRED_FLOW_KEYS if key not in entry]
+    if missing:
+        raise Invalid(f"{where}: missing {', '.join(missing)}")
+    for key, value in entry.items():
+        FLOW_CHECKS[key](f"{where}.{key}", value)
+
+
+def check_answers(answers: dict[str, Any]) -> None:
+    for key in ("warehouse_name", "warehouse_slug", "work_pool", "worker_user", "prefect_api_url"):
+        check_pattern(key, answers[key], key)
+    check_timezone("timezone", answers["timezone"])
+    flows = answers["flows"]
+    if not isinstance(flows, dict):
+        raise Invalid(
+            f"flows: expected a JSON object of deployment name to entry, got {show(flows)}"
+        )
+    for name, entry in flows.items():
+        check_flow(name, entry)
+
+
+if __name__ == "__main__":
+    try:
+        check_answers(ANSWERS)
+    except Invalid as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,208 @@
+"""Every scheduled ingest flow of the {{ cookiecutter.warehouse_name }}, as code.
+
+FLOWS below is generated from the answers in .cruft.json: change it with
+scripts/regenerate.py (see the README), not by hand, or the next regeneration
+will conflict with your edit.
+
+    python prefect/prw_deploy.py --dry-run   # show what would be deployed; needs no server
+    python prefect/prw_deploy.py             # create or update every deployment below
+    python prefect/prw_deploy.py --prune     # ...and delete deployments no longer listed
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import prefect
+from cron_descriptor import get_description
+from prefect import flow, get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.runner.storage import GitRepository
+from prefect.schedules import Cron
+from prefect.server.schemas.schedules import CronSchedule
+from prefect.workers.process import ProcessWorker
+
+WORK_POOL = {{ cookiecutter.work_pool | tojson }}
+NEXT_RUNS = 3
+
+
+@dataclass(frozen=True)
+class FlowEntry:
+    """One deployment: which flow to run (git repo, branch, entrypoint) and when."""
+
+    deployment: str
+    repo: str
+    branch: str
+    entrypoint: str
+    cron: str
+    timezone: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    concurrency_limit: int = 1  # runs of one project share a venv: never overlap them
+
+
+FLOWS: list[FlowEntry] = [
+{%- for name, entry in cookiecutter.flows | dictsort %}
+    FlowEntry(
+        deployment={{ name | tojson }},
+        repo={{ entry["repo"] | tojson }},
+        branch={{ entry.get("branch", "main") | tojson }},
+        entrypoint={{ entry["entrypoint"] | tojson }},
+        cron={{ entry["cron"] | tojson }},
+        timezone={{ entry.get("timezone", cookiecutter.timezone) | tojson }},
+        parameters={{ entry.get("parameters", {}) | pprint }},
+        env={{ entry.get("env", {}) | tojson }},
+        concurrency_limit={{ entry.get("concurrency_limit", 1) | int }},
+    ),
+{%- endfor %}
+]
+
+
+def next_runs(entry: FlowEntry, count: int = NEXT_RUNS) -> list[datetime]:
+    """The next run times, computed the way the Prefect scheduler computes them."""
+    schedule = CronSchedule(cron=entry.cron, timezone=entry.timezone)
+    return list(asyncio.run(schedule.get_dates(count, start=datetime.now(UTC))))
+
+
+def describe(entry: FlowEntry) -> str:
+    """A few lines a person can check before deploying."""
+    runs = ", ".join(f"{run:%a %Y-%m-%d %H:%M %Z}" for run in next_runs(entry))
+    env = ", ".join(sorted(entry.env)) or "-"
+    return "\n".join(
+        [
+            f"{entry.deployment}",
+            f"  source:     {entry.repo} (branch {entry.branch})",
+            f"  entrypoint: {entry.entrypoint}",
+            f"  schedule:   {entry.cron} = {get_description(entry.cron)} ({entry.timezone})",
+            f"  next runs:  {runs}",
+            f"  limit:      {entry.concurrency_limit} concurrent run(s)",
+            f"  parameters: {entry.parameters or '-'}",
+            f"  env:        {env}",
+        ]
+    )
+
+
+def ensure_work_pool() -> None:
+    """Create the process work pool with Prefect's default job template if it is missing."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(WORK_POOL)
+            return
+        except ObjectNotFound:
+            pass
+        pool = WorkPoolCreate(
+            name=WORK_POOL,
+            type="process",
+            base_job_template=ProcessWorker.get_default_base_job_template(),
+        )
+        try:
+            client.create_work_pool(pool)
+            print(f"Created work pool {WORK_POOL!r}")
+        except ObjectAlreadyExists:
+            pass
+
+
+def load_deployments(flows: list[FlowEntry]) -> tuple[list[RunnerDeployment], list[str]]:
+    """Clone each flow's repo and build its deployment; return them and the names that failed."""
+    deployments: list[RunnerDeployment] = []
+    failed: list[str] = []
+    for entry in flows:
+        try:
+            source_flow = flow.from_source(
+                source=GitRepository(url=entry.repo, branch=entry.branch),
+                entrypoint=entry.entrypoint,
+            )
+            deployments.append(
+                source_flow.to_deployment(
+                    name=entry.deployment,
+                    schedule=Cron(entry.cron, timezone=entry.timezone),
+                    parameters=entry.parameters,
+                    job_variables={"env": entry.env},
+                    concurrency_limit=entry.concurrency_limit,
+                )
+            )
+        except Exception as exc:  # one bad entry must not hide the others
+            print(f"FAILED to load {entry.deployment}: {exc}", file=sys.stderr)
+            failed.append(entry.deployment)
+    return deployments, failed
+
+
+def apply_deployments(deployments: list[RunnerDeployment]) -> tuple[set[UUID], list[str]]:
+    """Deploy in one batch; Prefect only reports failures in a table, so check the ids."""
+    if not deployments:
+        return set(), []
+    try:
+        ids = set(
+            prefect.deploy(
+                *deployments,
+                work_pool_name=WORK_POOL,
+                print_next_steps_message=False,
+                ignore_warnings=True,
+            )
+        )
+    except Exception as exc:  # a batch of one raises instead of reporting
+        print(f"FAILED to deploy: {exc}", file=sys.stderr)
+        ids = set()
+    failed = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            try:
+                name = f"{deployment.flow_name}/{deployment.name}"
+                current = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                current = None
+            if current is None or current.id not in ids:
+                failed.append(deployment.name)
+    return ids, failed
+
+
+def prune(keep: set[UUID]) -> None:
+    """Delete the work pool's deployments that this file no longer lists."""
+    in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL]))
+    with get_client(sync_client=True) as client:
+        stale, offset = [], 0
+        while page := client.read_deployments(work_pool_filter=in_pool, offset=offset):
+            stale += [deployment for deployment in page if deployment.id not in keep]
+            offset += len(page)
+        for deployment in stale:
+            client.delete_deployment(deployment.id)
+            print(f"Deleted deployment {deployment.name!r} (no longer in FLOWS)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; no server needed")
+    parser.add_argument("--prune", action="store_true", help="delete unlisted deployments")
+    args = parser.parse_args(argv)
+
+    print(f"{len(FLOWS)} deployment(s) for work pool {WORK_POOL!r}\n")
+    for entry in FLOWS:
+        print(describe(entry) + "\n")
+    if args.dry_run:
+        print("Dry run: nothing was deployed.")
+        return 0
+
+    ensure_work_pool()
+    deployments, failed = load_deployments(FLOWS)
+    ids, failed_to_apply = apply_deployments(deployments)
+    failed += failed_to_apply
+    if failed:
+        print(f"FAILED deployments: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if args.prune:
+        prune(keep=ids)
+    print(f"Deployed {len(ids)} deployment(s) to work pool {WORK_POOL!r}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
