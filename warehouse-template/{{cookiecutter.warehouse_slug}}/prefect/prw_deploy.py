@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -70,7 +70,7 @@ FLOWS: list[FlowEntry] = [
 def next_runs(entry: FlowEntry, count: int = NEXT_RUNS) -> list[datetime]:
     """The next run times, computed the way the Prefect scheduler computes them."""
     schedule = CronSchedule(cron=entry.cron, timezone=entry.timezone)
-    return list(asyncio.run(schedule.get_dates(count, start=datetime.now(UTC))))
+    return list(asyncio.run(schedule.get_dates(count, start=datetime.now(timezone.utc))))
 
 
 def describe(entry: FlowEntry) -> str:

@@ -1,0 +1,281 @@
+"""The warehouse template: bakes with 0, 1 and 3 flows into deployable code, a worker unit
+that systemd accepts and scores as hardened, and an installer; hostile answers never bake."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from support.baking import BIN, REPO_DIR, run
+from support.warehouse import (
+    CLINIC_CAL,
+    FLOW_SETS,
+    UNIT,
+    bake_warehouse,
+    dry_run_env,
+    exposure,
+    run_python,
+    with_exec_start,
+)
+
+MAX_EXPOSURE = 2.5
+
+
+@pytest.fixture(scope="module", params=list(FLOW_SETS), ids=list(FLOW_SETS))
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(flows, warehouse) for each flow set, baked once per module."""
+    flows = FLOW_SETS[request.param]
+    return flows, bake_warehouse(tmp_path_factory.mktemp(request.param), flows=flows)
+
+
+def load_prw_deploy(warehouse: Path) -> Any:
+    """Import a baked prw_deploy.py (under a name of its own: dataclasses look it up)."""
+    name = f"prw_deploy_{warehouse.parent.name}"
+    spec = importlib.util.spec_from_file_location(name, warehouse / "prefect/prw_deploy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def texts(warehouse: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(warehouse)): path.read_text()
+        for path in warehouse.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
+    _, warehouse = baked
+    expected = {
+        ".gitignore",
+        "README.md",
+        "prefect/prw_deploy.py",
+        "requirements-deploy.txt",
+        "requirements-worker.txt",
+        "ruff.toml",
+        "scripts/install-worker.sh",
+        "scripts/regenerate.py",
+        f"systemd/{UNIT}",
+        "systemd/prefect-worker-ingest.env.example",
+    }
+    assert set(texts(warehouse)) == expected
+    leftovers = [name for name, text in texts(warehouse).items() if "{{" in text or "{%" in text]
+    assert leftovers == []
+    assert os.access(warehouse / "scripts/install-worker.sh", os.X_OK)
+
+
+def test_flows_render_one_entry_each_with_values_intact(baked: tuple) -> None:
+    """Quotes, URLs with & and None/True survive rendering exactly (values are never pasted raw)."""
+    flows, warehouse = baked
+    module = load_prw_deploy(warehouse)
+    rendered = {entry.deployment: entry for entry in module.FLOWS}
+    assert sorted(rendered) == sorted(flows)
+    for name, answer in flows.items():
+        entry = rendered[name]
+        assert (entry.repo, entry.entrypoint, entry.cron) == (
+            answer["repo"],
+            answer["entrypoint"],
+            answer["cron"],
+        )
+        assert entry.branch == answer.get("branch", "main")
+        assert entry.timezone == answer.get("timezone", "UTC")
+        assert entry.parameters == answer.get("parameters", {})
+        assert entry.env == answer.get("env", {})
+        assert entry.concurrency_limit == answer.get("concurrency_limit", 1)
+    assert module.WORK_POOL == "ingest"
+
+
+def test_dry_run_lists_each_deployment_without_a_server(baked: tuple, tmp_path: Path) -> None:
+    flows, warehouse = baked
+    result = run_python(["prefect/prw_deploy.py", "--dry-run"], warehouse, dry_run_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(flows)} deployment(s) for work pool 'ingest'" in result.stdout
+    for name, answer in flows.items():
+        block = result.stdout.split(f"\n{name}\n", 1)[1].split("\n\n", 1)[0]
+        assert answer["entrypoint"] in block
+        next_runs = block.split("next runs:", 1)[1].splitlines()[0]
+        assert len(next_runs.split(", ")) == 3, block
+    if "clinic-cal-epic-ingest" in flows:
+        assert "0 6 * * * = At 06:00 AM (UTC)" in result.stdout
+    if "prh-dash-ingest" in flows:
+        assert "At 05:30 AM, Monday through Friday (America/Puerto_Rico)" in result.stdout
+        assert " AST" in result.stdout  # next runs shown in the flow's own timezone
+    assert "Dry run: nothing was deployed." in result.stdout
+
+
+def test_generated_code_passes_ruff(baked: tuple) -> None:
+    _, warehouse = baked
+    result = run([str(BIN / "ruff"), "check", "--no-cache", "."], warehouse)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_worker_requirements_match_the_tested_pins(tmp_path: Path) -> None:
+    warehouse = bake_warehouse(tmp_path)
+    tested = (REPO_DIR / "requirements.txt").read_text().splitlines()
+    worker = [
+        line
+        for line in (warehouse / "requirements-worker.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert worker[0] == next(line for line in tested if line.startswith("prefect==")).replace(
+        "prefect==", "prefect[shell,aws]=="
+    )
+    assert set(worker[1:]) <= set(tested)
+    assert {line.split("==")[0] for line in worker[1:]} >= {"prefect-shell", "prefect-aws", "uv"}
+
+
+# --- the worker unit and its installer --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A default warehouse and `install-worker.sh --dry-run ROOT` run twice (idempotence)."""
+    tmp = tmp_path_factory.mktemp("install")
+    warehouse = bake_warehouse(tmp / "out")
+    root = tmp / "root"
+    env = {**os.environ, "WORKER_LIMIT": ""}  # empty: the CPU count decides
+    for _ in range(2):
+        result = run(["scripts/install-worker.sh", "--dry-run", str(root)], warehouse, env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return warehouse, root, result.stdout
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_install_writes_unit_limit_and_private_env_file(installed: tuple) -> None:
+    warehouse, root, _ = installed
+    unit = root / "etc/systemd/system" / UNIT
+    limit = root / f"etc/systemd/system/{UNIT}.d/limit.conf"
+    env_file = root / "etc/prefect-worker/ingest.env"
+    assert unit.read_bytes() == (warehouse / "systemd" / UNIT).read_bytes()
+    assert (mode(unit), mode(limit), mode(env_file)) == (0o644, 0o644, 0o600)
+    assert f"Environment=WORKER_LIMIT={len(os.sched_getaffinity(0))}\n" in limit.read_text()
+    assert "PREFECT_API_URL=http://127.0.0.1:4200/api\n" in env_file.read_text()
+
+
+def test_install_prints_the_systemd_steps_in_order(installed: tuple) -> None:
+    _, root, output = installed
+    steps = [
+        f"+ python3 -m venv {root}/opt/prefect-worker-ingest/venv",
+        f"+ {root}/opt/prefect-worker-ingest/venv/bin/pip install --quiet -r",
+        "+ systemctl daemon-reload",
+        f"+ systemctl enable {UNIT}",
+        f"+ systemctl start {UNIT}",
+        f"+ systemctl --no-pager status {UNIT}",
+        f"journalctl -fu {UNIT}",
+    ]
+    positions = [output.index(step) for step in steps]
+    assert positions == sorted(positions)
+
+
+def test_install_again_keeps_the_filled_in_env_file(installed: tuple) -> None:
+    warehouse, root, _ = installed
+    env_file = root / "etc/prefect-worker/ingest.env"
+    env_file.write_text("PREFECT_API_URL=https://prefect.example.org/api\nPREFECT_API_KEY=k\n")
+    env_file.chmod(0o644)
+    env = {**os.environ, "WORKER_LIMIT": "3"}
+    result = run(["scripts/install-worker.sh", "--dry-run", str(root)], warehouse, env)
+    assert result.returncode == 0, result.stderr
+    assert "PREFECT_API_KEY=k" in env_file.read_text()
+    assert mode(env_file) == 0o600
+    limit = root / f"etc/systemd/system/{UNIT}.d/limit.conf"
+    assert "Environment=WORKER_LIMIT=3\n" in limit.read_text()
+
+
+def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(tmp_path: Path) -> None:
+    warehouse = bake_warehouse(tmp_path, work_pool="etl", worker_user="svc-prefect")
+    text = (warehouse / "systemd/prefect-worker-etl.service").read_text()
+    assert (
+        "ExecStart=/opt/prefect-worker-etl/venv/bin/prefect worker start --pool etl"
+        " --type process --limit ${WORKER_LIMIT} --name etl-%H\n"
+    ) in text
+    for line in [
+        "User=svc-prefect",
+        "EnvironmentFile=/etc/prefect-worker/etl.env",
+        "Environment=PATH=/opt/prefect-worker-etl/venv/bin:",
+        "Restart=always",
+        "BindPaths=/home/svc-prefect",
+        "PrivateTmp=yes",
+    ]:
+        assert f"\n{line}" in text
+
+
+def test_systemd_accepts_the_unit_with_its_drop_in(installed: tuple, tmp_path: Path) -> None:
+    """`systemd-analyze verify` exits 0 even on unknown keys, so any output is a failure."""
+    warehouse, root, _ = installed
+    unit = tmp_path / UNIT
+    unit.write_text(with_exec_start((warehouse / "systemd" / UNIT).read_text(), BIN / "prefect"))
+    (tmp_path / f"{UNIT}.d").mkdir()
+    (tmp_path / f"{UNIT}.d/limit.conf").write_bytes(
+        (root / f"etc/systemd/system/{UNIT}.d/limit.conf").read_bytes()
+    )
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}
+    result = run(["systemd-analyze", "verify", str(unit)], tmp_path, env)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_unit_is_hardened(tmp_path: Path) -> None:
+    warehouse = bake_warehouse(tmp_path)
+    assert exposure(warehouse / "systemd" / UNIT) <= MAX_EXPOSURE
+
+
+# --- hostile and malformed answers ------------------------------------------------------------
+
+ENTRY = CLINIC_CAL["clinic-cal-epic-ingest"]
+HOSTILE_FLOWS = {
+    "cron-four-fields": ({"x": {**ENTRY, "cron": "0 6 * *"}}, "5-field cron"),
+    "cron-out-of-range": ({"x": {**ENTRY, "cron": "0 25 * * *"}}, "not a valid cron"),
+    "cron-command-substitution": ({"x": {**ENTRY, "cron": "$(reboot) * * * *"}}, "5-field"),
+    "entrypoint-without-function": ({"x": {**ENTRY, "entrypoint": "prefect/x.py"}}, "path.py"),
+    "entrypoint-escapes-repo": ({"x": {**ENTRY, "entrypoint": "prefect/../../x.py:f"}}, "'..'"),
+    "entrypoint-backticks": ({"x": {**ENTRY, "entrypoint": "`id`.py:f"}}, "path.py"),
+    "repo-command-substitution": ({"x": {**ENTRY, "repo": "https://h/$(id).git"}}, "git URL"),
+    "repo-semicolon": ({"x": {**ENTRY, "repo": "/srv/a.git; rm -rf /"}}, "git URL"),
+    "repo-with-credentials": ({"x": {**ENTRY, "repo": "https://u:t@h.org/a.git"}}, "git URL"),
+    "repo-relative-path": ({"x": {**ENTRY, "repo": "a.git"}}, "git URL"),
+    "deployment-quote": ({"x'y": ENTRY}, "flows key"),
+    "deployment-newline": ({"x\ny": ENTRY}, "flows key"),
+    "branch-dotdot": ({"x": {**ENTRY, "branch": "main..evil"}}, "'..'"),
+    "env-value-substitution": ({"x": {**ENTRY, "env": {"A": "$(id)"}}}, "without quotes, $"),
+    "env-value-newline": ({"x": {**ENTRY, "env": {"A": "a\nB=b"}}}, "without quotes, $"),
+    "env-key-shell": ({"x": {**ENTRY, "env": {"A;B": "1"}}}, "environment variable name"),
+    "timezone-unknown": ({"x": {**ENTRY, "timezone": "Mars/Base"}}, "IANA timezone"),
+    "timezone-path": ({"x": {**ENTRY, "timezone": "../../etc/passwd"}}, "IANA timezone"),
+    "concurrency-zero": ({"x": {**ENTRY, "concurrency_limit": 0}}, "positive whole number"),
+    "unknown-key": ({"x": {**ENTRY, "schedule": "daily"}}, "unknown key"),
+    "missing-cron": ({"x": {"repo": ENTRY["repo"], "entrypoint": ENTRY["entrypoint"]}}, "cron"),
+}
+HOSTILE_ANSWERS = {
+    "pool-shell": ({"work_pool": "ingest; rm -rf /"}, "work_pool"),
+    "user-quote": ({"worker_user": "deploy'"}, "worker_user"),
+    "api-url-backticks": ({"prefect_api_url": "http://`id`/api"}, "prefect_api_url"),
+    "timezone-unknown": ({"timezone": "Nowhere"}, "IANA timezone"),
+    "flows-not-a-mapping": ({"flows": ["x"]}, "JSON object"),
+}
+REJECTED = [
+    pytest.param({"flows": flows}, message, id=f"flows-{case}")
+    for case, (flows, message) in HOSTILE_FLOWS.items()
+] + [
+    pytest.param(answers, message, id=case) for case, (answers, message) in HOSTILE_ANSWERS.items()
+]
+
+
+@pytest.mark.parametrize(("answers", "message"), REJECTED)
+def test_hostile_answers_are_rejected_with_one_line_and_nothing_written(
+    answers: dict, message: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake_warehouse(tmp_path, **answers)
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR: ")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert list(tmp_path.iterdir()) == []
