@@ -14,10 +14,14 @@ old template commit, new answers at the newest one) and applies the difference w
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +66,33 @@ def updated_flows(flows: dict[str, Any], add: list[str], remove: list[str]) -> d
     return flows
 
 
-def unresolved() -> list[str]:
-    """Files the 3-way merge could not settle: conflict markers or .rej leftovers."""
+def update(changes: dict[str, Any] | None) -> str:
+    """Run cruft's update and return what it printed: it reports a patch git could not
+    apply only as text (then keeps your file and carries on), so the caller reads it."""
+    output = io.StringIO()
+    try:
+        with redirect_stdout(output), redirect_stderr(output):
+            done = cruft.update(project_dir=WAREHOUSE, skip_apply_ask=True, extra_context=changes)
+    except FailedHookException:
+        raise RegenerateError(
+            "the template rejected the answers (reason above); nothing changed"
+        ) from None
+    finally:
+        print(output.getvalue(), end="")
+    if not done:
+        raise RegenerateError("cruft did not update the warehouse (reason above)")
+    return output.getvalue()
+
+
+def unresolved(cruft_output: str) -> list[str]:
+    """Files the 3-way merge could not settle: conflict markers, .rej leftovers, or a
+    template change git could not apply at all (e.g. deleting a file you edited)."""
     conflicted = git("diff", "--name-only", "--diff-filter=U").split()
     rejected = [
         line[3:] for line in git("status", "--porcelain").splitlines() if line.endswith(".rej")
     ]
-    return conflicted + rejected
+    unapplied = re.findall(r"^error: (.+): patch does not apply$", cruft_output, re.MULTILINE)
+    return sorted(set(conflicted + rejected + unapplied))
 
 
 def regenerate(add: list[str], remove: list[str]) -> None:
@@ -76,16 +100,8 @@ def regenerate(add: list[str], remove: list[str]) -> None:
         raise RegenerateError("uncommitted changes: commit or stash them first, then regenerate")
     flows = current_flows()
     new_flows = updated_flows(flows, add, remove)
-    changes = {"flows": new_flows} if new_flows != flows else None
-    try:
-        done = cruft.update(project_dir=WAREHOUSE, skip_apply_ask=True, extra_context=changes)
-    except FailedHookException:
-        raise RegenerateError(
-            "the template rejected the answers (reason above); nothing changed"
-        ) from None
-    if not done:
-        raise RegenerateError("cruft did not update the warehouse (reason above)")
-    if conflicts := unresolved():
+    cruft_output = update({"flows": new_flows} if new_flows != flows else None)
+    if conflicts := unresolved(cruft_output):
         raise RegenerateError(
             f"merge conflicts to resolve by hand, then commit: {', '.join(conflicts)}"
         )
@@ -105,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.getLogger("cookiecutter").setLevel(logging.CRITICAL)  # the hook's own line suffices
+    os.environ["LC_ALL"] = "C"  # git's messages, which unresolved() reads, in English
     try:
         regenerate(args.add, args.remove)
     except RegenerateError as exc:

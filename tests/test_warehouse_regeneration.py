@@ -1,0 +1,176 @@
+"""Regenerating a warehouse (scripts/regenerate.py, cruft underneath), offline: template and
+warehouse are git repos under tmp_path. Unchanged answers change nothing; added and removed
+flows match a fresh bake; hand edits survive or conflict loudly; a dirty tree is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.warehouse import (
+    CLINIC_CAL,
+    LAB_RESULTS,
+    PRH_DASH,
+    TEMPLATE_SUBDIR,
+    commit_all,
+    cruft_flows,
+    cruft_warehouse,
+    git,
+    regenerate,
+    template_repo,
+    tree,
+)
+
+TEMPLATE_PROJECT = f"{TEMPLATE_SUBDIR}/{{{{cookiecutter.warehouse_slug}}}}"
+README_INTRO = "Where the team schedules every ingest flow"
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    return template_repo(tmp_path)
+
+
+def bake(template: Path, root: Path, flows: dict) -> Path:
+    return cruft_warehouse(template, root, flows)
+
+
+def edit_template(template: Path, relative: str, old: str, new: str) -> None:
+    """Commit a change to one template file, as a template release would."""
+    path = template / TEMPLATE_PROJECT / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    commit_all(template, f"template: change {relative}")
+
+
+def assert_ok(result) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unchanged_answers_change_nothing(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", {**CLINIC_CAL, **LAB_RESULTS})
+    before = tree(warehouse)
+    assert_ok(regenerate(warehouse))
+    assert_ok(regenerate(warehouse, "--add", json.dumps(CLINIC_CAL)))
+    assert tree(warehouse) == before
+    assert git(warehouse, "status", "--porcelain") == ""
+
+
+def test_adding_the_printed_entry_equals_a_fresh_bake(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", {})
+    assert_ok(regenerate(warehouse, "--add", json.dumps(CLINIC_CAL)))
+    commit_all(warehouse, "add clinic-cal")
+    assert_ok(regenerate(warehouse, "--add", json.dumps(PRH_DASH)))
+    fresh = bake(template, tmp_path / "fresh", {**CLINIC_CAL, **PRH_DASH})
+    assert tree(warehouse) == tree(fresh)
+    assert sorted(cruft_flows(warehouse)) == ["clinic-cal-epic-ingest", "prh-dash-ingest"]
+
+
+def test_removing_a_flow_removes_its_code(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", {**CLINIC_CAL, **LAB_RESULTS})
+    assert_ok(regenerate(warehouse, "--remove", "lab-results-ingest"))
+    code = (warehouse / "prefect/prw_deploy.py").read_text()
+    assert "lab-results-ingest" not in code and "lab_results" not in code
+    assert tree(warehouse) == tree(bake(template, tmp_path / "fresh", CLINIC_CAL))
+
+
+def test_removing_an_unknown_flow_is_refused(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    result = regenerate(warehouse, "--remove", "no-such-ingest")
+    assert result.returncode == 1
+    assert "ERROR: --remove no-such-ingest: no such flow" in result.stderr
+
+
+def test_hand_edits_and_files_survive_a_template_update(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    (warehouse / "prefect/notes.md").write_text("Written by hand.\n")
+    with (warehouse / "README.md").open("a") as readme:
+        readme.write("\nOn-call: the data team.\n")
+    deploy = warehouse / "prefect/prw_deploy.py"
+    deploy.write_text(deploy.read_text().replace("NEXT_RUNS = 3", "NEXT_RUNS = 5"))
+    commit_all(warehouse, "hand edits")
+    edit_template(template, "README.md", README_INTRO, "Where the whole team schedules each flow")
+
+    assert_ok(regenerate(warehouse, "--add", json.dumps(LAB_RESULTS)))
+
+    readme = (warehouse / "README.md").read_text()
+    assert "Where the whole team schedules each flow" in readme
+    assert readme.endswith("\nOn-call: the data team.\n")
+    code = deploy.read_text()
+    assert "NEXT_RUNS = 5" in code and 'deployment="lab-results-ingest"' in code
+    assert (warehouse / "prefect/notes.md").read_text() == "Written by hand.\n"
+
+
+def test_conflicting_edit_is_reported_not_lost(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    readme = warehouse / "README.md"
+    readme.write_text(readme.read_text().replace(README_INTRO, "Our own intro"))
+    commit_all(warehouse, "hand edit")
+    edit_template(template, "README.md", README_INTRO, "The template's new intro")
+
+    result = regenerate(warehouse)
+
+    assert result.returncode == 1
+    assert "merge conflicts to resolve by hand" in result.stderr and "README.md" in result.stderr
+    text = readme.read_text()
+    assert "<<<<<<<" in text and "Our own intro" in text and "The template's new intro" in text
+
+
+def test_files_the_template_drops_are_removed(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    git(template, "rm", "-q", f"{TEMPLATE_PROJECT}/ruff.toml")
+    commit_all(template, "template: drop ruff.toml")
+    assert_ok(regenerate(warehouse))
+    assert not (warehouse / "ruff.toml").exists()
+    assert (warehouse / "prefect/prw_deploy.py").exists()
+
+
+def test_a_dropped_file_you_edited_is_kept_and_reported(template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    ruff_toml = warehouse / "ruff.toml"
+    ruff_toml.write_text(ruff_toml.read_text() + "# ours\n")
+    commit_all(warehouse, "hand edit")
+    git(template, "rm", "-q", f"{TEMPLATE_PROJECT}/ruff.toml")
+    commit_all(template, "template: drop ruff.toml")
+
+    result = regenerate(warehouse)
+
+    assert result.returncode == 1
+    assert "merge conflicts to resolve by hand, then commit: ruff.toml" in result.stderr
+    assert ruff_toml.read_text().endswith("# ours\n")
+
+
+@pytest.mark.parametrize("change", ["modified", "untracked"])
+def test_dirty_tree_is_refused(change: str, template: Path, tmp_path: Path) -> None:
+    warehouse = bake(template, tmp_path / "w", {})
+    if change == "modified":
+        (warehouse / "README.md").write_text("work in progress\n")
+    else:
+        (warehouse / "scratch.txt").write_text("work in progress\n")
+    before = tree(warehouse)
+    result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))
+    assert result.returncode == 1
+    assert "ERROR: uncommitted changes" in result.stderr
+    assert tree(warehouse) == before
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"x": {**CLINIC_CAL["clinic-cal-epic-ingest"], "cron": "61 * * * *"}}, ".cron:"),
+        ({"x": {**CLINIC_CAL["clinic-cal-epic-ingest"], "repo": "`id`"}}, ".repo:"),
+    ],
+    ids=["bad-cron", "backticks-in-repo"],
+)
+def test_rejected_entry_changes_nothing(
+    entry: dict, message: str, template: Path, tmp_path: Path
+) -> None:
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    before = tree(warehouse)
+    result = regenerate(warehouse, "--add", json.dumps(entry))
+    assert result.returncode == 1
+    hook_errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: flows")]
+    assert len(hook_errors) == 1 and message in hook_errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree(warehouse) == before
