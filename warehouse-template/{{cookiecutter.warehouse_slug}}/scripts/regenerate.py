@@ -8,7 +8,7 @@
 The answers live in .cruft.json. cruft renders the template twice (old answers at the
 old template commit, new answers at the newest one) and applies the difference with a
 3-way merge, so hand edits and hand-written files stay. It refuses a dirty tree, so
-`git diff` shows exactly what changed and `git checkout .` undoes it.
+`git diff HEAD` shows exactly what changed and `git reset --hard` undoes it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ def git(*args: str) -> str:
 
 
 def current_flows() -> dict[str, Any]:
-    state = json.loads((WAREHOUSE / ".cruft.json").read_text())
+    answers = WAREHOUSE / ".cruft.json"
+    if not answers.is_file():
+        raise RegenerateError(
+            "no .cruft.json: link this warehouse to its template once with `cruft link "
+            "<template url> --directory warehouse-template`, commit, then regenerate"
+        )
+    state = json.loads(answers.read_text())
     return state["context"]["cookiecutter"].get("flows", {})
 
 
@@ -50,6 +56,8 @@ def updated_flows(flows: dict[str, Any], add: list[str], remove: list[str]) -> d
     """The answers after --add and --remove; the template's hook validates the entries."""
     flows = dict(flows)
     for text in add:
+        if any(marker in text for marker in ("{{", "{%", "{#")):
+            raise RegenerateError("--add must not contain template markers ({{, {%, {#)")
         try:
             entries = json.loads(text)
         except json.JSONDecodeError as exc:
