@@ -62,7 +62,7 @@ def offline_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, 
     return env
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True while *pid* exists and is not a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

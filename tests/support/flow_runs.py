@@ -1,0 +1,82 @@
+"""Deployments and flow runs on a live Prefect server, through its REST API and CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PREFECT = str(Path(sys.executable).parent / "prefect")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class PrefectApi:
+    """The few reads the end-to-end tests need."""
+
+    def __init__(self, api_url: str) -> None:
+        self.http = httpx.Client(base_url=api_url, timeout=15)
+
+    def get(self, path: str) -> Any:
+        response = self.http.get(path)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        response = self.http.post(path, json=dict(body))
+        response.raise_for_status()
+        return response.json()
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        return self.get(f"/flow_runs/{run_id}")
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        """`<flow>/<deployment>` -> the deployment."""
+        return self.get(f"/deployments/name/{name}")
+
+    def flow_runs(self, deployment_id: str, state_types: list[str] | None = None) -> list[dict]:
+        flow_runs: dict[str, Any] = {"deployment_id": {"any_": [deployment_id]}}
+        if state_types:
+            flow_runs["state"] = {"type": {"any_": state_types}}
+        return self.post("/flow_runs/filter", {"flow_runs": flow_runs, "sort": "START_TIME_ASC"})
+
+    def logs(self, run_id: str) -> list[str]:
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+        return [entry["message"] for entry in self.post("/logs/filter", body)]
+
+    def wait_for(self, run_id: str, state_types: set[str], timeout: float) -> dict[str, Any]:
+        """Poll until the run is in one of *state_types*; fail with its last state if not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.flow_run(run_id)
+            if run["state_type"] in state_types:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"flow run {run_id} still {run['state_name']} after {timeout:.0f}s "
+                    f"(wanted {sorted(state_types)}): {run['state'].get('message')}"
+                )
+            time.sleep(0.5)
+
+    def wait_terminal(self, run_id: str, timeout: float = 180) -> dict[str, Any]:
+        return self.wait_for(run_id, TERMINAL, timeout)
+
+
+def run_deployment(name: str, env: Mapping[str, str]) -> str:
+    """`prefect deployment run '<flow>/<deployment>'`; returns the new flow run's id."""
+    result = subprocess.run(
+        [PREFECT, "deployment", "run", name],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"UUID: ([0-9a-f-]{36})", result.stdout)
+    if result.returncode != 0 or not match:
+        raise RuntimeError(f"prefect deployment run {name} failed:\n{result.stdout}{result.stderr}")
+    return match.group(1)

@@ -1,0 +1,232 @@
+"""One production-like site for the end-to-end tests: ingest projects in bare git repos, a warehouse
+deployed to the live Prefect server, and workers started from the warehouse's systemd unit."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support.baking import bake_ingest_project, table_count
+from support.flow_runs import PrefectApi, run_deployment
+from support.services import ManagedProcess, PrefectServer, ProcessPool
+from support.systemd import StopReport, Unit, command_line, read_env_file, systemctl_stop
+from support.warehouse import UNIT, bake_warehouse, commit_all, git
+
+POOL = "ingest"
+TIMEZONE = "America/New_York"  # has DST, so a wrong zone shows in the scheduled times
+CRON = "0 6 * * *"
+WORKER_VENV = f"/opt/prefect-worker-{POOL}/venv"  # the unit's path; here: this test venv
+S3_BUCKET = "prh-landing"
+
+
+@dataclass(frozen=True)
+class Project:
+    """One ingest project as the e2e site uses it: bake answers and where its data goes."""
+
+    answers: dict[str, object]
+    slug: str
+    source_name: str
+
+    @property
+    def flow(self) -> str:
+        return f"{self.slug}-{self.source_name}-ingest"
+
+    @property
+    def deployment(self) -> str:
+        """`<flow>/<deployment>`; the warehouse names each deployment after its flow."""
+        return f"{self.flow}/{self.flow}"
+
+    @property
+    def prefix(self) -> str:
+        return self.slug.upper().replace("-", "_")
+
+    @property
+    def table(self) -> str:
+        return f"{self.slug}_{self.source_name}".replace("-", "_")
+
+    @property
+    def source_setting(self) -> str:
+        return f"{self.prefix}_{self.source_name.upper()}_SOURCE_FILE"
+
+
+def project(slug: str, source_name: str, **answers: object) -> Project:
+    title = slug.replace("-", " ").title()
+    return Project(
+        {"project_name": title, "source_name": source_name, **answers}, slug, source_name
+    )
+
+
+# The three dependency modes; csv and xlsx; local file and S3.
+CLINIC_CAL = project("clinic-cal", "epic", dependency_manager="pipenv", source_format="xlsx")
+LAB_RESULTS = project("lab-results", "lims", dependency_manager="uv", source_format="csv")
+IMAGING = project("imaging", "pacs", dependency_manager="none", source_format="csv", use_s3=True)
+PROJECTS = (CLINIC_CAL, LAB_RESULTS, IMAGING)
+
+
+@dataclass
+class Layout:
+    """Where the site keeps landing files, sinks and the shared venvs (all under *root*)."""
+
+    root: Path
+
+    def landing(self, project: Project) -> Path:
+        suffix = project.answers["source_format"]
+        return self.root / "landing" / project.slug / f"{project.source_name}.{suffix}"
+
+    def sink(self, project: Project) -> Path:
+        return self.root / "sink" / f"{project.slug}.db"
+
+    def rows(self, project: Project) -> int:
+        return table_count(self.sink(project), project.table) if self.sink(project).exists() else 0
+
+    def pipenv_home(self) -> Path:
+        return self.root / "venvs" / "pipenv"
+
+    def uv_environment(self, project: Project) -> Path:
+        return self.root / "venvs" / "uv" / f"prefect-{project.slug}"
+
+    def flow_env(self, project: Project) -> dict[str, str]:
+        """The warehouse `env` of one flow: absolute temp paths for source, sink and venvs."""
+        source = (
+            f"s3://{S3_BUCKET}/{project.source_name}.csv"
+            if project.answers.get("use_s3")
+            else str(self.landing(project))
+        )
+        env = {
+            project.source_setting: source,
+            f"{project.prefix}_DATABASE_URL": f"sqlite:///{self.sink(project)}",
+        }
+        if project.answers["dependency_manager"] == "pipenv":
+            env["WORKON_HOME"] = str(self.pipenv_home())
+        if project.answers["dependency_manager"] == "uv":
+            env["UV_PROJECT_ENVIRONMENT"] = str(self.uv_environment(project))
+        return env
+
+
+@dataclass
+class Site(Layout):
+    """Everything the e2e tests share; workers are started and stopped through it."""
+
+    server: PrefectServer
+    api: PrefectApi
+    warehouse: Path
+    unit: Unit
+    env_file: Path
+    pool: ProcessPool
+    workers: dict[str, ManagedProcess]
+
+    def worker_env(self) -> dict[str, str]:
+        """The unit's EnvironmentFile= and Environment= on top of the server's client env
+        (isolated PREFECT_HOME, fast polling); HOME is the worker user's home."""
+        env = self.server.env
+        env.update(read_env_file(self.env_file))
+        for name, value in self.unit.environment().items():
+            env[name] = value.replace(WORKER_VENV, sys.prefix)
+        env["HOME"] = str(self.root / "worker-home")
+        return env
+
+    def start_worker(self, host: str = "vm1") -> ManagedProcess:
+        """The unit's ExecStart= as systemd would run it on host *host*."""
+        env = self.worker_env()
+        exec_start = self.unit.one("ExecStart").replace(WORKER_VENV, sys.prefix)
+        argv = command_line(exec_start, env, {"H": host})
+        home = Path(env["HOME"])
+        home.mkdir(exist_ok=True)
+        worker = self.pool.start(argv, env=env, name=f"worker-{host}", cwd=home)
+        worker.wait_for_log("started!", timeout=60)
+        self.workers[host] = worker
+        return worker
+
+    def worker(self, host: str = "vm1") -> ManagedProcess:
+        """The running worker on *host*, started if there is none."""
+        running = self.workers.get(host)
+        return running if running and running.alive() else self.start_worker(host)
+
+    def stop_worker(self, host: str = "vm1") -> StopReport:
+        """`systemctl stop` as the unit defines it."""
+        return systemctl_stop(self.unit, self.workers.pop(host), self.worker_env(), {"H": host})
+
+    def run(self, project: Project) -> str:
+        return run_deployment(project.deployment, self.server.env)
+
+
+def bare_repo(project_dir: Path, repos: Path) -> Path:
+    """Commit the baked project and publish it as `<repos>/<slug>.git`, as a push would."""
+    git(project_dir, "init", "-q", "-b", "main")
+    commit_all(project_dir, "baked from prh-ingest-template")
+    bare = repos / f"{project_dir.name}.git"
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(project_dir), str(bare)], check=True, timeout=60
+    )
+    return bare
+
+
+def install_worker(warehouse: Path, root: Path) -> tuple[Unit, Path]:
+    """The warehouse's own installer in dry-run mode writes the unit, its drop-in and the
+    env file under *root*; one flow run per worker (WORKER_LIMIT=1)."""
+    result = subprocess.run(
+        ["bash", "scripts/install-worker.sh", "--dry-run", str(root)],
+        cwd=warehouse,
+        env={"PATH": "/usr/bin:/bin", "WORKER_LIMIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    unit = Unit.read(root / "etc/systemd/system" / UNIT)
+    return unit, root / "etc/prefect-worker" / f"{POOL}.env"
+
+
+def build_site(root: Path, server: PrefectServer) -> Site:
+    repos, projects, layout = root / "git", root / "projects", Layout(root)
+    repos.mkdir()
+    flows = {}
+    for spec in PROJECTS:
+        bare = repos / f"{spec.slug}.git"
+        baked = bake_ingest_project(projects, **spec.answers, git_repo_url=str(bare))
+        assert baked.name == spec.slug
+        bare_repo(baked, repos)
+        sample = next((baked / "data").glob("sample.*"))
+        layout.landing(spec).parent.mkdir(parents=True)
+        shutil.copy(sample, layout.landing(spec))
+        flows[spec.flow] = {
+            "repo": str(bare),
+            "entrypoint": f"prefect/{spec.flow}.py:{spec.flow.replace('-', '_')}",
+            "cron": CRON,
+            "env": layout.flow_env(spec),
+        }
+    (root / "sink").mkdir()
+    warehouse = bake_warehouse(
+        root / "warehouse",
+        flows=flows,
+        timezone=TIMEZONE,
+        work_pool=POOL,
+        prefect_api_url=server.api_url,
+    )
+    deployed = subprocess.run(
+        [sys.executable, "prefect/prw_deploy.py"],
+        cwd=warehouse,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    unit, env_file = install_worker(warehouse, root / "vm")
+    api = PrefectApi(server.api_url)
+    return Site(root, server, api, warehouse, unit, env_file, ProcessPool(root / "logs"), {})
+
+
+@pytest.fixture(scope="session")
+def site(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    built = build_site(tmp_path_factory.mktemp("e2e"), prefect_server)
+    try:
+        yield built
+    finally:
+        built.pool.stop_all()

@@ -1,0 +1,182 @@
+"""Run a worker the way its systemd unit says, without systemd.
+
+The tests take the command, environment and stop behaviour from the generated unit file
+itself (ExecStart=, Environment=, EnvironmentFile=, ExecStop=, KillMode=, KillSignal=,
+TimeoutStopSec=), so what they prove is what the unit does. Only paths that differ on the
+test machine (the worker venv) and specifiers (%H) are substituted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.services import ManagedProcess, group_pids, process_alive
+
+VARIABLE = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The [Service] section of a unit file: every key with all its values, in order."""
+
+    service: dict[str, list[str]]
+
+    @classmethod
+    def read(cls, path: Path) -> Unit:
+        """The unit file, then its drop-ins (`<unit>.d/*.conf`, in name order) on top."""
+        service: dict[str, list[str]] = {}
+        for file in [path, *sorted(path.with_name(path.name + ".d").glob("*.conf"))]:
+            section = None
+            for raw in file.read_text().splitlines():
+                line = raw.strip()
+                if not line or line.startswith(("#", ";")):
+                    continue
+                if line.startswith("["):
+                    section = line.strip("[]")
+                elif section == "Service":
+                    key, _, value = line.partition("=")
+                    service.setdefault(key.strip(), []).append(value.strip())
+        return cls(service)
+
+    def one(self, key: str, default: str | None = None) -> str:
+        values = self.service.get(key)
+        if not values:
+            if default is None:
+                raise KeyError(f"the unit has no {key}=")
+            return default
+        return values[-1]
+
+    def all(self, key: str) -> list[str]:
+        return [value for value in self.service.get(key, []) if value]
+
+    def environment(self) -> dict[str, str]:
+        """Environment= assignments (quoted words may hold spaces), later lines winning."""
+        env: dict[str, str] = {}
+        for value in self.all("Environment"):
+            for word in shlex.split(value):
+                name, _, text = word.partition("=")
+                env[name] = text
+        return env
+
+    def stop_timeout(self) -> float:
+        text = self.one("TimeoutStopSec", "90")
+        return float(text.removesuffix("s"))
+
+    def kill_signal(self) -> int:
+        return int(getattr(signal, self.one("KillSignal", "SIGTERM")))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """An EnvironmentFile=: KEY=VALUE lines, comments and blank lines ignored."""
+    env = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", ";")):
+            name, _, value = line.partition("=")
+            env[name.strip()] = value.strip().strip("\"'")
+    return env
+
+
+def command_line(value: str, env: Mapping[str, str], specifiers: Mapping[str, str]) -> list[str]:
+    """An Exec*= line as systemd runs it: split into words, then `${VAR}` substituted in
+    place, a lone `$VAR` word split on whitespace, `$$` a literal `$`, `%X` specifiers."""
+    value = value.lstrip("-@:+!")  # exit-status and privilege prefixes do not change the argv
+    words: list[str] = []
+    for word in shlex.split(value):
+        lone = re.fullmatch(r"\$(\w+)", word)
+        if lone:
+            words += env.get(lone.group(1), "").split()
+            continue
+        word = VARIABLE.sub(
+            lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1) or m.group(2), ""), word
+        )
+        words.append(_specifiers(word, specifiers))
+    return words
+
+
+def _specifiers(word: str, specifiers: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key == "%":
+            return "%"
+        if key not in specifiers:
+            raise KeyError(f"specifier %{key} in the unit: the test does not emulate it")
+        return specifiers[key]
+
+    return re.sub(r"%(.)", replace, word)
+
+
+def descendants(pid: int) -> list[int]:
+    """*pid* and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _kill(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class StopReport:
+    """What `systemctl stop` did: ExecStop exit codes and whether SIGKILL was needed."""
+
+    exec_stop_codes: list[int]
+    sigkilled: bool
+    seconds: float
+
+
+def systemctl_stop(
+    unit: Unit, worker: ManagedProcess, env: Mapping[str, str], specifiers: Mapping[str, str]
+) -> StopReport:
+    """Stop *worker* as systemd stops the service: ExecStop= (with $MAINPID), then KillSignal=
+    per KillMode= (control-group: every process of the unit; mixed/process: the main one),
+    then SIGKILL to what is left after TimeoutStopSec= (control-group and mixed)."""
+    started = time.monotonic()
+    deadline = started + unit.stop_timeout()
+    main = worker.pid
+    stop_env = {**env, "MAINPID": str(main)}
+    codes = []
+    for line in unit.all("ExecStop"):
+        argv = command_line(line, stop_env, specifiers)
+        remaining = max(deadline - time.monotonic(), 0.1)
+        try:
+            codes.append(subprocess.run(argv, env=stop_env, timeout=remaining).returncode)
+        except subprocess.TimeoutExpired:
+            codes.append(-signal.SIGKILL)
+    mode = unit.one("KillMode", "control-group")
+    unit_processes = sorted(set(descendants(main)) | set(group_pids(main)))
+    _kill(unit_processes if mode == "control-group" else [main], unit.kill_signal())
+    while worker.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = sorted(set(descendants(main)) | set(group_pids(main)) | set(unit_processes))
+    leftovers = [pid for pid in leftovers if process_alive(pid)]
+    sigkilled = bool(leftovers) and mode in ("control-group", "mixed")
+    if sigkilled:
+        _kill(leftovers, signal.SIGKILL)
+    if worker.popen is not None:
+        worker.popen.wait(timeout=10)
+    return StopReport(codes, sigkilled, time.monotonic() - started)
