@@ -34,6 +34,10 @@ run() {
 check_host() {
   if [ "$DRY_RUN" = 1 ]; then return; fi
   if [ "$(id -u)" != 0 ]; then echo "ERROR: run as root (sudo $0)" >&2; exit 1; fi
+  if ! command -v pgrep >/dev/null; then
+    echo "ERROR: pgrep not found (the unit's ExecStop needs it): apt-get install procps" >&2
+    exit 1
+  fi
   local home
   home="$(getent passwd "$WORKER_USER" | cut -d: -f6)"
   if [ "$home" != "/home/$WORKER_USER" ]; then
