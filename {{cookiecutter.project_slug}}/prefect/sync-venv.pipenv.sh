@@ -17,11 +17,12 @@ mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
 flock 9
 
-inputs=(Pipfile)
-if [ -f Pipfile.lock ]; then inputs+=(Pipfile.lock); fi
-wanted=$(cat "${inputs[@]}" | sha256sum)
+inputs_hash() {  # of the dependency files there are: Pipfile Pipfile.lock
+  for file in Pipfile Pipfile.lock; do [ ! -f "$file" ] || cat "$file"; done | sha256sum
+}
+wanted=$(inputs_hash)
 
-if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+if [ -x "$venv/bin/python" ] && grep -qxF "$wanted" "$stamp" 2>/dev/null; then
   echo "venv $venv is up to date"
   exit 0
 fi
@@ -32,4 +33,5 @@ if [ -f Pipfile.lock ]; then
 else
   pipenv install
 fi
-printf '%s\n' "$wanted" >"$stamp"
+# Remember the inputs as they were and as the install left them (it writes a missing lock).
+printf '%s\n%s\n' "$wanted" "$(inputs_hash)" >"$stamp"

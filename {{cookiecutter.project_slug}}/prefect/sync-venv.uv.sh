@@ -15,11 +15,12 @@ mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
 flock 9
 
-inputs=(pyproject.toml .python-version)
-if [ -f uv.lock ]; then inputs+=(uv.lock); fi
-wanted=$(cat "${inputs[@]}" | sha256sum)
+inputs_hash() {  # of the dependency files there are: pyproject.toml .python-version uv.lock
+  for file in pyproject.toml .python-version uv.lock; do [ ! -f "$file" ] || cat "$file"; done | sha256sum
+}
+wanted=$(inputs_hash)
 
-if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+if [ -x "$venv/bin/python" ] && grep -qxF "$wanted" "$stamp" 2>/dev/null; then
   echo "environment $venv is up to date"
   exit 0
 fi
@@ -30,4 +31,5 @@ if [ -f uv.lock ]; then
 else
   uv sync --no-dev
 fi
-printf '%s\n' "$wanted" >"$stamp"
+# Remember the inputs as they were and as the install left them (it writes a missing lock).
+printf '%s\n%s\n' "$wanted" "$(inputs_hash)" >"$stamp"

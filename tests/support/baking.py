@@ -1,0 +1,86 @@
+"""Baking ingest projects and running what they contain, for the template tests."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SAMPLE_ROWS = 20
+# The default bake's contract names (see ../shared/ARCHITECTURE.md).
+FLOW_NAME = "clinic-cal-epic-ingest"
+FLOW_FILE = f"prefect/{FLOW_NAME}.py"
+SOURCE_SETTING = "CLINIC_CAL_EPIC_SOURCE_FILE"
+SINK_SETTING = "CLINIC_CAL_DATABASE_URL"
+TABLE = "clinic_cal_epic"
+
+
+def bake_ingest_project(output_dir: Path, **answers: object) -> Path:
+    """`cookiecutter <repo> --no-input` with *answers*; returns the project folder."""
+    return Path(
+        cookiecutter(
+            str(REPO_DIR), no_input=True, output_dir=str(output_dir), extra_context=answers
+        )
+    )
+
+
+def cookiecutter_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str]:
+    """The command a user types: `cookiecutter <repo> --no-input -o DIR key=value ...`."""
+    argv = [str(BIN / "cookiecutter"), str(REPO_DIR), "--no-input", "-o", str(output_dir)]
+    return run([*argv, *answers], cwd=output_dir.parent)
+
+
+def unrendered_files(project: Path) -> list[str]:
+    """Text files that still hold Jinja markers."""
+    leftovers = []
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and path.suffix != ".xlsx":
+            text = path.read_text(encoding="utf-8")
+            if "{{" in text or "{%" in text or "cookiecutter." in text:
+                leftovers.append(str(path.relative_to(project)))
+    return leftovers
+
+
+def run(argv: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300):
+    """Run a command, capturing text output; never raises on a non-zero exit."""
+    return subprocess.run(
+        argv, cwd=cwd, env=dict(env or os.environ), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def tool_env(base: Mapping[str, str]) -> dict[str, str]:
+    """*base* with this venv's tools (pipenv, uv, prefect, ruff) first on PATH."""
+    return {**base, "PATH": f"{BIN}{os.pathsep}{base.get('PATH', os.defpath)}"}
+
+
+def local_run_env(base: Mapping[str, str], project: Path, venvs: Path, database: Path) -> dict:
+    """The runbook's local run: the source setting points at the bundled sample; the sink and
+    the shared venvs go to the test's folders instead of $HOME."""
+    sample = next((project / "data").glob("sample.*"))
+    return tool_env(
+        {
+            **base,
+            SOURCE_SETTING: str(sample),
+            SINK_SETTING: f"sqlite:///{database}",
+            "WORKON_HOME": str(venvs),
+            "UV_PROJECT_ENVIRONMENT": str(venvs / f"prefect-{project.name}"),
+            "UV_CACHE_DIR": str(venvs.parent / "uv-cache"),
+        }
+    )
+
+
+def run_flow_script(project: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python prefect/<flow>.py` from the project folder, as the runbook says."""
+    return run([sys.executable, FLOW_FILE], cwd=project, env=env)
+
+
+def table_count(database: Path, table: str = TABLE) -> int:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608

@@ -1,0 +1,85 @@
+"""pre_gen_project.py: every bad or hostile answer is refused in one line, with nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.baking import REPO_DIR, cookiecutter_cli
+
+# (answer, value, what the one-line error must say)
+REJECTED = [
+    ("project_slug", "Clinic-Cal", "lowercase words joined by '-'"),
+    ("project_slug", 'clinic"cal', "lowercase words joined by '-'"),
+    ("project_slug", "clinic-$(touch PWNED)", "lowercase words joined by '-'"),
+    ("project_slug", "clinic`touch PWNED`", "lowercase words joined by '-'"),
+    ("project_slug", "clinic\ncal", "lowercase words joined by '-'"),
+    ("project_slug", "../escaped", "lowercase words joined by '-'"),
+    ("project_slug", "clínica", "lowercase words joined by '-'"),
+    ("project_slug", "a" * 41, "at most 40 allowed"),
+    ("project_name", 'Clinic "Cal"', "letters, digits, spaces"),
+    ("project_name", "Clinic $(touch PWNED)", "letters, digits, spaces"),
+    ("project_name", "x" * 81, "at most 80 allowed"),
+    ("source_name", "epic;touch PWNED", "lowercase words joined by '-'"),
+    ("source_name", "Epic", "lowercase words joined by '-'"),
+    ("git_repo_url", "https://github.com/org/x.git; touch PWNED", "is not a git URL"),
+    ("git_repo_url", "https://github.com/org/../../etc.git", "is not a git URL"),
+    ("git_repo_url", "github.com/org/clinic-cal", "is not a git URL"),
+    ("python_version", "2.7", "one of 3.10, 3.11, 3.12, 3.13"),
+    ("python_version", "3.1;", "one of 3.10, 3.11, 3.12, 3.13"),
+    ("python_version", "3.11$(touch PWNED)", "at most 4 allowed"),
+    ("__flow_name", "other-flow", "__flow_name is derived"),
+]
+
+
+def rejection_id(case: tuple[str, str, str]) -> str:
+    key, value, _ = case
+    shown = value.encode("unicode_escape").decode()[:24]
+    return f"{key}={shown}"
+
+
+@pytest.mark.parametrize("case", REJECTED, ids=[rejection_id(case) for case in REJECTED])
+def test_bad_answer_is_refused_with_one_line_and_nothing_written(
+    case: tuple[str, str, str], tmp_path: Path
+) -> None:
+    key, value, message = case
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+
+    result = cookiecutter_cli(output_dir, f"{key}={value}")
+
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert key in errors[0] and message in errors[0]
+    assert list(output_dir.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+    assert not list(tmp_path.rglob("PWNED")) and not (REPO_DIR / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("source_format", "parquet"), ("dependency_manager", "conda")]
+)
+def test_an_answer_outside_a_choice_is_refused_by_cookiecutter(
+    key: str, value: str, tmp_path: Path
+) -> None:
+    """cookiecutter itself refuses it (with its own traceback), before any hook or file."""
+    result = cookiecutter_cli(tmp_path, f"{key}={value}")
+    assert result.returncode != 0
+    assert f"{value} provided for choice variable {key}, but the choices are" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_answers_are_accepted(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "clinic-cal" / "prefect" / "clinic-cal-epic-ingest.py").is_file()
+
+
+def test_a_slug_with_a_slash_writes_no_files(tmp_path: Path) -> None:
+    """cookiecutter makes the slug's folders before any hook runs; it removes the last one
+    on failure but leaves empty parents. No file is ever written."""
+    result = cookiecutter_cli(tmp_path, "project_slug=a/b")
+    assert result.returncode != 0
+    assert "error: project_slug 'a/b' is not valid" in result.stderr
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []

@@ -1,0 +1,251 @@
+"""The ingest-project template: every option combination bakes into a clean, working project."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from support.baking import (
+    BIN,
+    FLOW_FILE,
+    FLOW_NAME,
+    SAMPLE_ROWS,
+    SINK_SETTING,
+    SOURCE_SETTING,
+    bake_ingest_project,
+    cookiecutter_cli,
+    local_run_env,
+    run,
+    run_flow_script,
+    table_count,
+    unrendered_files,
+)
+from support.services import offline_env
+
+DEPENDENCY_MANAGERS = ["pipenv", "uv", "none"]
+SOURCE_FORMATS = ["xlsx", "csv"]
+USE_S3 = [False, True]
+
+COMBINATIONS = [
+    {"dependency_manager": manager, "source_format": source_format, "use_s3": use_s3}
+    for manager, source_format, use_s3 in itertools.product(
+        DEPENDENCY_MANAGERS, SOURCE_FORMATS, USE_S3
+    )
+]
+# Files only one option value may leave behind.
+FILES_OF = {
+    "pipenv": {"Pipfile", "prefect/sync-venv.sh"},
+    "uv": {"pyproject.toml", ".python-version", "prefect/sync-venv.sh"},
+    "none": {"requirements.txt", "requirements-dev.txt"},
+}
+
+
+def combination_id(answers: dict) -> str:
+    s3 = "s3" if answers["use_s3"] else "local"
+    return f"{answers['dependency_manager']}-{answers['source_format']}-{s3}"
+
+
+@pytest.fixture(params=COMBINATIONS, ids=combination_id)
+def answers(request: pytest.FixtureRequest) -> dict:
+    return request.param
+
+
+@pytest.fixture
+def project(answers: dict, tmp_path: Path) -> Path:
+    return bake_ingest_project(tmp_path / "out", **answers)
+
+
+def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
+    assert project.name == "clinic-cal"
+    flow_source = (project / FLOW_FILE).read_text()
+    assert f'FLOW_NAME = "{FLOW_NAME}"' in flow_source
+    assert "def clinic_cal_epic_ingest() -> None:" in flow_source
+    assert (project / "data" / f"sample.{answers['source_format']}").is_file()
+    assert not unrendered_files(project)
+
+
+def test_keeps_only_the_chosen_options_files(project: Path, answers: dict) -> None:
+    present = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
+    chosen = answers["dependency_manager"]
+    assert FILES_OF[chosen] <= present
+    for other, files in FILES_OF.items():
+        if other != chosen:
+            assert not (files - FILES_OF[chosen]) & present, f"{other} files left"
+    assert not any(".pipenv." in name or ".uv." in name for name in present)
+    assert len(list((project / "data").iterdir())) == 1
+    if chosen != "none":
+        assert os.access(project / "prefect" / "sync-venv.sh", os.X_OK)
+
+
+def test_settings_file_has_production_values(project: Path, answers: dict) -> None:
+    settings = (project / "prefect" / ".env").read_text()
+    assert (
+        f"{SOURCE_SETTING}=/srv/prh/landing/clinic-cal/epic.{answers['source_format']}" in settings
+    )
+    assert f"{SINK_SETTING}=sqlite:///${{HOME}}/prh-data/clinic-cal.db" in settings
+    assert ("PIPENV_CUSTOM_VENV_NAME=prefect-clinic-cal" in settings) == (
+        answers["dependency_manager"] == "pipenv"
+    )
+    assert ("CLINIC_CAL_S3_BUCKET_BLOCK=" in settings) == answers["use_s3"]
+
+
+def test_generated_code_passes_ruff(project: Path) -> None:
+    result = run([str(BIN / "ruff"), "check", "--no-cache", "."], cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_baked_projects_own_tests_pass(project: Path) -> None:
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_post_gen_message_prints_local_run_and_warehouse_entry(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    local_run = f"cd clinic-cal && {SOURCE_SETTING}=$PWD/data/sample.xlsx python {FLOW_FILE}"
+    assert local_run in result.stdout
+    entry_line = next(line for line in result.stdout.splitlines() if "add-flow" in line)
+    entry = json.loads(entry_line.split("'")[1])
+    assert entry == {
+        FLOW_NAME: {
+            "repo": "https://github.com/org/clinic-cal.git",
+            "entrypoint": f"{FLOW_FILE}:clinic_cal_epic_ingest",
+            "cron": "0 6 * * *",
+        }
+    }
+
+
+# --- The runbook's local run, on Prefect's ephemeral default ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def venvs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared venvs for the local runs, as on a developer's machine."""
+    return tmp_path_factory.mktemp("venvs") / "virtualenvs"
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("manager", DEPENDENCY_MANAGERS)
+def test_runbook_local_run_loads_sample_and_rerun_adds_nothing(
+    manager: str, tmp_path: Path, venvs: Path
+) -> None:
+    project = bake_ingest_project(tmp_path / "out", dependency_manager=manager)
+    database = tmp_path / "sink" / "clinic-cal.db"
+    env = local_run_env(offline_env(tmp_path / "prefect-home"), project, venvs, database)
+
+    first = run_flow_script(project, env)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    assert f"loaded {SAMPLE_ROWS} rows" in first.stdout + first.stderr
+    assert table_count(database) == SAMPLE_ROWS
+
+    again = run_flow_script(project, env)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    assert table_count(database) == SAMPLE_ROWS
+    if manager != "none":
+        assert "is up to date" in again.stdout + again.stderr  # the warm run skipped the install
+        assert [path.name for path in venvs.iterdir() if path.is_dir()] == ["prefect-clinic-cal"]
+
+
+def test_a_failing_step_fails_the_flow_and_leaves_the_sink(tmp_path: Path) -> None:
+    project = bake_ingest_project(tmp_path / "out", dependency_manager="none")
+    database = tmp_path / "sink" / "clinic-cal.db"
+    env = local_run_env(offline_env(tmp_path / "prefect-home"), project, tmp_path / "v", database)
+    bad = tmp_path / "landing" / "sample.xlsx"
+    bad.parent.mkdir()
+    bad.write_text("not a workbook")
+    env[SOURCE_SETTING] = str(bad)
+
+    result = run_flow_script(project, env)
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"error: {SOURCE_SETTING}={bad}: not a readable xlsx workbook" in output
+    assert output.count("triggered with") == 1  # a rejected file is not retried
+    assert not database.exists() or table_count(database) == 0
+
+
+def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
+    """A failing dependency step stops the script: ingest.py never runs after it.
+
+    The fake `pipenv install` exits 2, the code the flow does not retry, so the test needs
+    no 150 s of retry delays; which failures are retried is the baked project's own test."""
+    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    database = tmp_path / "sink" / "clinic-cal.db"
+    env = local_run_env(offline_env(tmp_path / "prefect-home"), project, tmp_path / "v", database)
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "python").symlink_to(sys.executable)
+    fake_pipenv = fake_bin / "pipenv"  # `pipenv install` fails, `pipenv run` works
+    fake_pipenv.write_text(
+        '#!/bin/sh\nif [ "$1" = run ]; then shift; exec "$@"; fi\n'
+        "echo 'pipenv: install broken' >&2\nexit 2\n"
+    )
+    fake_pipenv.chmod(0o755)
+    env["PATH"] = f"{fake_bin}{os.pathsep}/usr/bin{os.pathsep}/bin"
+
+    result = run_flow_script(project, env)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "pipenv: install broken" in output
+    assert "loaded" not in output
+    assert not database.exists()
+
+
+# --- S3 source, against the loopback S3 server ------------------------------------------------
+
+
+def test_s3_source_is_fetched_loaded_and_archived(
+    tmp_path: Path, s3_server, prefect_server
+) -> None:
+    import boto3
+
+    project = bake_ingest_project(tmp_path / "out", dependency_manager="none", use_s3=True)
+    database = tmp_path / "sink" / "clinic-cal.db"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key_id,
+        aws_secret_access_key=s3_server.secret_access_key,
+        region_name=s3_server.region,
+    )
+    s3.create_bucket(Bucket="prh-landing-test")
+    s3.upload_file(str(project / "data" / "sample.xlsx"), "prh-landing-test", "epic/today.xlsx")
+    env = local_run_env(prefect_server.env, project, tmp_path / "v", database)
+    save_blocks = f"""
+from prefect_aws import AwsCredentials, S3Bucket
+credentials = AwsCredentials(
+    aws_access_key_id={s3_server.access_key_id!r},
+    aws_secret_access_key={s3_server.secret_access_key!r},
+    region_name={s3_server.region!r},
+    aws_client_parameters={{"endpoint_url": {s3_server.endpoint_url!r}}},
+)
+credentials.save("clinic-cal-aws-test", overwrite=True)
+S3Bucket(bucket_name="prh-landing-test", credentials=credentials).save(
+    "clinic-cal-landing-test", overwrite=True
+)
+"""
+    saved = run([sys.executable, "-c", save_blocks], cwd=tmp_path, env=env)
+    assert saved.returncode == 0, saved.stderr
+    env.update(
+        {
+            SOURCE_SETTING: "s3://prh-landing-test/epic/today.xlsx",
+            "CLINIC_CAL_S3_BUCKET_BLOCK": "clinic-cal-landing-test",
+        }
+    )
+
+    result = run_flow_script(project, env)
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert table_count(database) == SAMPLE_ROWS
+    with sqlite3.connect(database) as connection:
+        (name,) = connection.execute("SELECT DISTINCT _source_file FROM clinic_cal_epic").fetchone()
+    assert name == "today.xlsx"
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket="prh-landing-test")["Contents"]]
+    assert keys == ["archive/epic/today.xlsx"]
