@@ -1,0 +1,87 @@
+"""prw_deploy.py for real, against the session's live Prefect server: it names the deployments
+that failed and exits non-zero, and --prune removes deployments no longer listed. A pool of
+its own keeps these deployments apart from the end-to-end site's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.flow_runs import PrefectApi
+from support.services import PrefectServer
+from support.site import bare_repo
+from support.warehouse import bake_warehouse, run_python
+
+pytestmark = pytest.mark.e2e
+
+POOL = "deploy-check"
+HELLO_FLOW = """from prefect import flow
+
+
+@flow(name="hello-ingest")
+def hello_ingest(who: str = "world") -> str:
+    return who
+"""
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A bare git repo holding one trivial flow, as a pushed ingest project would."""
+    root = tmp_path_factory.mktemp("flow-repo")
+    (root / "hello/prefect").mkdir(parents=True)
+    (root / "hello/prefect/hello.py").write_text(HELLO_FLOW)
+    return str(bare_repo(root / "hello", root))
+
+
+def entry(repo: str, function: str = "hello_ingest", **extra: object) -> dict:
+    return {
+        "repo": repo,
+        "entrypoint": f"prefect/hello.py:{function}",
+        "cron": "0 6 * * *",
+        **extra,
+    }
+
+
+def deploy(server: PrefectServer, output_dir: Path, flows: dict, *args: str):
+    """Bake a warehouse with *flows* into *output_dir* and run its prw_deploy.py."""
+    warehouse = bake_warehouse(output_dir, work_pool=POOL, flows=flows)
+    return run_python(["prefect/prw_deploy.py", *args], warehouse, server.env)
+
+
+def pool_deployments(api: PrefectApi) -> list[str]:
+    body = {"work_pools": {"name": {"any_": [POOL]}}}
+    return sorted(deployment["name"] for deployment in api.post("/deployments/filter", body))
+
+
+def test_a_failed_deployment_is_named_and_the_rest_deployed(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    flows = {
+        "hello-ingest": entry(repo, timezone="America/New_York", env={"HELLO_MODE": "test"}),
+        "broken-ingest": entry(repo, function="no_such_flow"),
+    }
+    result = deploy(prefect_server, tmp_path, flows)
+    assert result.returncode == 1
+    assert "FAILED deployments: broken-ingest\n" in result.stderr
+    api = PrefectApi(prefect_server.api_url)
+    assert api.get(f"/work_pools/{POOL}")["type"] == "process"
+    deployment = api.deployment("hello-ingest/hello-ingest")
+    schedule = deployment["schedules"][0]["schedule"]
+    assert (schedule["cron"], schedule["timezone"]) == ("0 6 * * *", "America/New_York")
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["job_variables"] == {"env": {"HELLO_MODE": "test"}}
+
+
+def test_prune_removes_deployments_no_longer_listed(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    both = {"hello-ingest": entry(repo), "retired-ingest": entry(repo)}
+    api = PrefectApi(prefect_server.api_url)
+    first = deploy(prefect_server, tmp_path / "both", both)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert {"hello-ingest", "retired-ingest"} <= set(pool_deployments(api))
+
+    second = deploy(prefect_server, tmp_path / "one", {"hello-ingest": entry(repo)}, "--prune")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Deleted deployment 'retired-ingest'" in second.stdout
+    assert pool_deployments(api) == ["hello-ingest"]
