@@ -194,6 +194,16 @@ def test_install_again_keeps_the_filled_in_env_file(installed: tuple) -> None:
     assert "Environment=WORKER_LIMIT=3\n" in limit.read_text()
 
 
+@pytest.mark.parametrize("limit", ["0", "four", "2; rm -rf /"])
+def test_install_refuses_a_bad_worker_limit(limit: str, installed: tuple, tmp_path: Path) -> None:
+    warehouse, _, _ = installed
+    env = {**os.environ, "WORKER_LIMIT": limit}
+    result = run(["scripts/install-worker.sh", "--dry-run", str(tmp_path)], warehouse, env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("ERROR: WORKER_LIMIT must be a positive whole number")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(tmp_path: Path) -> None:
     warehouse = bake_warehouse(tmp_path, work_pool="etl", worker_user="svc-prefect")
     text = (warehouse / "systemd/prefect-worker-etl.service").read_text()

@@ -25,6 +25,9 @@ VENV="/opt/prefect-worker-$POOL/venv"
 ENV_FILE="/etc/prefect-worker/$POOL.env"
 UNIT_DIR='/etc/systemd/system'
 LIMIT="${WORKER_LIMIT:-$(nproc)}"
+case "$LIMIT" in
+  '' | 0 | *[!0-9]*) echo "ERROR: WORKER_LIMIT must be a positive whole number, not '$LIMIT'" >&2; exit 2 ;;
+esac
 
 # Commands that change the machine run for real, or are only printed in a dry run.
 run() {
