@@ -65,7 +65,7 @@ Created {slug}/. Run the flow locally on the sample data:
 Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 (from the warehouse folder, with a clean git tree):
 
-    scripts/add-flow.sh '{warehouse_entry()}'
+    python scripts/regenerate.py --add '{warehouse_entry()}'
 """
     )
 

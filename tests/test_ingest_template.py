@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -110,7 +112,7 @@ def test_post_gen_message_prints_local_run_and_warehouse_entry(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     local_run = f"cd clinic-cal && {SOURCE_SETTING}=$PWD/data/sample.xlsx python {FLOW_FILE}"
     assert local_run in result.stdout
-    entry_line = next(line for line in result.stdout.splitlines() if "add-flow" in line)
+    entry_line = next(line for line in result.stdout.splitlines() if "regenerate.py --add" in line)
     entry = json.loads(entry_line.split("'")[1])
     assert entry == {
         FLOW_NAME: {
@@ -249,3 +251,28 @@ S3Bucket(bucket_name="prh-landing-test", credentials=credentials).save(
     assert name == "today.xlsx"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket="prh-landing-test")["Contents"]]
     assert keys == ["archive/epic/today.xlsx"]
+
+
+# --- ingest.py on a file it may not read -----------------------------------------------------
+
+
+def test_unreadable_source_is_rejected_in_one_line() -> None:
+    """As root every file is readable, so the test then runs ingest.py as `nobody`, in a
+    folder `nobody` may enter (pytest's tmp_path is private to its user)."""
+    shared = Path(tempfile.mkdtemp(prefix="unreadable-"))
+    try:
+        shared.chmod(0o777)
+        project = bake_ingest_project(shared, dependency_manager="none")
+        locked = shared / "sample.xlsx"
+        shutil.copy(project / "data" / "sample.xlsx", locked)
+        locked.chmod(0)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        argv = [*(as_nobody if os.geteuid() == 0 else []), sys.executable, "ingest.py"]
+        sink = f"sqlite:///{shared / 'sink.db'}"
+        env = {**os.environ, SOURCE_SETTING: str(locked), SINK_SETTING: sink}
+        result = run(argv, cwd=project, env=env)
+    finally:
+        shutil.rmtree(shared)
+    assert result.returncode == 2, result.stderr
+    expected = f"error: {SOURCE_SETTING}={locked}: file is not readable (permission denied)\n"
+    assert result.stderr == expected
