@@ -13,6 +13,7 @@ from support.warehouse import (
     LAB_RESULTS,
     PRH_DASH,
     TEMPLATE_SUBDIR,
+    bake_warehouse,
     commit_all,
     cruft_flows,
     cruft_warehouse,
@@ -80,6 +81,17 @@ def test_removing_an_unknown_flow_is_refused(template: Path, tmp_path: Path) -> 
     result = regenerate(warehouse, "--remove", "no-such-ingest")
     assert result.returncode == 1
     assert "ERROR: --remove no-such-ingest: no such flow" in result.stderr
+
+
+def test_a_warehouse_without_answers_is_told_how_to_link_it(tmp_path: Path) -> None:
+    warehouse = bake_warehouse(tmp_path)  # plain cookiecutter writes no .cruft.json
+    git(warehouse, "init", "-q", "-b", "main")
+    commit_all(warehouse, "baked")
+    result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))
+    assert result.returncode == 1
+    assert "ERROR: no .cruft.json: link this warehouse to its template once with `cruft link" in (
+        result.stderr
+    )
 
 
 def test_hand_edits_and_files_survive_a_template_update(template: Path, tmp_path: Path) -> None:
