@@ -89,9 +89,8 @@ def test_a_warehouse_without_answers_is_told_how_to_link_it(tmp_path: Path) -> N
     commit_all(warehouse, "baked")
     result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))
     assert result.returncode == 1
-    assert "ERROR: no .cruft.json: link this warehouse to its template once with `cruft link" in (
-        result.stderr
-    )
+    assert "ERROR: no .cruft.json: link this warehouse" in result.stderr
+    assert "`cruft link -y --directory warehouse-template --extra-context" in result.stderr
 
 
 def test_hand_edits_and_files_survive_a_template_update(template: Path, tmp_path: Path) -> None:

@@ -45,8 +45,9 @@ def current_flows() -> dict[str, Any]:
     answers = WAREHOUSE / ".cruft.json"
     if not answers.is_file():
         raise RegenerateError(
-            "no .cruft.json: link this warehouse to its template once with `cruft link "
-            "<template url> --directory warehouse-template`, commit, then regenerate"
+            "no .cruft.json: link this warehouse to its template once with `cruft link -y "
+            "--directory warehouse-template --extra-context '<the answers it was baked with, "
+            "as JSON>' <template url>`, commit, then regenerate"
         )
     state = json.loads(answers.read_text())
     return state["context"]["cookiecutter"].get("flows", {})
