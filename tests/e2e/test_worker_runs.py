@@ -3,9 +3,16 @@ from the generated systemd unit, and the faults a production site meets."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
+
 import pytest
 from support.baking import SAMPLE_ROWS
-from support.site import CLINIC_CAL, POOL, Site
+from support.site import CLINIC_CAL, CRON, LAB_RESULTS, POOL, TIMEZONE, Site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
@@ -30,3 +37,92 @@ def test_pipenv_flow_runs_twice_in_one_venv_without_duplicates(site: Site) -> No
         assert site.rows(CLINIC_CAL) == SAMPLE_ROWS
     venvs = sorted(path.name for path in site.pipenv_home().iterdir() if path.is_dir())
     assert venvs == [f"prefect-{CLINIC_CAL.slug}"]
+
+
+def test_bad_source_file_fails_the_run_with_one_clear_line_and_keeps_the_sink(site: Site) -> None:
+    site.worker()
+    before = site.rows(CLINIC_CAL)
+    landing = site.landing(CLINIC_CAL)
+    landing.write_bytes(b"this is not a workbook\n")
+    try:
+        run_id = site.run(CLINIC_CAL)
+        run = site.api.wait_terminal(run_id, timeout=120)
+    finally:
+        shutil.copy(site.sample(CLINIC_CAL), landing)
+    logs = logs_of(site, run_id)
+    assert run["state_type"] == "FAILED", logs
+    errors = [line for line in logs.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(landing) in errors[0], logs
+    assert site.rows(CLINIC_CAL) == before
+
+
+def overlaps(runs: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of runs whose Running intervals intersect."""
+    ordered = sorted(runs, key=lambda run: run["start_time"])
+    return [
+        (first["name"], second["name"])
+        for first, second in zip(ordered, ordered[1:], strict=False)
+        if second["start_time"] < first["end_time"]
+    ]
+
+
+def test_two_workers_share_the_pool_and_respect_limits(site: Site) -> None:
+    workers = {host: site.worker(host) for host in ("vm1", "vm2")}
+    triggered = {spec.flow: [site.run(spec), site.run(spec)] for spec in (CLINIC_CAL, LAB_RESULTS)}
+    finished = {
+        run_id: site.api.wait_terminal(run_id, timeout=240)
+        for run_ids in triggered.values()
+        for run_id in run_ids
+    }
+    assert {run["state_type"] for run in finished.values()} == {"COMPLETED"}, finished
+    # Deployment concurrency limit 1: two runs of one deployment never overlap.
+    for run_ids in triggered.values():
+        assert overlaps([finished[run_id] for run_id in run_ids]) == []
+    # Both workers took runs, and neither ran more than its --limit (1) at once.
+    # (A worker that loses the race for a run logs "Aborted submission"; the winner this.)
+    taken = {
+        host: [
+            run_id
+            for run_id, run in finished.items()
+            if f"Flow run '{run['name']}' submitted to infrastructure" in worker.log_text()
+        ]
+        for host, worker in workers.items()
+    }
+    assert all(taken.values()), taken
+    assert sorted(sum(taken.values(), [])) == sorted(finished)
+    for run_ids in taken.values():
+        assert overlaps([finished[run_id] for run_id in run_ids]) == []
+    # The shared environments stayed healthy, and the rows are there once.
+    pipenv_pip = site.pipenv_home() / f"prefect-{CLINIC_CAL.slug}" / "bin" / "pip"
+    assert subprocess.run([pipenv_pip, "--version"], capture_output=True).returncode == 0
+    uv_python = site.uv_environment(LAB_RESULTS) / "bin" / "python"
+    assert subprocess.run([uv_python, "-c", "import sqlalchemy"]).returncode == 0
+    assert (site.rows(CLINIC_CAL), site.rows(LAB_RESULTS)) == (SAMPLE_ROWS, SAMPLE_ROWS)
+    report = site.stop_worker("vm2")
+    assert not report.sigkilled, report
+
+
+def test_cron_schedule_has_runs_at_the_next_local_times(site: Site) -> None:
+    deployment = site.api.deployment(CLINIC_CAL.deployment)
+    (schedule,) = [entry["schedule"] for entry in deployment["schedules"]]
+    assert (schedule["cron"], schedule["timezone"]) == (CRON, TIMEZONE)
+    deadline = time.monotonic() + 30
+    while True:
+        scheduled = [
+            datetime.fromisoformat(run["expected_start_time"])
+            for run in site.api.flow_runs(deployment["id"], ["SCHEDULED"])
+            if run["state_name"] == "Scheduled" and run["auto_scheduled"]
+        ]
+        if len(scheduled) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert sorted(scheduled)[:3] == next_six_am(TIMEZONE, count=3)
+
+
+def next_six_am(zone: str, count: int) -> list[datetime]:
+    """The next *count* 06:00 wall-clock times in *zone* (what CRON means), in UTC."""
+    tz = ZoneInfo(zone)
+    now = datetime.now(tz)
+    days = (now.date() + timedelta(days=offset) for offset in range(count + 1))
+    times = [datetime.combine(day, dt_time(6), tzinfo=tz) for day in days]
+    return [moment.astimezone(UTC) for moment in times if moment > now][:count]

@@ -79,6 +79,12 @@ class Layout:
         suffix = project.answers["source_format"]
         return self.root / "landing" / project.slug / f"{project.source_name}.{suffix}"
 
+    def sample(self, project: Project) -> Path:
+        """The sample file the baked project ships."""
+        return self.root / "projects" / project.slug / "data" / self.landing(project).name.replace(
+            project.source_name, "sample"
+        )
+
     def sink(self, project: Project) -> Path:
         return self.root / "sink" / f"{project.slug}.db"
 
@@ -192,9 +198,8 @@ def build_site(root: Path, server: PrefectServer) -> Site:
         baked = bake_ingest_project(projects, **spec.answers, git_repo_url=str(bare))
         assert baked.name == spec.slug
         bare_repo(baked, repos)
-        sample = next((baked / "data").glob("sample.*"))
         layout.landing(spec).parent.mkdir(parents=True)
-        shutil.copy(sample, layout.landing(spec))
+        shutil.copy(layout.sample(spec), layout.landing(spec))
         flows[spec.flow] = {
             "repo": str(bare),
             "entrypoint": f"prefect/{spec.flow}.py:{spec.flow.replace('-', '_')}",
