@@ -247,8 +247,8 @@ S3Bucket(bucket_name="prh-landing-test", credentials=credentials).save(
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert table_count(database) == SAMPLE_ROWS
     with sqlite3.connect(database) as connection:
-        (name,) = connection.execute("SELECT DISTINCT _source_file FROM clinic_cal_epic").fetchone()
-    assert name == "today.xlsx"
+        loads = connection.execute("SELECT source_file FROM clinic_cal_epic_loads").fetchall()
+    assert loads == [("today.xlsx",)]
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket="prh-landing-test")["Contents"]]
     assert keys == ["archive/epic/today.xlsx"]
 

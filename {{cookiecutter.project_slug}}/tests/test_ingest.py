@@ -46,9 +46,12 @@ def test_loads_the_sample(database: Path) -> None:
 
 def test_rerunning_the_same_file_adds_no_rows(database: Path) -> None:
     assert ingest(SAMPLE, database).returncode == 0
-    first = [row[:-1] for row in table_rows(database)]  # all but _loaded_at
+    first = [row[:-1] for row in table_rows(database)]  # all but _load_id
     assert ingest(SAMPLE, database).returncode == 0
     assert [row[:-1] for row in table_rows(database)] == first
+    with sqlite3.connect(database) as connection:
+        loads = connection.execute(f"SELECT source_file, row_count FROM {TABLE}_loads").fetchall()
+    assert loads == [(SAMPLE.name, SAMPLE_ROWS)]
 
 
 def test_a_file_with_another_name_adds_its_rows(database: Path, tmp_path: Path) -> None:
