@@ -145,7 +145,7 @@ def {{ cookiecutter.__flow_function }}() -> None:
     logger = get_run_logger()
     settings = load_settings()
     source = setting(settings, SOURCE_SETTING)
-    setting(settings, SINK_SETTING)
+    setting(settings, SINK_SETTING)  # fail before any work when the sink is not set
 {%- if cookiecutter.use_s3 %}
     if source.startswith("s3://"):
         bucket = S3Bucket.load(setting(settings, BUCKET_BLOCK_SETTING))
