@@ -4,15 +4,22 @@ from the generated systemd unit, and the faults a production site meets."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
 from support.baking import SAMPLE_ROWS
-from support.site import CLINIC_CAL, CRON, LAB_RESULTS, POOL, TIMEZONE, Site
+from support.services import S3Server
+from support.site import CLINIC_CAL, CRON, IMAGING, LAB_RESULTS, POOL, S3_BUCKET, TIMEZONE, Site
+from support.systemd import wait_for_descendant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
@@ -126,3 +133,58 @@ def next_six_am(zone: str, count: int) -> list[datetime]:
     days = (now.date() + timedelta(days=offset) for offset in range(count + 1))
     times = [datetime.combine(day, dt_time(6), tzinfo=tz) for day in days]
     return [moment.astimezone(UTC) for moment in times if moment > now][:count]
+
+
+def test_s3_source_runs_through_the_worker_with_blocks_on_the_server(
+    site: Site, s3_server: S3Server
+) -> None:
+    site.save_s3_blocks(IMAGING, s3_server)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        region_name=s3_server.region,
+        aws_access_key_id=s3_server.access_key_id,
+        aws_secret_access_key=s3_server.secret_access_key,
+    )
+    s3.create_bucket(Bucket=S3_BUCKET)
+    s3.upload_file(str(site.sample(IMAGING)), S3_BUCKET, f"{IMAGING.source_name}.csv")
+    site.worker()
+    run_id = site.run(IMAGING)
+    run = site.api.wait_terminal(run_id, timeout=120)
+    assert run["state_type"] == "COMPLETED", logs_of(site, run_id)
+    assert site.rows(IMAGING) == SAMPLE_ROWS
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=S3_BUCKET)["Contents"]]
+    assert keys == [f"archive/{IMAGING.source_name}.csv"]
+
+
+@contextmanager
+def database_busy(database: Path) -> Iterator[None]:
+    """Hold the SQLite sink's write lock, as a long transaction of another writer would."""
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        connection.close()
+
+
+def test_worker_stopped_mid_run_crashes_the_run_and_the_next_run_loads_once(site: Site) -> None:
+    """`systemctl stop` (as the unit defines it) while the run's ingest step is waiting on the
+    busy sink: the run must reach a terminal state quickly, load nothing, leave no process
+    behind, and a restarted worker must run the next one (the deployment's single concurrency
+    slot is free again)."""
+    worker = site.worker()
+    before = site.rows(LAB_RESULTS)
+    with database_busy(site.sink(LAB_RESULTS)):
+        run_id = site.run(LAB_RESULTS)
+        wait_for_descendant(worker.pid, "ingest.py", timeout=120)
+        time.sleep(1)  # past its imports: ingest.py now waits for the sink's lock
+        report = site.stop_worker()
+    stopped = site.api.wait_terminal(run_id, timeout=30)
+    assert stopped["state_type"] == "CRASHED", stopped["state"]
+    assert not report.sigkilled and report.seconds < site.unit.stop_timeout(), report
+    assert site.rows(LAB_RESULTS) == before
+    site.worker()
+    next_id = site.run(LAB_RESULTS)
+    assert site.api.wait_terminal(next_id, timeout=120)["state_type"] == "COMPLETED"
+    assert site.rows(LAB_RESULTS) == SAMPLE_ROWS

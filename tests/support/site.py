@@ -3,7 +3,9 @@ deployed to the live Prefect server, and workers started from the warehouse's sy
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pytest
 
 from support.baking import bake_ingest_project, table_count
 from support.flow_runs import PrefectApi, run_deployment
-from support.services import ManagedProcess, PrefectServer, ProcessPool
+from support.services import ManagedProcess, PrefectServer, ProcessPool, S3Server
 from support.systemd import StopReport, Unit, command_line, read_env_file, systemctl_stop
 from support.warehouse import UNIT, bake_warehouse, commit_all, git
 
@@ -23,6 +25,22 @@ TIMEZONE = "America/New_York"  # has DST, so a wrong zone shows in the scheduled
 CRON = "0 6 * * *"
 WORKER_VENV = f"/opt/prefect-worker-{POOL}/venv"  # the unit's path; here: this test venv
 S3_BUCKET = "prh-landing"
+
+
+SAVE_S3_BLOCKS = """
+import json, sys
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.client_parameters import AwsClientParameters
+
+a = json.loads(sys.argv[1])
+credentials = AwsCredentials(
+    aws_access_key_id=a["key"], aws_secret_access_key=a["secret"], region_name=a["region"],
+    aws_client_parameters=AwsClientParameters(endpoint_url=a["endpoint"]),
+)
+credentials.save(a["credentials_block"], overwrite=True)
+bucket = S3Bucket(bucket_name=a["bucket"], credentials=AwsCredentials.load(a["credentials_block"]))
+bucket.save(a["bucket_block"], overwrite=True)
+"""
 
 
 @dataclass(frozen=True)
@@ -81,15 +99,23 @@ class Layout:
 
     def sample(self, project: Project) -> Path:
         """The sample file the baked project ships."""
-        return self.root / "projects" / project.slug / "data" / self.landing(project).name.replace(
-            project.source_name, "sample"
+        return (
+            self.root
+            / "projects"
+            / project.slug
+            / "data"
+            / self.landing(project).name.replace(project.source_name, "sample")
         )
 
     def sink(self, project: Project) -> Path:
         return self.root / "sink" / f"{project.slug}.db"
 
     def rows(self, project: Project) -> int:
-        return table_count(self.sink(project), project.table) if self.sink(project).exists() else 0
+        """Rows in the project's sink table (0 before the first load created it)."""
+        try:
+            return table_count(self.sink(project), project.table)
+        except sqlite3.OperationalError:  # no such table
+            return 0
 
     def pipenv_home(self) -> Path:
         return self.root / "venvs" / "pipenv"
@@ -160,6 +186,26 @@ class Site(Layout):
 
     def run(self, project: Project) -> str:
         return run_deployment(project.deployment, self.server.env)
+
+    def save_s3_blocks(self, project: Project, s3: S3Server) -> None:
+        """The blocks the project's README has you create once, pointed at the S3 server."""
+        answers = {
+            "endpoint": s3.endpoint_url,
+            "key": s3.access_key_id,
+            "secret": s3.secret_access_key,
+            "region": s3.region,
+            "bucket": S3_BUCKET,
+            "credentials_block": f"{project.slug}-aws",
+            "bucket_block": f"{project.slug}-landing",
+        }
+        saved = subprocess.run(
+            [sys.executable, "-c", SAVE_S3_BLOCKS, json.dumps(answers)],
+            env=self.server.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert saved.returncode == 0, saved.stderr
 
 
 def bare_repo(project_dir: Path, repos: Path) -> Path:

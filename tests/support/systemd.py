@@ -132,12 +132,34 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def wait_for_descendant(root: int, needle: str, timeout: float) -> int:
+    """The first process below *root* whose command line contains *needle*."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in descendants(root):
+            try:
+                if needle in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    return pid
+            except FileNotFoundError:
+                continue
+        time.sleep(0.1)
+    raise TimeoutError(f"no process running {needle!r} below PID {root} after {timeout:.0f}s")
+
+
 def _kill(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _unit_leftovers(main: int, known: list[int], mode: str) -> list[int]:
+    """The unit's processes still alive: the main one, and for control-group/mixed the rest."""
+    if mode == "process":
+        return [main] if process_alive(main) else []
+    candidates = set(descendants(main)) | set(group_pids(main)) | set(known)
+    return sorted(pid for pid in candidates if process_alive(pid))
 
 
 @dataclass
@@ -170,11 +192,13 @@ def systemctl_stop(
     mode = unit.one("KillMode", "control-group")
     unit_processes = sorted(set(descendants(main)) | set(group_pids(main)))
     _kill(unit_processes if mode == "control-group" else [main], unit.kill_signal())
-    while worker.alive() and time.monotonic() < deadline:
+    # systemd waits for the main process and (except for KillMode=process) the rest of the
+    # unit's processes to exit, up to TimeoutStopSec=.
+    while (
+        leftovers := _unit_leftovers(main, unit_processes, mode)
+    ) and time.monotonic() < deadline:
         time.sleep(0.1)
-    leftovers = sorted(set(descendants(main)) | set(group_pids(main)) | set(unit_processes))
-    leftovers = [pid for pid in leftovers if process_alive(pid)]
-    sigkilled = bool(leftovers) and mode in ("control-group", "mixed")
+    sigkilled = bool(leftovers)
     if sigkilled:
         _kill(leftovers, signal.SIGKILL)
     if worker.popen is not None:
