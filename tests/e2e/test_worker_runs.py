@@ -14,7 +14,6 @@ from datetime import time as dt_time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
 from support.baking import SAMPLE_ROWS
 from support.services import S3Server
@@ -139,13 +138,7 @@ def test_s3_source_runs_through_the_worker_with_blocks_on_the_server(
     site: Site, s3_server: S3Server
 ) -> None:
     site.save_s3_blocks(IMAGING, s3_server)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name=s3_server.region,
-        aws_access_key_id=s3_server.access_key_id,
-        aws_secret_access_key=s3_server.secret_access_key,
-    )
+    s3 = s3_server.client()
     s3.create_bucket(Bucket=S3_BUCKET)
     s3.upload_file(str(site.sample(IMAGING)), S3_BUCKET, f"{IMAGING.source_name}.csv")
     site.worker()
