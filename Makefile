@@ -26,8 +26,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hooks warehouse-template/hooks tests scripts
 
-## Benchmarks: writes BENCHMARKS.md. Never part of `make test`.
+## Benchmarks: writes BENCHMARKS.md (about 15 min). Never part of `make test`.
+## Bench-only dependencies (pandas, for the baseline) come from benchmarks/requirements.txt.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt -c constraints.txt
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -1,0 +1,77 @@
+"""`python -m benchmarks [--quick] [--only NAME,...] [--output FILE] [--scratch DIR]`.
+
+Runs the measurements of issue 5 and writes the table to BENCHMARKS.md (or --output).
+Everything it creates (projects, venvs, Prefect's home, git repos) stays under --scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.common import FULL, QUICK, REPO_DIR, BenchError, Context, progress
+from benchmarks.report import render
+
+# In the order they run: --only name -> module (its measure(ctx) returns sections).
+BENCHMARKS = {
+    "ingest": "ingest_load",  # 7
+    "deps": "deps",  # 1, 2, 3
+    "local": "local_run",  # 6
+    "deploy": "deploy",  # 4
+    "latency": "latency",  # 5
+    "suite": "suite",  # 8
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated subset of: {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--output", type=Path, default=REPO_DIR / "BENCHMARKS.md")
+    parser.add_argument("--scratch", type=Path, default=REPO_DIR / ".bench")
+    args = parser.parse_args(argv)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(args.only) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    ctx = Context(QUICK if args.quick else FULL, args.scratch.resolve())
+    ctx.scratch.mkdir(parents=True, exist_ok=True)
+    sections = []
+    try:
+        for name in (name for name in BENCHMARKS if name in args.only):
+            progress(f"{name}: start")
+            module = importlib.import_module(f"benchmarks.{BENCHMARKS[name]}")
+            sections += module.measure(ctx)
+    except BenchError as error:
+        print(f"benchmark failed, {args.output} not written: {error}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"benchmark crashed, {args.output} not written", file=sys.stderr)
+        return 1
+    finally:
+        ctx.close()
+    text = render(sections, args.quick, time.monotonic() - started)
+    partial = args.output.with_name(args.output.name + ".partial")
+    partial.write_text(text)
+    partial.replace(args.output)
+    progress(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

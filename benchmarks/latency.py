@@ -1,0 +1,159 @@
+"""5. Latency from `prefect deployment run` to COMPLETED for a warm trivial flow: a worker started
+as the generated systemd unit starts it vs `prefect worker start` on Prefect's defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from support.flow_runs import TERMINAL, PrefectApi, run_deployment
+from support.services import managed_process
+from support.site import bare_repo
+from support.systemd import Unit, command_line
+from support.warehouse import bake_warehouse
+
+from benchmarks.common import (
+    BIN,
+    PYTHON,
+    REPO_DIR,
+    BenchError,
+    Context,
+    Section,
+    Target,
+    progress,
+    quiet,
+    run_timed,
+    with_server,
+)
+
+POOL = "bench-latency"
+FLOW = "bench-trivial"
+DEPLOYMENT = f"{FLOW}/{FLOW}"
+WORKER_VENV = f"/opt/prefect-worker-{POOL}/venv"  # the unit's path; here: the bench venv
+NEVER = "0 0 1 1 *"  # a schedule that cannot fire during the bench
+TRIVIAL_FLOW = f'''from prefect import flow
+
+
+@flow(name="{FLOW}")
+def trivial() -> str:
+    return "ok"
+'''
+TARGET_SECONDS = 3.0
+
+
+def measure(ctx: Context) -> list[Section]:
+    reps = ctx.sizes.repetitions
+    section = Section(5, "Latency: `prefect deployment run` to COMPLETED, warm trivial flow")
+    root = ctx.folder("latency")
+    server = ctx.server
+    env = with_server(os.environ, server)
+    deploy_trivial_flow(root, env)
+    api = PrefectApi(server.api_url)
+    for config, argv, worker_env in (
+        ("unit", *unit_worker(root, env)),
+        (
+            "defaults",
+            [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+            env,
+        ),
+    ):
+        progress(f"latency: worker with {config} settings, 1 warm-up + {reps} runs")
+        log = root / f"worker-{config}.log"
+        with managed_process(argv, env=worker_env, log_path=log, cwd=root) as worker:
+            worker.wait_for_log("started!", timeout=90)
+            runs = [timed_run(api, env) for _ in range(reps + 1)][1:]
+        label = "generated unit's settings" if config == "unit" else "Prefect's defaults"
+        section.add(f"{config}-total", f"{label}: run -> COMPLETED", "s", [r[0] for r in runs])
+        section.add(
+            f"{config}-cli", f"{label}: `prefect deployment run` returns", "s", [r[1] for r in runs]
+        )
+        section.add(
+            f"{config}-pickup",
+            f"{label}: created -> Running (worker poll, clone, process start)",
+            "s",
+            [r[2] for r in runs],
+        )
+        section.add(f"{config}-body", f"{label}: Running -> COMPLETED", "s", [r[3] for r in runs])
+    section.targets.append(
+        Target(
+            "run -> COMPLETED <= 3 s (generated unit)",
+            "unit-total",
+            TARGET_SECONDS,
+            at_most=True,
+            note_if_missed=NOTE_IF_SLOW,
+        )
+    )
+    section.notes.append(
+        "The flow returns a constant; its bare git repo is on local disk and the worker has run "
+        "it once before (warm). The clock starts before `prefect deployment run` is launched (the "
+        "CLI's own start is part of what a person waits for) and stops when the API first shows "
+        "COMPLETED (polled every 50 ms). The worker runs as the generated systemd unit's "
+        "ExecStart= and Environment= say (--limit, PATH), against a local `prefect server "
+        "start`; the defaults worker is a plain `prefect worker start --pool ... --type process`."
+    )
+    return [section]
+
+
+NOTE_IF_SLOW = (
+    "Most of the wait is the worker's poll interval (PREFECT_WORKER_QUERY_SECONDS, 10 s by "
+    "default: 5 s on average) plus a new Python process importing Prefect for the run, and "
+    "the CLI's own start. See the breakdown rows; a shorter poll interval in the unit "
+    "(e.g. PREFECT_WORKER_QUERY_SECONDS=1) is the lever, see /tmp/bench-requests.md."
+)
+
+
+def deploy_trivial_flow(root: Path, env: dict[str, str]) -> None:
+    """A one-file flow in its own bare git repo, deployed to POOL with a schedule that never
+    fires during the bench."""
+    source = root / FLOW
+    (source / "flows").mkdir(parents=True)
+    (source / "flows" / "trivial.py").write_text(TRIVIAL_FLOW)
+    bare = bare_repo(source, root / "git")
+    entry = {FLOW: {"repo": str(bare), "entrypoint": "flows/trivial.py:trivial", "cron": NEVER}}
+    flows_file = root / "flows.json"
+    flows_file.write_text(json.dumps(entry))
+    run_timed(
+        [PYTHON, "-m", "prefect", "work-pool", "create", POOL, "--type", "process"],
+        cwd=root,
+        env=env,
+    )
+    run_timed(
+        [PYTHON, "-m", "benchmarks.loop_deploy", str(flows_file), POOL], cwd=REPO_DIR, env=env
+    )
+
+
+def unit_worker(root: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The generated unit's ExecStart= and Environment=, with its venv path mapped to ours."""
+    with quiet():
+        warehouse = bake_warehouse(root / "warehouse", work_pool=POOL, flows={})
+    unit = Unit.read(warehouse / "systemd" / f"prefect-worker-{POOL}.service")
+    worker_env = dict(env)
+    for name, value in unit.environment().items():
+        worker_env[name] = value.replace(WORKER_VENV, sys.prefix)
+    exec_start = unit.one("ExecStart").replace(WORKER_VENV, sys.prefix)
+    return command_line(exec_start, worker_env, {"H": "bench"}), worker_env
+
+
+def timed_run(api: PrefectApi, env: dict[str, str]) -> tuple[float, float, float, float]:
+    """(total, CLI, created -> Running, Running -> COMPLETED) seconds of one deployment run."""
+    started = time.monotonic()
+    run_id = run_deployment(DEPLOYMENT, env)
+    cli = time.monotonic() - started
+    deadline = started + 120
+    while (run := api.flow_run(run_id))["state_type"] not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise BenchError(f"flow run {run_id} still {run['state_name']} after 120 s")
+        time.sleep(0.05)
+    total = time.monotonic() - started
+    if run["state_type"] != "COMPLETED":
+        raise BenchError(f"flow run {run_id} ended {run['state_name']}: {run['state']}")
+    created, begun, ended = (stamp(run[key]) for key in ("created", "start_time", "end_time"))
+    return total, cli, begun - created, ended - begun
+
+
+def stamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()

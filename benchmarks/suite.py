@@ -1,0 +1,66 @@
+"""8. The template's own test suite (`make test`): wall time, whole and per group."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.common import PYTHON, REPO_DIR, Context, Section, Target, progress, run_timed
+
+SUITE_LIMIT_SECONDS = 600
+
+
+def measure(ctx: Context) -> list[Section]:
+    repetitions, selection = ctx.sizes.suite_repetitions, list(ctx.sizes.suite_selection)
+    section = Section(8, "Template test suite (`make test`) on this machine")
+    root = ctx.folder("suite")
+    walls: list[float] = []
+    groups: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, int] = {}
+    for index in range(repetitions):
+        progress(f"suite: pytest run {index + 1} of {repetitions}")
+        report = root / f"junit-{index}.xml"
+        argv = [
+            PYTHON,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *selection,
+        ]
+        walls.append(run_timed(argv, cwd=REPO_DIR, env=os.environ, timeout=1800).seconds)
+        for group, (seconds, tests) in group_times(report).items():
+            groups[group].append(seconds)
+            counts[group] = tests
+    what = " ".join(selection) if selection else "whole suite"
+    section.add("whole", f"{what}, wall time", "s", walls)
+    for group in sorted(groups):
+        section.add(f"group-{group}", f"{group} ({counts[group]} tests)", "s", groups[group])
+    section.targets.append(
+        Target(f"{what} < 10 min on 2 cores", "whole", SUITE_LIMIT_SECONDS, at_most=True)
+    )
+    section.notes.append(
+        f"`python -m pytest` exactly as `make test` runs it, on {os.cpu_count()} cores; groups "
+        "are test files, their time is the sum of their tests' setup + call + teardown from "
+        "pytest's JUnit report (a session fixture such as the Prefect server counts in the first "
+        "test that uses it). The suite takes minutes, so a full bench runs it once (n = 1): three "
+        "runs would triple the bench's time for a figure that is not compared with anything."
+    )
+    return [section]
+
+
+def group_times(report: Path) -> dict[str, tuple[float, int]]:
+    """Seconds and test count per test file, from a pytest JUnit XML report."""
+    seconds: dict[str, float] = defaultdict(float)
+    tests: dict[str, int] = defaultdict(int)
+    for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 (our own report)
+        module = case.get("classname", "").split(".")
+        # classname is the dotted module path (plus a class): keep the file's path.
+        name = "/".join(part for part in module if not part[:1].isupper()) + ".py"
+        seconds[name] += float(case.get("time", 0))
+        tests[name] += 1
+    return {name: (seconds[name], tests[name]) for name in seconds}

@@ -1,0 +1,74 @@
+"""The benchmark suite (`make bench`) runs end to end with tiny sizes and writes a well-formed
+table. Nothing here is timed: the figures themselves are checked only for shape."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from support.baking import REPO_DIR
+
+NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?(e[-+][0-9]+)?$")
+
+
+Table = list[list[str]]
+
+
+def tables(markdown: str) -> dict[str, list[Table]]:
+    """Each `## heading`'s tables, each as rows of cells (header first, separator dropped)."""
+    found: dict[str, list[Table]] = {}
+    heading, previous = None, ""
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            heading = line[3:]
+        elif line.startswith("|") and heading is not None:
+            if not previous.startswith("|"):
+                found.setdefault(heading, []).append([])
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if set("".join(cells)) != {"-"}:
+                found[heading][-1].append(cells)
+        previous = line
+    return found
+
+
+def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "benchmarks", "--quick", "--scratch", str(tmp_path / "s"), *args]
+    return subprocess.run(argv, cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+
+
+def test_quick_bench_writes_a_well_formed_table(tmp_path: Path) -> None:
+    output = tmp_path / "BENCHMARKS.md"
+    result = bench(tmp_path, "--only", "ingest", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = tables(output.read_text())
+
+    for heading, in_section in found.items():
+        for rows in in_section:
+            widths = {len(row) for row in rows}
+            assert len(widths) == 1 and len(rows) > 1, f"{heading}: malformed table {rows}"
+    machine = dict(found["Machine and versions"][0][1:])
+    assert machine["CPU"].endswith("cores") and machine["prefect"] == "3.9.1"
+    figures = found["7. The generated ingest.py: rows per second and peak memory into SQLite"][0]
+    assert figures[0] == ["figure", "unit", "median", "min – max", "n"]
+    labels = [row[0] for row in figures[1:]]
+    assert "2,000-row csv: generated ingest.py" in labels
+    assert "500-row xlsx: generated ingest.py, peak RSS" in labels
+    for label, _unit, median, spread, count in figures[1:]:
+        low, high = spread.split(" – ")
+        assert all(NUMBER.match(value) for value in (median, low, high)), label
+        as_float = [float(value.replace(",", "")) for value in (low, median, high)]
+        assert as_float == sorted(as_float) and as_float[0] > 0, label
+        assert count == "3", label
+    targets = found["Targets"][0]
+    assert {row[3] for row in targets[1:]} <= {"met", "**missed**"}
+    assert any(row[1] == "CSV peak RSS <= 150 MB" for row in targets[1:])
+
+
+def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    output = tmp_path / "BENCHMARKS.md"
+    result = bench(tmp_path, "--only", "ingest,nonsense", "--output", str(output))
+    assert result.returncode == 2
+    assert "unknown benchmark(s): nonsense" in result.stderr
+    assert not output.exists()
