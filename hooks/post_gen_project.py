@@ -12,8 +12,8 @@ ANSWERS: dict[str, object] = json.loads(
 # Files that belong to one option value only; every other value's files are removed.
 FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
     "dependency_manager": {
-        "pipenv": ["Pipfile", "prefect/sync-venv.pipenv.sh"],
-        "uv": ["pyproject.toml", ".python-version", "prefect/sync-venv.uv.sh"],
+        "pipenv": ["Pipfile"],
+        "uv": ["pyproject.toml", ".python-version"],
         "none": ["requirements.txt", "requirements-dev.txt"],
     },
     "source_format": {
@@ -21,7 +21,7 @@ FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
         "csv": ["data/sample.csv"],
     },
 }
-SYNC_SCRIPT = Path("prefect/sync-venv.sh")
+SYNC_SCRIPT = Path("prefect/sync-venv.sh")  # the dependency step, pipenv and uv only
 DEFAULT_CRON = "0 6 * * *"
 
 
@@ -33,12 +33,9 @@ def remove_unselected_files() -> None:
                     Path(name).unlink()
 
 
-def install_sync_script() -> None:
-    """prefect/sync-venv.<manager>.sh becomes prefect/sync-venv.sh."""
-    chosen = Path(f"prefect/sync-venv.{ANSWERS['dependency_manager']}.sh")
-    if chosen.exists():
-        chosen.rename(SYNC_SCRIPT)
-        SYNC_SCRIPT.chmod(0o755)
+def remove_sync_script_without_manager() -> None:
+    if ANSWERS["dependency_manager"] == "none":
+        SYNC_SCRIPT.unlink()
 
 
 def warehouse_entry() -> str:
@@ -72,5 +69,5 @@ Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 
 if __name__ == "__main__":
     remove_unselected_files()
-    install_sync_script()
+    remove_sync_script_without_manager()
     print_next_steps()
