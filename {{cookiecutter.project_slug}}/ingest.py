@@ -75,13 +75,13 @@ def read_rows(path: Path) -> Iterator[Row]:
 
 def cell_text(value: object) -> str | None:
     """Store every cell as text: whole numbers without `.0`, dates in ISO 8601."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dt.date | dt.time | dt.datetime):
+    if type(value) is str:  # the common case first: this runs once per cell
+        return value or None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    if isinstance(value, dt.date | dt.time):  # datetime is a date
         return value.isoformat()
-    return str(value)
+    return None if value is None else str(value)
 
 
 def read_rows(path: Path) -> Iterator[Row]:
@@ -89,7 +89,7 @@ def read_rows(path: Path) -> Iterator[Row]:
     try:
         sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0)
         for row in sheet.iter_rows():
-            yield [cell_text(value) for value in row]
+            yield list(map(cell_text, row))
     except CalamineError as error:
         raise BadInput(f"not a readable xlsx workbook ({error})") from error
 {% endif %}
