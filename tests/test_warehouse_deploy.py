@@ -85,3 +85,23 @@ def test_prune_removes_deployments_no_longer_listed(
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Deleted deployment 'retired-ingest'" in second.stdout
     assert pool_deployments(api) == ["hello-ingest"]
+
+
+def test_deploy_keeps_exactly_one_zombie_run_automation(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    """Runs whose heartbeats stop are crashed by one automation, however often we deploy."""
+    api = PrefectApi(prefect_server.api_url)
+    for attempt in ("first", "again"):
+        result = deploy(prefect_server, tmp_path / attempt, {"hello-ingest": entry(repo)})
+        assert result.returncode == 0, result.stdout + result.stderr
+    named = [
+        automation
+        for automation in api.post("/automations/filter", {})
+        if automation["name"] == "crash-zombie-flow-runs"
+    ]
+    assert len(named) == 1
+    trigger, (action,) = named[0]["trigger"], named[0]["actions"]
+    assert (trigger["posture"], trigger["within"]) == ("Proactive", 90.0)
+    assert trigger["after"] == ["prefect.flow-run.heartbeat"]
+    assert (action["type"], action["state"]) == ("change-flow-run-state", "CRASHED")

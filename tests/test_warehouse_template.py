@@ -219,10 +219,15 @@ def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(tmp_path: Pa
         "KillMode=control-group",
         "BindPaths=/home/svc-prefect",
         "PrivateTmp=yes",
+        "Environment=PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30",
     ]:
         assert f"\n{line}" in text
-    # Flow runs are stopped first, while the worker can still record them as Crashed.
-    assert '\nExecStop=/bin/sh -c \'for run in $(pgrep -P "$$MAINPID"); do pkill -TERM -g' in text
+    # Flow runs are stopped first (and again each second), while the worker can still record
+    # them as Crashed.
+    assert (
+        '\nExecStop=/bin/sh -c \'while pgrep -P "$$MAINPID" >/dev/null; do'
+        ' for run in $(pgrep -P "$$MAINPID"); do pkill -TERM -g'
+    ) in text
 
 
 def test_systemd_accepts_the_unit_with_its_drop_in(installed: tuple, tmp_path: Path) -> None:

@@ -15,16 +15,21 @@ import argparse
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
 import prefect
 from cron_descriptor import get_description
 from prefect import flow, get_client
+from prefect.automations import Automation
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+from prefect.client.schemas.objects import StateType
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runner.storage import GitRepository
 from prefect.schedules import Cron
@@ -33,6 +38,11 @@ from prefect.workers.process import ProcessWorker
 
 WORK_POOL = {{ cookiecutter.work_pool | tojson }}
 NEXT_RUNS = 3
+# A flow run whose heartbeats stop (its worker or machine died without a word) is marked
+# Crashed after this long, which also frees its deployment's concurrency slot. The worker
+# unit sends a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY).
+ZOMBIE_AUTOMATION = "crash-zombie-flow-runs"
+NO_HEARTBEAT_FOR = timedelta(seconds=90)
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,43 @@ def ensure_work_pool() -> None:
             print(f"Created work pool {WORK_POOL!r}")
         except ObjectAlreadyExists:
             pass
+
+
+def ensure_zombie_automation() -> None:
+    """Create or update the automation that crashes flow runs whose heartbeats stopped
+    (Prefect's documented zombie-run detection for a self-hosted server)."""
+    automation = Automation(
+        name=ZOMBIE_AUTOMATION,
+        description="Crash flow runs that stopped sending heartbeats",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=NO_HEARTBEAT_FOR,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message="No heartbeat: the worker or its machine stopped during the run",
+            )
+        ],
+    )
+    try:
+        automation.id = Automation.read(name=ZOMBIE_AUTOMATION).id
+    except ValueError:  # not there yet
+        automation.create()
+        print(f"Created automation {ZOMBIE_AUTOMATION!r}")
+        return
+    automation.update()
 
 
 def load_deployments(flows: list[FlowEntry]) -> tuple[list[RunnerDeployment], list[str]]:
@@ -192,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ensure_work_pool()
+    ensure_zombie_automation()
     deployments, failed = load_deployments(FLOWS)
     ids, failed_to_apply = apply_deployments(deployments)
     failed += failed_to_apply
