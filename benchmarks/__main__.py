@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -50,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     ctx = Context(QUICK if args.quick else FULL, args.scratch.resolve())
     ctx.scratch.mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections, loads = [], []
     try:
         for name in (name for name in BENCHMARKS if name in args.only):
             progress(f"{name}: start")
+            loads.append(os.getloadavg()[0])
             module = importlib.import_module(f"benchmarks.{BENCHMARKS[name]}")
             sections += module.measure(ctx)
     except BenchError as error:
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         ctx.close()
-    text = render(sections, args.quick, time.monotonic() - started)
+    loads.append(os.getloadavg()[0])
+    text = render(sections, args.quick, time.monotonic() - started, loads)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.write_text(text)
     partial.replace(args.output)

@@ -130,7 +130,7 @@ def section_lines(section: Section) -> list[str]:
     return lines
 
 
-def render(sections: list[Section], quick: bool, seconds: float) -> str:
+def render(sections: list[Section], quick: bool, seconds: float, loads: list[float]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
         "# Benchmarks",
@@ -143,7 +143,16 @@ def render(sections: list[Section], quick: bool, seconds: float) -> str:
         "",
         "## Machine and versions",
         "",
-        *table(["item", "value"], machine_rows()),
+        *table(
+            ["item", "value"],
+            [
+                *machine_rows(),
+                ["load average (1 min)", " -> ".join(f"{load:.2f}" for load in loads)],
+            ],
+        ),
+        "",
+        "The load average is sampled before each benchmark and at the end: above the core count "
+        "means other work shared the machine and the times are pessimistic.",
         "",
         "## Targets",
         "",
