@@ -4,20 +4,27 @@ from the generated systemd unit, and the faults a production site meets."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from support.baking import SAMPLE_ROWS
 from support.services import S3Server
-from support.site import CLINIC_CAL, CRON, IMAGING, LAB_RESULTS, POOL, S3_BUCKET, TIMEZONE, Site
+from support.site import (
+    CLINIC_CAL,
+    CRON,
+    IMAGING,
+    LAB_RESULTS,
+    POOL,
+    S3_BUCKET,
+    TIMEZONE,
+    ZOMBIE_AUTOMATION,
+    Site,
+    database_busy,
+)
 from support.systemd import wait_for_descendant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -55,9 +62,9 @@ def test_bad_source_file_fails_the_run_with_one_clear_line_and_keeps_the_sink(si
         run = site.api.wait_terminal(run_id, timeout=120)
     finally:
         shutil.copy(site.sample(CLINIC_CAL), landing)
-    logs = logs_of(site, run_id)
+    logs = site.api.logs_with(run_id, "error: ")
     assert run["state_type"] == "FAILED", logs
-    errors = [line for line in logs.splitlines() if line.startswith("error: ")]
+    errors = [line for line in "\n".join(logs).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(landing) in errors[0], logs
     assert site.rows(CLINIC_CAL) == before
 
@@ -150,17 +157,6 @@ def test_s3_source_runs_through_the_worker_with_blocks_on_the_server(
     assert keys == [f"archive/{IMAGING.source_name}.csv"]
 
 
-@contextmanager
-def database_busy(database: Path) -> Iterator[None]:
-    """Hold the SQLite sink's write lock, as a long transaction of another writer would."""
-    connection = sqlite3.connect(database, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        yield
-    finally:
-        connection.close()
-
-
 def test_worker_stopped_mid_run_crashes_the_run_and_the_next_run_loads_once(site: Site) -> None:
     """`systemctl stop` (as the unit defines it) while the run's ingest step is waiting on the
     busy sink: the run must reach a terminal state quickly, load nothing, leave no process
@@ -181,3 +177,20 @@ def test_worker_stopped_mid_run_crashes_the_run_and_the_next_run_loads_once(site
     next_id = site.run(LAB_RESULTS)
     assert site.api.wait_terminal(next_id, timeout=120)["state_type"] == "COMPLETED"
     assert site.rows(LAB_RESULTS) == SAMPLE_ROWS
+
+
+def test_run_of_a_hard_killed_worker_is_crashed_by_the_zombie_automation(site: Site) -> None:
+    """Power loss mid-run (SIGKILL of worker and run when the site was built, so this wait
+    overlaps the other tests): nothing reports the run's end, but its heartbeats stop, and the
+    automation prw_deploy.py created marks it Crashed within heartbeat interval + `within`."""
+    assert site.hard_kill.state_at_kill == "RUNNING"
+    (automation,) = [
+        automation
+        for automation in site.api.post("/automations/filter", {})
+        if automation["name"] == ZOMBIE_AUTOMATION
+    ]
+    heartbeat = float(site.unit.environment()["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+    bound = site.hard_kill.killed_at + heartbeat + automation["trigger"]["within"] + 20
+    run = site.api.wait_terminal(site.hard_kill.run_id, timeout=max(bound - time.monotonic(), 1))
+    assert run["state_type"] == "CRASHED", run["state"]
+    assert "heartbeat" in run["state"]["message"].lower()

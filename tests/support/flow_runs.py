@@ -49,6 +49,16 @@ class PrefectApi:
         body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
         return [entry["message"] for entry in self.post("/logs/filter", body)]
 
+    def logs_with(self, run_id: str, text: str, timeout: float = 20) -> list[str]:
+        """The run's log lines once one contains *text* (the engine ships logs in batches,
+        so they can arrive after the final state); all lines if none does by *timeout*."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.logs(run_id)
+            if any(text in line for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.5)
+
     def wait_for(self, run_id: str, state_types: set[str], timeout: float) -> dict[str, Any]:
         """Poll until the run is in one of *state_types*; fail with its last state if not."""
         deadline = time.monotonic() + timeout
@@ -61,6 +71,15 @@ class PrefectApi:
                     f"flow run {run_id} still {run['state_name']} after {timeout:.0f}s "
                     f"(wanted {sorted(state_types)}): {run['state'].get('message')}"
                 )
+            time.sleep(0.5)
+
+    def wait_for_event(self, name: str, resource_id: str, timeout: float) -> None:
+        """Poll until the server has stored an event *name* about *resource_id*."""
+        body = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}}
+        deadline = time.monotonic() + timeout
+        while not self.post("/events/filter", body)["events"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {name} event for {resource_id} after {timeout:.0f}s")
             time.sleep(0.5)
 
     def wait_terminal(self, run_id: str, timeout: float = 180) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +82,33 @@ def group_pids(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             pids.append(int(stat_file.parent.name))
     return pids
+
+
+def descendants(pid: int) -> list[int]:
+    """*pid* and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def signal_all(pids: Iterable[int], sig: int) -> None:
+    """Send *sig* to each of *pids* that still exists."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 @dataclass
@@ -156,6 +183,12 @@ class ManagedProcess:
     def send_signal(self, sig: int) -> None:
         """Signal the main process only (as systemd's KillMode=mixed does first)."""
         os.kill(self.pid, sig)
+
+    def kill_tree(self) -> None:
+        """SIGKILL the process and everything below it at once, as a power loss would."""
+        signal_all(set(descendants(self.pid)) | set(group_pids(self.pid)), signal.SIGKILL)
+        assert self.popen is not None
+        self.popen.wait(timeout=10)
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the whole process group, SIGKILL what is left after *grace* seconds."""

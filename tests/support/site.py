@@ -8,7 +8,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,11 @@ TIMEZONE = "America/New_York"  # has DST, so a wrong zone shows in the scheduled
 CRON = "0 6 * * *"
 WORKER_VENV = f"/opt/prefect-worker-{POOL}/venv"  # the unit's path; here: this test venv
 S3_BUCKET = "prh-landing"
+# A second deployment of IMAGING's flow with a local source and its own sink and slot: its
+# run is SIGKILLed with its worker when the site is built, and the zombie automation must
+# crash it while the other tests run.
+HARD_KILL = "imaging-pacs-ingest-hard-kill"
+ZOMBIE_AUTOMATION = "crash-zombie-flow-runs"  # created by prw_deploy.py
 
 
 SAVE_S3_BLOCKS = """
@@ -110,6 +117,9 @@ class Layout:
     def sink(self, project: Project) -> Path:
         return self.root / "sink" / f"{project.slug}.db"
 
+    def hard_kill_sink(self) -> Path:
+        return self.root / "sink" / "hard-kill.db"
+
     def rows(self, project: Project) -> int:
         """Rows in the project's sink table (0 before the first load created it)."""
         try:
@@ -141,6 +151,27 @@ class Layout:
         return env
 
 
+@contextmanager
+def database_busy(database: Path) -> Iterator[None]:
+    """Hold the SQLite sink's write lock, as a long transaction of another writer would."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class HardKill:
+    """A run whose worker was SIGKILLed (with the run) at `killed_at` (time.monotonic())."""
+
+    run_id: str
+    killed_at: float
+    state_at_kill: str
+
+
 @dataclass
 class Site(Layout):
     """Everything the e2e tests share; workers are started and stopped through it."""
@@ -152,6 +183,7 @@ class Site(Layout):
     env_file: Path
     pool: ProcessPool
     workers: dict[str, ManagedProcess]
+    hard_kill: HardKill = HardKill("", 0.0, "")  # set by build_site
 
     def worker_env(self) -> dict[str, str]:
         """The unit's EnvironmentFile= and Environment= on top of the server's client env
@@ -186,6 +218,22 @@ class Site(Layout):
 
     def run(self, project: Project) -> str:
         return run_deployment(project.deployment, self.server.env)
+
+    def kill_mid_run(self) -> HardKill:
+        """Power loss on host vm0 during a run of HARD_KILL, once the run has sent a heartbeat
+        (the zombie automation only watches runs that have). The run's sink is busy, so its
+        load fails and waits for a retry: it is still Running when the power goes."""
+        with database_busy(self.hard_kill_sink()):
+            worker = self.start_worker("vm0")
+            run_id = run_deployment(f"{IMAGING.flow}/{HARD_KILL}", self.server.env)
+            self.api.wait_for(run_id, {"RUNNING"}, timeout=120)
+            self.api.wait_for_event(
+                "prefect.flow-run.heartbeat", f"prefect.flow-run.{run_id}", timeout=60
+            )
+            worker.kill_tree()
+            state = self.api.flow_run(run_id)["state_type"]
+        del self.workers["vm0"]
+        return HardKill(run_id, time.monotonic(), state)
 
     def save_s3_blocks(self, project: Project, s3: S3Server) -> None:
         """The blocks the project's README has you create once, pointed at the S3 server."""
@@ -252,6 +300,13 @@ def build_site(root: Path, server: PrefectServer) -> Site:
             "cron": CRON,
             "env": layout.flow_env(spec),
         }
+    flows[HARD_KILL] = {
+        **flows[IMAGING.flow],
+        "env": {
+            IMAGING.source_setting: str(layout.landing(IMAGING)),
+            f"{IMAGING.prefix}_DATABASE_URL": f"sqlite:///{layout.hard_kill_sink()}",
+        },
+    }
     (root / "sink").mkdir()
     warehouse = bake_warehouse(
         root / "warehouse",
@@ -271,7 +326,9 @@ def build_site(root: Path, server: PrefectServer) -> Site:
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     unit, env_file = install_worker(warehouse, root / "vm")
     api = PrefectApi(server.api_url)
-    return Site(root, server, api, warehouse, unit, env_file, ProcessPool(root / "logs"), {})
+    site = Site(root, server, api, warehouse, unit, env_file, ProcessPool(root / "logs"), {})
+    site.hard_kill = site.kill_mid_run()
+    return site
 
 
 @pytest.fixture(scope="session")

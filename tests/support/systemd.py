@@ -8,7 +8,6 @@ test machine (the worker venv) and specifiers (%H) are substituted.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
@@ -18,7 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.services import ManagedProcess, group_pids, process_alive
+from support.services import (
+    ManagedProcess,
+    descendants,
+    group_pids,
+    process_alive,
+    signal_all,
+)
 
 VARIABLE = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)")
 
@@ -114,24 +119,6 @@ def _specifiers(word: str, specifiers: Mapping[str, str]) -> str:
     return re.sub(r"%(.)", replace, word)
 
 
-def descendants(pid: int) -> list[int]:
-    """*pid* and every live process below it."""
-    children: dict[int, list[int]] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += children.get(current, [])
-    return found
-
-
 def wait_for_descendant(root: int, needle: str, timeout: float) -> int:
     """The first process below *root* whose command line contains *needle*."""
     deadline = time.monotonic() + timeout
@@ -144,14 +131,6 @@ def wait_for_descendant(root: int, needle: str, timeout: float) -> int:
                 continue
         time.sleep(0.1)
     raise TimeoutError(f"no process running {needle!r} below PID {root} after {timeout:.0f}s")
-
-
-def _kill(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _unit_leftovers(main: int, known: list[int], mode: str) -> list[int]:
@@ -191,7 +170,7 @@ def systemctl_stop(
             codes.append(-signal.SIGKILL)
     mode = unit.one("KillMode", "control-group")
     unit_processes = sorted(set(descendants(main)) | set(group_pids(main)))
-    _kill(unit_processes if mode == "control-group" else [main], unit.kill_signal())
+    signal_all(unit_processes if mode == "control-group" else [main], unit.kill_signal())
     # systemd waits for the main process and (except for KillMode=process) the rest of the
     # unit's processes to exit, up to TimeoutStopSec=.
     while (
@@ -200,7 +179,7 @@ def systemctl_stop(
         time.sleep(0.1)
     sigkilled = bool(leftovers)
     if sigkilled:
-        _kill(leftovers, signal.SIGKILL)
+        signal_all(leftovers, signal.SIGKILL)
     if worker.popen is not None:
         worker.popen.wait(timeout=10)
     return StopReport(codes, sigkilled, time.monotonic() - started)
