@@ -67,6 +67,8 @@ def test_bad_source_file_fails_the_run_with_one_clear_line_and_keeps_the_sink(si
     errors = [line for line in "\n".join(logs).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(landing) in errors[0], logs
     assert site.rows(CLINIC_CAL) == before
+    # Not retried: a bad file stays bad.
+    assert [task["run_count"] for task in site.api.task_runs(run_id)] == [1]
 
 
 def overlaps(runs: list[dict]) -> list[tuple[str, str]]:
@@ -88,9 +90,12 @@ def test_two_workers_share_the_pool_and_respect_limits(site: Site) -> None:
         for run_id in run_ids
     }
     assert {run["state_type"] for run in finished.values()} == {"COMPLETED"}, finished
-    # Deployment concurrency limit 1: two runs of one deployment never overlap.
+    # Deployment concurrency limit 1: two runs of one deployment never overlap, and it is the
+    # deployment's limit that held one back (a free worker was there to take it).
     for run_ids in triggered.values():
         assert overlaps([finished[run_id] for run_id in run_ids]) == []
+        waited = [site.api.state_names(run_id) for run_id in run_ids]
+        assert any("AwaitingConcurrencySlot" in names for names in waited), waited
     # Both workers took runs, and neither ran more than its --limit (1) at once.
     # (A worker that loses the race for a run logs "Aborted submission"; the winner this.)
     taken = {

@@ -35,6 +35,14 @@ class PrefectApi:
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.get(f"/flow_runs/{run_id}")
 
+    def state_names(self, run_id: str) -> list[str]:
+        """Every state the run went through, oldest first."""
+        states = self.get(f"/flow_run_states/?flow_run_id={run_id}")
+        return [state["name"] for state in sorted(states, key=lambda state: state["timestamp"])]
+
+    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
+        return self.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+
     def deployment(self, name: str) -> dict[str, Any]:
         """`<flow>/<deployment>` -> the deployment."""
         return self.get(f"/deployments/name/{name}")
