@@ -48,6 +48,8 @@ def test_pipenv_flow_runs_twice_in_one_venv_without_duplicates(site: Site) -> No
         run = site.api.wait_terminal(run_id, timeout=240)
         assert run["state_type"] == "COMPLETED", f"{attempt} run: {logs_of(site, run_id)}"
         assert site.rows(CLINIC_CAL) == SAMPLE_ROWS
+    # The second run found the venv the first one built and installed nothing.
+    assert "is up to date" in "\n".join(site.api.logs_with(run_id, "is up to date"))
     venvs = sorted(path.name for path in site.pipenv_home().iterdir() if path.is_dir())
     assert venvs == [f"prefect-{CLINIC_CAL.slug}"]
 
