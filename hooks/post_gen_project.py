@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ANSWERS: dict[str, object] = json.loads(
-    r"""{{ cookiecutter | tojson }}"""
-)
+ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Files that belong to one option value only; every other value's files are removed.
 FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {

@@ -11,17 +11,12 @@ import json
 import re
 import sys
 
-ANSWERS: dict[str, object] = json.loads(
-    r"""{{ cookiecutter | tojson }}"""
-)
+ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-SOURCE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+WORDS = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&()-]*")
 PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
-GIT_URL = re.compile(
-    r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git"
-)
+GIT_URL = re.compile(r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git")
 MAX_SLUG = 40
 MAX_NAME = 80
 
@@ -61,8 +56,8 @@ def check_git_url(key: str) -> None:
 
 def validate() -> None:
     check_pattern("project_name", PROJECT_NAME, "letters, digits, spaces and . _ & ( ) -", MAX_NAME)
-    check_pattern("project_slug", SLUG, "lowercase words joined by '-', e.g. clinic-cal", MAX_SLUG)
-    check_pattern("source_name", SOURCE, "lowercase words joined by '-', e.g. epic", MAX_SLUG)
+    check_pattern("project_slug", WORDS, "lowercase words joined by '-', e.g. clinic-cal", MAX_SLUG)
+    check_pattern("source_name", WORDS, "lowercase words joined by '-', e.g. epic", MAX_SLUG)
     check_choice("source_format", ("xlsx", "csv"))
     check_choice("dependency_manager", ("pipenv", "uv", "none"))
     if not isinstance(ANSWERS.get("use_s3"), bool):
@@ -70,14 +65,23 @@ def validate() -> None:
     check_git_url("git_repo_url")
     check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
     # Derived names are answers too (they can be overridden); they must follow the contract.
-    slug, source = text("project_slug"), text("source_name")
-    expected = {
-        "__env_prefix": slug.upper().replace("-", "_"),
-        "__flow_name": f"{slug}-{source}-ingest",
-    }
-    for key, value in expected.items():
+    for key, value in derived_names(text("project_slug"), text("source_name")).items():
         if text(key) != value:
             raise InvalidAnswer(f"{key} is derived and must be {value!r}; got {text(key)!r}")
+
+
+def derived_names(slug: str, source: str) -> dict[str, str]:
+    """The names ../shared/ARCHITECTURE.md derives from the slug and the source."""
+    prefix = slug.upper().replace("-", "_")
+    flow_name = f"{slug}-{source}-ingest"
+    return {
+        "__env_prefix": prefix,
+        "__flow_name": flow_name,
+        "__flow_function": flow_name.replace("-", "_"),
+        "__source_setting": f"{prefix}_{source.upper().replace('-', '_')}_SOURCE_FILE",
+        "__sink_setting": f"{prefix}_DATABASE_URL",
+        "__table_name": f"{slug}_{source}".replace("-", "_"),
+    }
 
 
 def main() -> int:

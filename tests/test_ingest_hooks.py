@@ -29,6 +29,11 @@ REJECTED = [
     ("python_version", "3.1;", "one of 3.10, 3.11, 3.12, 3.13"),
     ("python_version", "3.11$(touch PWNED)", "at most 4 allowed"),
     ("__flow_name", "other-flow", "__flow_name is derived"),
+    ("__flow_function", "x():\n    import os\ndef y", "__flow_function is derived"),
+    ("__source_setting", "X = 1\nimport os", "__source_setting is derived"),
+    ("__sink_setting", 'X"; import os; "', "__sink_setting is derived"),
+    ("__table_name", "t; DROP TABLE x", "__table_name is derived"),
+    ("__env_prefix", "CLINIC", "__env_prefix is derived"),
 ]
 
 
@@ -68,6 +73,20 @@ def test_an_answer_outside_a_choice_is_refused_by_cookiecutter(
     assert result.returncode != 0
     assert f"{value} provided for choice variable {key}, but the choices are" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Clinic Cal", "clinic-cal"),
+        ("Clinic Cal (v2)", "clinic-cal-v2"),
+        ("PRH Dash & Co.", "prh-dash-co"),
+    ],
+)
+def test_the_slug_is_derived_from_any_valid_name(name: str, slug: str, tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out", f"project_name={name}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / slug / "prefect" / f"{slug}-epic-ingest.py").is_file()
 
 
 def test_default_answers_are_accepted(tmp_path: Path) -> None:

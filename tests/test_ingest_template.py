@@ -171,29 +171,43 @@ def test_a_failing_step_fails_the_flow_and_leaves_the_sink(tmp_path: Path) -> No
     assert not database.exists() or table_count(database) == 0
 
 
-def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
-    """A failing dependency step stops the script: ingest.py never runs after it.
+RUN_SHELL_STEP = """
+import importlib.util, sys
+from prefect_shell import ShellOperation
+spec = importlib.util.spec_from_file_location("flow_script", sys.argv[1])
+flow_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(flow_script)
+shell = ShellOperation(
+    commands=flow_script.INGEST_COMMANDS,
+    env=flow_script.load_settings(),
+    working_dir=flow_script.PROJECT_DIR,
+)
+shell.run()
+"""
 
-    The fake `pipenv install` exits 2, the code the flow does not retry, so the test needs
-    no 150 s of retry delays; which failures are retried is the baked project's own test."""
+
+def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
+    """The flow's own shell step, run as its ShellOperation: a failing dependency step stops
+    the script, so ingest.py never runs after it (`pipenv run` works; only install fails)."""
     project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
     database = tmp_path / "sink" / "clinic-cal.db"
     env = local_run_env(offline_env(tmp_path / "prefect-home"), project, tmp_path / "v", database)
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()
     (fake_bin / "python").symlink_to(sys.executable)
-    fake_pipenv = fake_bin / "pipenv"  # `pipenv install` fails, `pipenv run` works
+    fake_pipenv = fake_bin / "pipenv"
     fake_pipenv.write_text(
         '#!/bin/sh\nif [ "$1" = run ]; then shift; exec "$@"; fi\n'
-        "echo 'pipenv: install broken' >&2\nexit 2\n"
+        "echo 'pipenv: install broken' >&2\nexit 1\n"
     )
     fake_pipenv.chmod(0o755)
     env["PATH"] = f"{fake_bin}{os.pathsep}/usr/bin{os.pathsep}/bin"
 
-    result = run_flow_script(project, env)
+    result = run([sys.executable, "-c", RUN_SHELL_STEP, FLOW_FILE], cwd=project, env=env)
 
     output = result.stdout + result.stderr
     assert result.returncode != 0
+    assert "failed with return code 1" in output
     assert "pipenv: install broken" in output
     assert "loaded" not in output
     assert not database.exists()
@@ -247,7 +261,7 @@ S3Bucket(bucket_name="prh-landing-test", credentials=credentials).save(
     assert table_count(database) == SAMPLE_ROWS
     with sqlite3.connect(database) as connection:
         loads = connection.execute("SELECT source_file FROM clinic_cal_epic_loads").fetchall()
-    assert loads == [("today.xlsx",)]
+    assert loads == [(f"{tempfile.gettempdir()}/{FLOW_NAME}/prh-landing-test/epic/today.xlsx",)]
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket="prh-landing-test")["Contents"]]
     assert keys == ["archive/epic/today.xlsx"]
 
@@ -272,6 +286,6 @@ def test_unreadable_source_is_rejected_in_one_line() -> None:
         result = run(argv, cwd=project, env=env)
     finally:
         shutil.rmtree(shared)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 65, result.stderr  # ingest.py's bad-input code
     expected = f"error: {SOURCE_SETTING}={locked}: file is not readable (permission denied)\n"
     assert result.stderr == expected

@@ -4,16 +4,21 @@ Source: the {{ cookiecutter.source_format }} file named by {{ cookiecutter.__sou
 Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cookiecutter.__sink_setting }}
         (a SQLite file by default). Each row has the source's columns, as text, plus
         `_load_id`, which points into `{{ cookiecutter.__table_name }}_loads`: one row per load
-        with the file's name, SHA-256, load time and row count.
+        with the file's absolute path, SHA-256, load time and row count.
 
 The load is
 - streamed: rows go to the database in batches, so memory stays flat on large files;
-- idempotent: an earlier load of a file with the same name is replaced, so re-running
-  a file never duplicates rows;
+- idempotent: an earlier load of the same file (same absolute path) is replaced, so
+  re-running a file never duplicates rows, while files in other folders or with other
+  names add their rows;
 - atomic: one transaction, so a failure half-way leaves the table as it was.
 
-Exit codes: 0 loaded; 2 bad input (missing, unreadable or malformed file, bad setting),
-printed as one line on stderr; 1 anything else (e.g. the database is down).
+- memory: a CSV is read row by row; an xlsx sheet is read whole by calamine (about
+  0.7 KB per row of 8 columns; a sheet holds at most 1,048,576 rows).
+
+Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
+printed as one line on stderr; anything else is another failure (e.g. the database is
+down), which the flow retries.
 """
 
 from __future__ import annotations
@@ -40,12 +45,13 @@ TABLE = "{{ cookiecutter.__table_name }}"
 LOADS_TABLE = f"{TABLE}_loads"
 LOAD_ID_COLUMN = "_load_id"
 BATCH_ROWS = 10_000
+BAD_INPUT_EXIT_CODE = 65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
 
 Row = list[str | None]
 
 
 class BadInput(Exception):
-    """The source file or a setting is missing, unreadable or malformed (exit code 2)."""
+    """The source file or a setting is missing, unreadable or malformed (exit code 65)."""
 
 
 def column_names(header: Row) -> list[str]:
@@ -106,7 +112,7 @@ def open_source(setting: str | None) -> Path:
     """Check the source file exists and is readable; the error names the file."""
     if not setting:
         raise BadInput(f"{SOURCE_SETTING} is not set")
-    path = Path(setting)
+    path = Path(setting).absolute()
     if not path.is_file():
         raise BadInput(f"{SOURCE_SETTING}={setting}: file not found")
     if not os.access(path, os.R_OK):
@@ -183,12 +189,12 @@ def load_rows(source: Path, engine: sa.Engine) -> int:
     insert = str(table.insert().compile(dialect=engine.dialect))  # every column, in order
     loaded = 0
     with engine.begin() as connection:
-        earlier = sa.select(loads.c.load_id).where(loads.c.source_file == source.name)
+        earlier = sa.select(loads.c.load_id).where(loads.c.source_file == str(source))
         connection.execute(table.delete().where(table.c[LOAD_ID_COLUMN].in_(earlier)))
-        connection.execute(loads.delete().where(loads.c.source_file == source.name))
+        connection.execute(loads.delete().where(loads.c.source_file == str(source)))
         load_id = connection.execute(
             loads.insert().values(
-                source_file=source.name,
+                source_file=str(source),
                 source_sha256=sha256_of(source),
                 loaded_at=dt.datetime.now(dt.timezone.utc),
             )
@@ -211,7 +217,7 @@ def main() -> int:
         loaded = load(source, engine)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT_EXIT_CODE
     where = engine.url.render_as_string(hide_password=True)
     print(f"loaded {loaded} rows from {source} into table {TABLE} at {where}")
     return 0

@@ -15,11 +15,15 @@
 # The install runs only when the venv is missing or a dependency file changed since the last
 # install, and under an exclusive lock: two runs starting at once never build the venv
 # together (that corrupts its pip).
+#
+# Usage: prefect/sync-venv.sh [COMMAND...]
+# With a command (the ingest), it then runs it holding a shared lock, so runs of the
+# project's other flows may share the venv but never see it replaced under them.
 set -euo pipefail
 {% if cookiecutter.dependency_manager == "pipenv" %}
 : "${PIPENV_CUSTOM_VENV_NAME:?is not set (prefect/.env sets it)}"
 export PIPENV_IGNORE_VIRTUALENVS=1  # never install into the worker's own venv
-venv="${WORKON_HOME:-$HOME/.local/share/virtualenvs}/$PIPENV_CUSTOM_VENV_NAME"
+venv="${WORKON_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/virtualenvs}/$PIPENV_CUSTOM_VENV_NAME"
 dependency_files=(Pipfile Pipfile.lock)
 {%- else %}
 venv="${UV_PROJECT_ENVIRONMENT:?is not set (prefect/.env sets it)}"
@@ -38,22 +42,26 @@ wanted=$(inputs_hash)
 
 if [ -x "$venv/bin/python" ] && grep -qxF "$wanted" "$stamp" 2>/dev/null; then
   echo "venv $venv is up to date"
-  exit 0
+else
+  echo "installing dependencies into $venv"
+{%- if cookiecutter.dependency_manager == "pipenv" %}
+  if [ -f Pipfile.lock ]; then
+    pipenv install --deploy  # a committed lock must match the Pipfile
+  else
+    pipenv install
+  fi
+{%- else %}
+  if [ -f uv.lock ]; then
+    uv sync --locked --no-dev  # a committed lock must match pyproject.toml
+  else
+    uv sync --no-dev
+  fi
+{%- endif %}
+  # Remember the inputs as they were and as the install left them (it writes a missing lock).
+  printf '%s\n%s\n' "$wanted" "$(inputs_hash)" >"$stamp"
 fi
 
-echo "installing dependencies into $venv"
-{%- if cookiecutter.dependency_manager == "pipenv" %}
-if [ -f Pipfile.lock ]; then
-  pipenv install --deploy  # a committed lock must match the Pipfile
-else
-  pipenv install
+if [ "$#" -gt 0 ]; then
+  flock --shared 9  # the command inherits the lock and holds it until it ends
+  exec "$@"
 fi
-{%- else %}
-if [ -f uv.lock ]; then
-  uv sync --locked --no-dev  # a committed lock must match pyproject.toml
-else
-  uv sync --no-dev
-fi
-{%- endif %}
-# Remember the inputs as they were and as the install left them (it writes a missing lock).
-printf '%s\n%s\n' "$wanted" "$(inputs_hash)" >"$stamp"

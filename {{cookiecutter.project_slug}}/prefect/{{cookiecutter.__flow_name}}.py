@@ -40,25 +40,23 @@ SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
 BUCKET_BLOCK_SETTING = "{{ cookiecutter.__env_prefix }}_S3_BUCKET_BLOCK"
 ARCHIVE_PREFIX_SETTING = "{{ cookiecutter.__env_prefix }}_S3_ARCHIVE_PREFIX"
 {%- endif %}
-BAD_INPUT_EXIT_CODE = 2  # ingest.py's exit code for a missing, unreadable or malformed source
+BAD_INPUT_EXIT_CODE = 65  # ingest.py's exit code for a missing, unreadable or malformed source
 
 # One bash script. ShellOperation adds no `set -e`, so the first line makes any failing
 # command fail the run.
 {%- if cookiecutter.dependency_manager == "pipenv" %}
 # prefect/sync-venv.sh installs the Pipfile into the project's one shared venv
-# (PIPENV_CUSTOM_VENV_NAME), only when it changed, under a lock.
+# (PIPENV_CUSTOM_VENV_NAME) only when it changed, under a lock, then runs the ingest in it.
 INGEST_COMMANDS = [
     "set -euo pipefail",
-    "prefect/sync-venv.sh",
-    "pipenv run python ingest.py",
+    "prefect/sync-venv.sh pipenv run python ingest.py",
 ]
 {%- elif cookiecutter.dependency_manager == "uv" %}
 # prefect/sync-venv.sh syncs pyproject.toml into the project's one shared environment
-# (UV_PROJECT_ENVIRONMENT), only when it changed, under a lock.
+# (UV_PROJECT_ENVIRONMENT) only when it changed, under a lock, then runs the ingest in it.
 INGEST_COMMANDS = [
     "set -euo pipefail",
-    "prefect/sync-venv.sh",
-    "uv run --no-sync python ingest.py",
+    "prefect/sync-venv.sh uv run --no-sync python ingest.py",
 ]
 {%- else %}
 # ingest.py runs with the interpreter running this flow (the worker's own venv).
@@ -119,17 +117,21 @@ def run_ingest(source: str, env: dict[str, str]) -> None:
 def s3_key(source: str, bucket: S3Bucket) -> str:
     """`s3://bucket/key` -> `key`, checking it names the bucket block's bucket."""
     bucket_name, _, key = source.removeprefix("s3://").partition("/")
-    if bucket_name != bucket.bucket_name or not key or bucket.bucket_folder:
-        raise ValueError(
-            f"{SOURCE_SETTING}={source} must be s3://{bucket.bucket_name}/<key>, and the "
-            "bucket block must have no bucket_folder"
-        )
+    parts = key.split("/")
+    if bucket_name != bucket.bucket_name or not key or "" in parts or ".." in parts:
+        raise ValueError(f"{SOURCE_SETTING}={source} must be s3://{bucket.bucket_name}/<key>")
+    if bucket.bucket_folder:
+        raise ValueError(f"the S3Bucket block for {source} must have no bucket_folder")
     return key
 
 
 @task(retries=2, retry_delay_seconds=30)
-def fetch_source(bucket: S3Bucket, key: str, folder: Path) -> Path:
-    return bucket.download_object_to_path(key, folder / Path(key).name)
+def fetch_source(bucket: S3Bucket, key: str) -> Path:
+    """Download the object to a path made of its bucket and key. ingest.py records a load
+    under the file's path, so a re-run of the same key replaces its rows."""
+    local_copy = Path(tempfile.gettempdir(), FLOW_NAME, bucket.bucket_name, key)
+    local_copy.parent.mkdir(parents=True, exist_ok=True)
+    return bucket.download_object_to_path(key, local_copy)
 
 
 @task(retries=2, retry_delay_seconds=30)
@@ -150,10 +152,12 @@ def {{ cookiecutter.__flow_function }}() -> None:
     if source.startswith("s3://"):
         bucket = S3Bucket.load(setting(settings, BUCKET_BLOCK_SETTING))
         key = s3_key(source, bucket)
-        with tempfile.TemporaryDirectory(prefix=f"{FLOW_NAME}-") as folder:
-            local_copy = fetch_source(bucket, key, Path(folder))
-            logger.info("Fetched %s to %s", source, local_copy)
+        local_copy = fetch_source(bucket, key)
+        logger.info("Fetched %s to %s", source, local_copy)
+        try:
             run_ingest(str(local_copy), settings)
+        finally:
+            local_copy.unlink(missing_ok=True)
         archived = archive_source(bucket, key, setting(settings, ARCHIVE_PREFIX_SETTING))
         logger.info("Archived %s to s3://%s/%s", source, bucket.bucket_name, archived)
         return

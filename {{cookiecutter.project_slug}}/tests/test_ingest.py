@@ -16,6 +16,7 @@ SOURCE_SETTING = "{{ cookiecutter.__source_setting }}"
 SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
 TABLE = "{{ cookiecutter.__table_name }}"
 SAMPLE_ROWS = 20
+BAD_INPUT = 65  # ingest.py's exit code for a rejected file or setting
 
 
 def ingest(source: Path, database: Path) -> subprocess.CompletedProcess[str]:
@@ -51,11 +52,14 @@ def test_rerunning_the_same_file_adds_no_rows(database: Path) -> None:
     assert [row[:-1] for row in table_rows(database)] == first
     with sqlite3.connect(database) as connection:
         loads = connection.execute(f"SELECT source_file, row_count FROM {TABLE}_loads").fetchall()
-    assert loads == [(SAMPLE.name, SAMPLE_ROWS)]
+    assert loads == [(str(SAMPLE), SAMPLE_ROWS)]
 
 
-def test_a_file_with_another_name_adds_its_rows(database: Path, tmp_path: Path) -> None:
-    copy = tmp_path / f"next-day.{SAMPLE.suffix.lstrip('.')}"
+@pytest.mark.parametrize("other", ["next-day.{{ cookiecutter.source_format }}", "2026-11-28/sample.{{ cookiecutter.source_format }}"])
+def test_another_file_adds_its_rows(database: Path, tmp_path: Path, other: str) -> None:
+    """Another name, or the same name in another folder (daily exports), is another file."""
+    copy = tmp_path / other
+    copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_bytes(SAMPLE.read_bytes())
     assert ingest(SAMPLE, database).returncode == 0
     assert ingest(copy, database).returncode == 0
@@ -73,29 +77,33 @@ def test_a_file_with_another_name_adds_its_rows(database: Path, tmp_path: Path) 
 def test_bad_file_is_rejected_in_one_line_and_changes_nothing(
     database: Path, tmp_path: Path, content: bytes | None
 ) -> None:
-    assert ingest(SAMPLE, database).returncode == 0
+    """The landing file is loaded, then replaced by a bad one: its rows must survive."""
+    landing = tmp_path / SAMPLE.name
+    landing.write_bytes(SAMPLE.read_bytes())
+    assert ingest(landing, database).returncode == 0
     before = table_rows(database)
-    bad = tmp_path / SAMPLE.name  # same name as the loaded file: a bad load must not wipe it
+    landing.unlink()
     if content is not None:
-        bad.write_bytes(content)
-    result = ingest(bad, database)
-    assert result.returncode == 2
+        landing.write_bytes(content)
+    result = ingest(landing, database)
+    assert result.returncode == BAD_INPUT
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: {SOURCE_SETTING}={bad}: ")
+    assert lines[0].startswith(f"error: {SOURCE_SETTING}={landing}: ")
     assert table_rows(database) == before
 {%- if cookiecutter.source_format == "csv" %}
 
 
 def test_a_ragged_row_fails_the_whole_load(database: Path, tmp_path: Path) -> None:
-    assert ingest(SAMPLE, database).returncode == 0
+    landing = tmp_path / SAMPLE.name
+    landing.write_bytes(SAMPLE.read_bytes())
+    assert ingest(landing, database).returncode == 0
     before = table_rows(database)
     lines = SAMPLE.read_text().splitlines()
     lines[15] += ",one too many"
-    ragged = tmp_path / SAMPLE.name
-    ragged.write_text("\n".join(lines) + "\n")
-    result = ingest(ragged, database)
-    assert result.returncode == 2
+    landing.write_text("\n".join(lines) + "\n")
+    result = ingest(landing, database)
+    assert result.returncode == BAD_INPUT
     assert "row 16 has 9 values, the header has 8" in result.stderr
     assert table_rows(database) == before
 {%- endif %}
@@ -107,5 +115,5 @@ def test_missing_sink_setting_is_rejected(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "ingest.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
     )
-    assert result.returncode == 2
+    assert result.returncode == BAD_INPUT
     assert result.stderr.strip() == f"error: {SINK_SETTING} is not set"
