@@ -58,22 +58,32 @@ def main(argv: list[str] | None = None) -> int:
             loads.append(os.getloadavg()[0])
             module = importlib.import_module(f"benchmarks.{BENCHMARKS[name]}")
             sections += module.measure(ctx)
-    except BenchError as error:
-        print(f"benchmark failed, {args.output} not written: {error}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        print(f"benchmark crashed, {args.output} not written", file=sys.stderr)
+    except Exception as error:
+        if not isinstance(error, BenchError):
+            traceback.print_exc()
+        finished = args.scratch / "BENCHMARKS.partial.md"
+        write(finished, sections, args, started, loads)
+        print(
+            f"benchmark failed, {args.output} not written (what finished: {finished}): {error}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         ctx.close()
-    loads.append(os.getloadavg()[0])
-    text = render(sections, args.quick, time.monotonic() - started, loads)
-    partial = args.output.with_name(args.output.name + ".partial")
-    partial.write_text(text)
-    partial.replace(args.output)
+    write(args.output, sections, args, started, loads)
     progress(f"wrote {args.output}")
     return 0
+
+
+def write(
+    path: Path, sections: list, args: argparse.Namespace, started: float, loads: list
+) -> None:
+    """Render the report and replace *path* with it in one step."""
+    loads = [*loads, os.getloadavg()[0]]
+    text = render(sections, args.quick, time.monotonic() - started, loads)
+    partial = path.with_name(path.name + ".writing")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 if __name__ == "__main__":

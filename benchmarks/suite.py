@@ -7,7 +7,16 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.common import PYTHON, REPO_DIR, Context, Section, Target, progress, run_timed
+from benchmarks.common import (
+    PYTHON,
+    REPO_DIR,
+    BenchError,
+    Context,
+    Section,
+    Target,
+    progress,
+    run_timed,
+)
 
 SUITE_LIMIT_SECONDS = 600
 
@@ -19,6 +28,7 @@ def measure(ctx: Context) -> list[Section]:
     walls: list[float] = []
     groups: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, int] = {}
+    outcomes: list[str] = []
     for index in range(repetitions):
         progress(f"suite: pytest run {index + 1} of {repetitions}")
         report = root / f"junit-{index}.xml"
@@ -32,7 +42,11 @@ def measure(ctx: Context) -> list[Section]:
             f"--junitxml={report}",
             *selection,
         ]
-        walls.append(run_timed(argv, cwd=REPO_DIR, env=os.environ, timeout=1800).seconds)
+        run = run_timed(argv, cwd=REPO_DIR, env=os.environ, timeout=1800, check=False)
+        if not report.exists():
+            raise BenchError(f"pytest wrote no report:\n{run.output[-2000:]}")
+        walls.append(run.seconds)
+        outcomes.append(outcome(report))
         for group, (seconds, tests) in group_times(report).items():
             groups[group].append(seconds)
             counts[group] = tests
@@ -50,7 +64,22 @@ def measure(ctx: Context) -> list[Section]:
         "test that uses it). The suite takes minutes, so a full bench runs it once (n = 1): three "
         "runs would triple the bench's time for a figure that is not compared with anything."
     )
+    section.notes.append(
+        f"Outcome: {'; '.join(outcomes)}. The suite is timed as it stands at this commit, "
+        "whatever the outcome (a failing test still takes its time)."
+    )
     return [section]
+
+
+def outcome(report: Path) -> str:
+    """`N tests, F failed, E errors, S skipped` from a JUnit report's totals."""
+    suite = ET.parse(report).getroot()  # noqa: S314 (our own report)
+    suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+    totals = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    return (
+        f"{totals['tests']} tests, {totals['failures']} failed, {totals['errors']} errors, "
+        f"{totals['skipped']} skipped"
+    )
 
 
 def group_times(report: Path) -> dict[str, tuple[float, int]]:
