@@ -160,7 +160,11 @@ def ensure_zombie_automation() -> None:
 
 
 def load_deployment(entry: FlowEntry) -> RunnerDeployment:
-    """Clone the flow's repo once and build its deployment from the flow found there."""
+    """Clone the flow's repo once and build its deployment from the flow found there.
+
+    This is what `flow.from_source(repo, entrypoint).to_deployment(...)` does in Prefect 3
+    (Flow.to_deployment calls RunnerDeployment.from_storage), without from_source's own
+    extra clone of the repo."""
     return RunnerDeployment.from_storage(
         storage=GitRepository(url=entry.repo, branch=entry.branch),
         entrypoint=entry.entrypoint,
