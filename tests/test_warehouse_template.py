@@ -61,6 +61,7 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
         "README.md",
         "prefect/prw_deploy.py",
         "requirements-deploy.txt",
+        "constraints-worker.txt",
         "requirements-worker.txt",
         "ruff.toml",
         "scripts/install-worker.sh",
@@ -134,6 +135,16 @@ def test_worker_requirements_match_the_tested_pins(tmp_path: Path) -> None:
     assert {line.split("==")[0] for line in worker[1:]} >= {"prefect-shell", "prefect-aws", "uv"}
 
 
+def test_worker_constraints_are_the_tested_set(tmp_path: Path) -> None:
+    """The worker installs with -c constraints-worker.txt: every transitive pin we test."""
+    warehouse = bake_warehouse(tmp_path)
+
+    def pins(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if line and line[0] != "#"]
+
+    assert pins(warehouse / "constraints-worker.txt") == pins(REPO_DIR / "constraints.txt")
+
+
 # --- the worker unit and its installer --------------------------------------------------------
 
 
@@ -170,6 +181,8 @@ def test_install_prints_the_systemd_steps_in_order(installed: tuple) -> None:
     steps = [
         f"+ python3 -m venv {root}/opt/prefect-worker-ingest/venv",
         f"+ {root}/opt/prefect-worker-ingest/venv/bin/pip install --quiet -r",
+        "-c",
+        "constraints-worker.txt",
         "+ systemctl daemon-reload",
         f"+ systemctl enable {UNIT}",
         f"+ systemctl start {UNIT}",

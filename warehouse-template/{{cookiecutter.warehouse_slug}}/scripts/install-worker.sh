@@ -53,7 +53,8 @@ install_venv() {
   if [ ! -x "$ROOT$VENV/bin/python" ]; then
     run "${PYTHON:-python3}" -m venv "$ROOT$VENV"
   fi
-  run "$ROOT$VENV/bin/pip" install --quiet -r "$WAREHOUSE/requirements-worker.txt"
+  run "$ROOT$VENV/bin/pip" install --quiet -r "$WAREHOUSE/requirements-worker.txt" \
+    -c "$WAREHOUSE/constraints-worker.txt"
 }
 
 install_env_file() {
