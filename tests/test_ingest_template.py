@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -211,6 +212,46 @@ def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
     assert "pipenv: install broken" in output
     assert "loaded" not in output
     assert not database.exists()
+
+
+FAKE_PIPENV = """#!/bin/sh
+# `pipenv install` takes a second and builds the venv; `pipenv run` records that it ran.
+venv="$WORKON_HOME/$PIPENV_CUSTOM_VENV_NAME"
+case "$1" in
+  install) echo install-start >>"$CALLS"; sleep 1; mkdir -p "$venv/bin"
+           ln -sf "$REAL_PYTHON" "$venv/bin/python"; echo install-end >>"$CALLS" ;;
+  run) echo run >>"$CALLS" ;;
+esac
+"""
+
+
+def test_two_first_runs_at_once_install_the_venv_once(tmp_path: Path) -> None:
+    """The dependency step's lock: the second run waits for the first install, then finds the
+    venv up to date; both then run their ingest."""
+    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "pipenv").write_text(FAKE_PIPENV)
+    (fake_bin / "pipenv").chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+        "WORKON_HOME": str(tmp_path / "venvs"),
+        "PIPENV_CUSTOM_VENV_NAME": "prefect-clinic-cal",
+        "CALLS": str(calls),
+        "REAL_PYTHON": sys.executable,
+    }
+    argv = ["prefect/sync-venv.sh", "pipenv", "run", "python", "ingest.py"]
+    runs = [
+        subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in "ab"
+    ]
+    outputs = [run.communicate(timeout=60)[0] for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0]
+    assert calls.read_text().split() == ["install-start", "install-end", "run", "run"]
+    assert sum("is up to date" in output for output in outputs) == 1
 
 
 # --- S3 source, against the loopback S3 server ------------------------------------------------
