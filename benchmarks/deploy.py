@@ -134,9 +134,9 @@ NOTE_IF_SLOW = (
     "prw_deploy.py already clones each repo once, shares one API client for the run and skips "
     "Prefect's per-deployment git version lookup, so a re-deploy of 100 lands near 10 s and "
     "other work on the 2 cores (see the load average) decides which side. What would reach it "
-    "reliably: the Prefect server on its own machine (as in production), or updating "
-    "deployments concurrently (async `aapply` under one client), which Prefect's `deploy()` "
-    "does not do."
+    "reliably: the Prefect server on its own machine (as in production), or creating and "
+    "updating deployments concurrently (async `aapply` under one client), which Prefect's "
+    "`deploy()` does not do."
 )
 
 
