@@ -233,6 +233,7 @@ def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(tmp_path: Pa
         "BindPaths=/home/svc-prefect",
         "PrivateTmp=yes",
         "Environment=PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30",
+        "Environment=PREFECT_WORKER_QUERY_SECONDS=1",
     ]:
         assert f"\n{line}" in text
     # Flow runs are stopped first (and again each second), while the worker can still record
