@@ -113,11 +113,6 @@ def repeat(times: int, measure: Callable[[], float], before: Callable[[], None] 
     return samples
 
 
-def tool_path_env(base: Mapping[str, str]) -> dict[str, str]:
-    """*base* with this venv's bin (pipenv, uv, prefect) first on PATH."""
-    return {**base, "PATH": f"{BIN}{os.pathsep}{base.get('PATH', os.defpath)}"}
-
-
 def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

@@ -99,18 +99,17 @@ def measure(ctx: Context) -> list[Section]:
 
 
 def why_slow(section: Section) -> str:
-    """Where the unit's wait goes, from the measured breakdown, and what the lever buys."""
+    """Where the unit's wait goes, from the measured breakdown, and what is left to gain."""
     median = {f.key: f.median for f in section.figures}
     return (
         f"Of the {median['unit-total']:.1f} s, `prefect deployment run` itself takes "
-        f"{median['unit-cli']:.1f} s (a new Python importing Prefect), the worker "
-        f"{median['unit-pickup']:.1f} s from the run's creation to Running: waiting for its next "
-        f"poll ({FAST_POLL}, 10 s by default, so 5 s on average), cloning the repo and starting "
-        "a new Python for the run, which imports Prefect again; the flow itself "
-        f"{median['unit-body']:.2f} s. Polling every second ({FAST_POLL}=1 in the unit) "
-        f"measured {median['fast-poll-total']:.1f} s, of which the CLI is "
-        f"{median['fast-poll-cli']:.1f} s: a run started from the UI or the API skips it. The "
-        "new process per run, which the process worker always pays, stays."
+        f"{median['unit-cli']:.1f} s (a new Python importing Prefect; a run started from a "
+        "schedule, the UI or the API skips it), the worker "
+        f"{median['unit-pickup']:.1f} s from the run's creation to Running: its next poll (the "
+        f"unit sets {FAST_POLL}=1 against Prefect's 10 s), a clone of the repo and a new Python "
+        "process for the run, which imports Prefect again; the flow itself "
+        f"{median['unit-body']:.2f} s. The process per run is how the process worker isolates "
+        "runs; only a long-lived runner (`flow.serve`) would avoid it, without that isolation."
     )
 
 
