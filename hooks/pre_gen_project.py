@@ -71,7 +71,7 @@ def validate() -> None:
 
 
 def derived_names(slug: str, source: str) -> dict[str, str]:
-    """The names ../shared/ARCHITECTURE.md derives from the slug and the source."""
+    """The names ARCHITECTURE.md derives from the slug and the source."""
     prefix = slug.upper().replace("-", "_")
     flow_name = f"{slug}-{source}-ingest"
     return {

@@ -14,7 +14,7 @@ from cookiecutter.main import cookiecutter
 REPO_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SAMPLE_ROWS = 20
-# The default bake's contract names (see ../shared/ARCHITECTURE.md).
+# The default bake's contract names (see ARCHITECTURE.md).
 FLOW_NAME = "clinic-cal-epic-ingest"
 FLOW_FILE = f"prefect/{FLOW_NAME}.py"
 SOURCE_SETTING = "CLINIC_CAL_EPIC_SOURCE_FILE"
