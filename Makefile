@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-systemd test-fast lint bench clean
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,17 @@ $(STAMP): requirements.txt constraints.txt
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## The whole test suite (what CI runs).
+## The test suite, but the booted-systemd tests (CI runs both: .ci/run).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not systemd"
+
+## The slow tests that boot a real systemd in a container (root, systemd-nspawn; see BENCHMARKS.md).
+test-systemd: $(STAMP)
+	$(BIN)/python -m pytest -m systemd
 
 ## Everything but the live-server end-to-end tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not systemd"
 
 lint: $(STAMP)
 	$(BIN)/ruff check hooks warehouse-template/hooks tests scripts
