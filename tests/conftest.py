@@ -1,3 +1,3 @@
 """Shared fixtures. pytest puts tests/ on sys.path, so helpers import as `support.*`."""
 
-from support.services import prefect_server, processes, s3_server  # noqa: F401 (fixtures)
+from support.services import prefect_server, s3_server  # noqa: F401 (fixtures)

@@ -78,6 +78,7 @@ def test_prefect_server_answers_and_is_stopped(tmp_path: Path) -> None:
     assert group_pids(pid) == []
 
 
+@pytest.mark.e2e
 def test_s3_server_answers_and_is_stopped(tmp_path: Path) -> None:
     with running_s3_server(tmp_path) as server:
         assert b"ListAllMyBucketsResult" in _get(server.endpoint_url + "/")

@@ -314,14 +314,6 @@ class S3Server:
             aws_secret_access_key=self.secret_access_key,
         )
 
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
-            "AWS_DEFAULT_REGION": self.region,
-        }
-
 
 @contextmanager
 def running_s3_server(root: Path) -> Iterator[S3Server]:
@@ -351,13 +343,3 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One loopback S3 server for the whole test session."""
     with running_s3_server(tmp_path_factory.mktemp("s3-server")) as server:
         yield server
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ProcessPool]:
-    """Start long-running processes in a test; every one is stopped at teardown."""
-    pool = ProcessPool(tmp_path / "process-logs")
-    try:
-        yield pool
-    finally:
-        pool.stop_all()
