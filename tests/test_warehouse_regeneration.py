@@ -80,7 +80,7 @@ def test_removing_an_unknown_flow_is_refused(template: Path, tmp_path: Path) -> 
     warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
     result = regenerate(warehouse, "--remove", "no-such-ingest")
     assert result.returncode == 1
-    assert "ERROR: --remove no-such-ingest: no such flow" in result.stderr
+    assert "error: --remove no-such-ingest: no such flow" in result.stderr
 
 
 def test_a_warehouse_without_answers_is_told_how_to_link_it(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_a_warehouse_without_answers_is_told_how_to_link_it(tmp_path: Path) -> N
     commit_all(warehouse, "baked")
     result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))
     assert result.returncode == 1
-    assert "ERROR: no .cruft.json: link this warehouse" in result.stderr
+    assert "error: no .cruft.json: link this warehouse" in result.stderr
     assert "`cruft link -y --directory warehouse-template --extra-context" in result.stderr
 
 
@@ -162,7 +162,7 @@ def test_dirty_tree_is_refused(change: str, template: Path, tmp_path: Path) -> N
     before = tree(warehouse)
     result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))
     assert result.returncode == 1
-    assert "ERROR: uncommitted changes" in result.stderr
+    assert "error: uncommitted changes" in result.stderr
     assert tree(warehouse) == before
 
 
@@ -172,10 +172,10 @@ ENTRY = CLINIC_CAL["clinic-cal-epic-ingest"]
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"x": {**ENTRY, "cron": "61 * * * *"}}, "ERROR: flows['x'].cron: '61 * * * *'"),
-        ({"x": {**ENTRY, "repo": "`id`"}}, "ERROR: flows['x'].repo: '`id`' is not a git URL"),
-        ({"x": {**ENTRY, "cron": "{{ 7*7 }} * * * *"}}, "ERROR: --add must not contain template"),
-        ("[1, 2]", "ERROR: --add takes a JSON object"),
+        ({"x": {**ENTRY, "cron": "61 * * * *"}}, "error: flows['x'].cron: '61 * * * *'"),
+        ({"x": {**ENTRY, "repo": "`id`"}}, "error: flows['x'].repo: '`id`' is not a git URL"),
+        ({"x": {**ENTRY, "cron": "{{ 7*7 }} * * * *"}}, "error: --add must not contain template"),
+        ("[1, 2]", "error: --add takes a JSON object"),
     ],
     ids=["bad-cron", "backticks-in-repo", "jinja-markers", "not-an-object"],
 )

@@ -283,6 +283,14 @@ HOSTILE_FLOWS = {
     "env-value-substitution": ({"x": {**ENTRY, "env": {"A": "$(id)"}}}, "without quotes, $"),
     "env-value-newline": ({"x": {**ENTRY, "env": {"A": "a\nB=b"}}}, "without quotes, $"),
     "env-key-shell": ({"x": {**ENTRY, "env": {"A;B": "1"}}}, "environment variable name"),
+    **{
+        f"env-secret-{key.lower()}": ({"x": {**ENTRY, "env": {key: "x"}}}, "looks like a secret")
+        for key in ("DB_PASSWORD", "AWS_SECRET", "GITHUB_TOKEN", "VENDOR_API_KEY", "api_key")
+    },
+    "env-secret-url-password": (
+        {"x": {**ENTRY, "env": {"CLINIC_CAL_DATABASE_URL": "postgresql://etl:pw@db/prh"}}},
+        "Secret block",
+    ),
     "timezone-unknown": ({"x": {**ENTRY, "timezone": "Mars/Base"}}, "IANA timezone"),
     "timezone-path": ({"x": {**ENTRY, "timezone": "../../etc/passwd"}}, "IANA timezone"),
     "concurrency-zero": ({"x": {**ENTRY, "concurrency_limit": 0}}, "positive whole number"),
@@ -304,12 +312,20 @@ REJECTED = [
 ]
 
 
+def test_env_without_secrets_is_accepted(tmp_path: Path) -> None:
+    """A user name in a URL is no secret; the worker's EnvironmentFile holds the password."""
+    url = "postgresql+psycopg://etl@db.prh.org/warehouse"
+    env = {"CLINIC_CAL_DATABASE_URL": url, "TOKENS": "3"}
+    warehouse = bake_warehouse(tmp_path, flows={"x": {**ENTRY, "env": env}})
+    assert url in (warehouse / "prefect" / "prw_deploy.py").read_text()
+
+
 @pytest.mark.parametrize(("answers", "message"), REJECTED)
 def test_hostile_answers_are_rejected_with_one_line_and_nothing_written(
     answers: dict, message: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(FailedHookException):
         bake_warehouse(tmp_path, **answers)
-    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR: ")]
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], errors
     assert list(tmp_path.iterdir()) == []

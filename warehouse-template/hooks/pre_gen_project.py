@@ -68,6 +68,9 @@ GIT_URL = re.compile(
     r"|/)"
     r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
 )
+# Env entries that must never be committed: secret-looking names, URLs with a password.
+SECRET_SUFFIXES = ("PASSWORD", "SECRET", "TOKEN", "API_KEY")
+URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:[^/@\s]*@")
 CRON_CHARS = re.compile(r"[0-9A-Za-z*/,#?L-]+( [0-9A-Za-z*/,#?L-]+){4}")
 FLOW_KEYS = {
     "repo",
@@ -142,6 +145,17 @@ def check_env(where: str, value: Any) -> None:
     for key, text in value.items():
         check_pattern(f"{where} key", key, "env_key")
         check_pattern(f"{where}[{key!r}]", text, "env_value")
+        check_not_secret(f"{where}[{key!r}]", key, text)
+
+
+def check_not_secret(where: str, key: str, text: str) -> None:
+    """Deployment env is committed to the warehouse repo and shown in the Prefect UI."""
+    if key.upper().endswith(SECRET_SUFFIXES) or URL_WITH_PASSWORD.search(text):
+        raise Invalid(
+            f"{where} looks like a secret: deployment env is committed and shown in the UI; "
+            "put it in the worker's EnvironmentFile (/etc/prefect-worker/<pool>.env) "
+            "or a Prefect Secret block"
+        )
 
 
 def check_parameters(where: str, value: Any) -> None:
@@ -211,5 +225,5 @@ if __name__ == "__main__":
     try:
         check_answers(ANSWERS)
     except Invalid as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

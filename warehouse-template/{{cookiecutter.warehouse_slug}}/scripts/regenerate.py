@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         regenerate(args.add, args.remove)
     except RegenerateError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     print(git("status", "--short") or "No changes.")
     print("Next: review `git diff HEAD`, commit, then `python prefect/prw_deploy.py --dry-run`;")
