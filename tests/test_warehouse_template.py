@@ -213,7 +213,7 @@ def test_install_refuses_a_bad_worker_limit(limit: str, installed: tuple, tmp_pa
     env = {**os.environ, "WORKER_LIMIT": limit}
     result = run(["scripts/install-worker.sh", "--dry-run", str(tmp_path)], warehouse, env)
     assert result.returncode == 2
-    assert result.stderr.startswith("ERROR: WORKER_LIMIT must be a positive whole number")
+    assert result.stderr.startswith("error: WORKER_LIMIT must be a positive whole number")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -159,21 +159,25 @@ class BootedSystem:
         *,
         user: str | None = None,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
         input: str | None = None,
         timeout: float = 300,
         check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """Run *argv* inside, as root (or *user*, through runuser), in a clean environment plus
-        *env*; output captured as text. With *check*, a non-zero exit raises with its output."""
+        *env*, from *cwd* (default: /root for root, / for a user); output captured as text.
+        With *check*, a non-zero exit raises with its output."""
         home = "/root" if user is None else f"/home/{user}"
         environment = {**CLEAN_ENV, "HOME": home, **(env or {})}
         if user is not None:
             environment["USER"] = environment["LOGNAME"] = user
-        command = ["env", "-i", *(f"{k}={v}" for k, v in environment.items()), *argv]
+        directory = cwd or ("/root" if user is None else "/")
+        command = ["env", "-i", f"--chdir={directory}"]
+        command += [*(f"{k}={v}" for k, v in environment.items()), *argv]
         if user is not None:
             command = ["runuser", "-u", user, "--", *command]
         result = subprocess.run(
-            self._nsenter(command, cwd=home if user is None else "/"),
+            self._nsenter(command),
             input=input,
             capture_output=True,
             text=True,
@@ -185,6 +189,21 @@ class BootedSystem:
                 f"{result.stdout}{result.stderr}"
             )
         return result
+
+    def spawn(self, argv: Sequence[str], *, user: str | None = None) -> subprocess.Popen[str]:
+        """Start *argv* inside in the background (as *user*) with a pipe to its stdin and
+        stdout: closing stdin is how to tell a well-behaved helper to exit; it dies with the
+        container otherwise."""
+        home = "/root" if user is None else f"/home/{user}"
+        command = ["env", "-i", *(f"{k}={v}" for k, v in {**CLEAN_ENV, "HOME": home}.items())]
+        if user is not None:
+            command = ["runuser", "-u", user, "--", *command]
+        return subprocess.Popen(
+            self._nsenter([*command, *argv]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return self.run(["systemctl", "--no-pager", *args], check=check)
@@ -238,10 +257,12 @@ class BootedSystem:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _nsenter(self, argv: Sequence[str], cwd: str = "/") -> list[str]:
+    def _nsenter(self, argv: Sequence[str]) -> list[str]:
+        """*argv* in every namespace of the container (from its root directory: nsenter's
+        --wd would resolve the directory on the host, so run() changes it with env -C)."""
         if not self.pid1:
             raise BootError("the container is not booted")
-        return ["nsenter", "-t", str(self.pid1), "-a", f"--wd={cwd}", *argv]
+        return ["nsenter", "-t", str(self.pid1), "-a", *argv]
 
     def _take_lock(self) -> None:
         lock_path = os.environ.get(LOCK_VARIABLE)

@@ -38,7 +38,11 @@ def test_boots_shares_loopback_keeps_nothing_and_tears_down_on_failure(tmp_path:
         assert not Path("/etc/prh-booted-probe").exists()
         # The network is shared: the host's loopback server answers inside.
         fetched = system.run(
-            ["python3", "-c", f"import urllib.request as u; u.urlopen('http://127.0.0.1:{ports[0]}/')"]
+            [
+                "python3",
+                "-c",
+                f"import urllib.request as u; u.urlopen('http://127.0.0.1:{ports[0]}/')",
+            ]
         )
         assert fetched.returncode == 0, fetched.stderr
         # Commands as another user, systemctl and the journal.
