@@ -263,6 +263,15 @@ def test_unit_is_hardened(tmp_path: Path) -> None:
     assert exposure(warehouse / "systemd" / UNIT) <= MAX_EXPOSURE
 
 
+def test_unit_lets_exec_stop_see_the_flow_runs(tmp_path: Path) -> None:
+    """PrivateUsers= gives ExecStop= its own user namespace, where ProtectProc=invisible hides
+    the worker's processes: the stop would then strand runs in Running (tests/systemd proves
+    the stop under a real systemd; this keeps the pair from coming back)."""
+    text = (bake_warehouse(tmp_path) / "systemd" / UNIT).read_text()
+    assert "\nProtectProc=invisible\n" in text
+    assert "\nPrivateUsers=yes\n" not in text
+
+
 # --- hostile and malformed answers ------------------------------------------------------------
 
 ENTRY = CLINIC_CAL["clinic-cal-epic-ingest"]

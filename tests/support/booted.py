@@ -234,7 +234,8 @@ class BootedSystem:
     def copy_in(self, host_path: Path, inside: str | Path | None = None) -> Path:
         """Copy a host file or tree into the container (same path unless *inside* is given),
         owner and modes kept; returns the path inside. /tmp and /run inside are the booted
-        system's own tmpfs mounts, which hide what is copied there: use /srv or /var/tmp."""
+        system's own tmpfs mounts, which hide what is copied there, and a service with
+        PrivateTmp= sees neither /tmp nor /var/tmp: /srv suits fixtures."""
         target = Path(inside or host_path)
         destination = self.path(target)
         destination.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ WORKER_VENV = f"/opt/prefect-worker-{POOL}/venv"
 HOME = f"/home/{WORKER_USER}"
 VENVS = f"{HOME}/.local/share/virtualenvs"  # both modes' default in the project's .env
 CHECKOUT = "/root/prh-warehouse"
+INSTALL_COMMAND = "scripts/install-worker.sh"  # the README's, run as root from the checkout
 CRON = "0 6 * * *"
 PIPENV = project("ward-census", "adt", dependency_manager="pipenv", source_format="xlsx")
 UV = project("pharmacy", "dispense", dependency_manager="uv", source_format="csv")
@@ -189,7 +190,8 @@ def build_warehouse(root: Path, name: str, **answers: object) -> Path:
     return bare
 
 
-def deploy(warehouse_repo: Path, root: Path, server: PrefectServer) -> None:
+def deploy(warehouse_repo: Path, root: Path, server: PrefectServer) -> Path:
+    """`prw_deploy.py` from a checkout on the host, as the team deploys; returns it."""
     checkout = root / "deploy-checkout"
     subprocess.run(["git", "clone", "-q", str(warehouse_repo), str(checkout)], check=True)
     deployed = subprocess.run(
@@ -201,10 +203,14 @@ def deploy(warehouse_repo: Path, root: Path, server: PrefectServer) -> None:
         timeout=300,
     )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    return checkout
 
 
 def prepare_inside(system: BootedSystem, root: Path) -> None:
-    """The machine as the team finds it: landing files, the bare repos trusted by git."""
+    """The machine as the team finds it: landing files, the bare repos trusted by git, and
+    no /etc/pip.conf (this image's names the CA bundle; a VM's has no such line), so every
+    download must trust the machine's CA store by itself."""
+    system.path("/etc/pip.conf").unlink(missing_ok=True)
     system.copy_in(root)
     for spec in PROJECTS:
         sample = next((root / "projects" / spec.slug / "data").glob("sample.*"))
@@ -216,9 +222,9 @@ def prepare_inside(system: BootedSystem, root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def site_root() -> Iterator[Path]:
-    """A directory at the same path on the host and inside (outside /tmp, which the booted
-    system mounts its own tmpfs over)."""
-    root = Path(f"/var/tmp/prh-systemd-{uuid.uuid4().hex[:12]}")  # noqa: S108 (random name)
+    """A directory at the same path on the host and inside: under /srv, as /tmp and /var/tmp
+    are private to the worker service (PrivateTmp=) and /tmp is a tmpfs in the booted system."""
+    root = Path(f"/srv/prh-test-{uuid.uuid4().hex[:12]}")
     root.mkdir()
     try:
         yield root
@@ -240,15 +246,25 @@ def worker_site(
         worker_user=WORKER_USER,
         prefect_api_url=prefect_server.api_url,
     )
-    deploy(warehouse_repo, site_root, prefect_server)
+    checkout = deploy(warehouse_repo, site_root, prefect_server)
     prepare_inside(booted_system, site_root)
-    booted_system.run(["useradd", "--create-home", WORKER_USER], check=True)
     booted_system.run(["git", "clone", "-q", str(warehouse_repo), CHECKOUT], check=True)
+    *before, install = readme_install_commands(checkout)
+    assert install == INSTALL_COMMAND, install
+    for command in before:  # creating the worker user
+        booted_system.run(["sh", "-c", command], cwd=CHECKOUT, check=True)
     api = PrefectApi(prefect_server.api_url)
     site = WorkerSite(booted_system, prefect_server, api, site_root, install=None)
     site.install = site.install_worker()
     assert site.install.returncode == 0, site.install.stdout + site.install.stderr
     return site
+
+
+def readme_install_commands(warehouse: Path) -> list[str]:
+    """The commands of the generated README's install block, without their `sudo`."""
+    section = (warehouse / "README.md").read_text().split("## Install the worker on a VM")[1]
+    block = section.split("```")[1]
+    return [line.strip().removeprefix("sudo ") for line in block.strip().splitlines()]
 
 
 def exposure(text: str) -> float:

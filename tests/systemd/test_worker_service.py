@@ -28,6 +28,7 @@ from support.booted_worker import (
     WorkerSite,
     build_warehouse,
     exposure,
+    landing,
     logs_of,
     release,
     sink,
@@ -103,6 +104,19 @@ def test_install_enables_and_starts_the_worker_online_under_its_host_name(
 # --- 2-4. runs in both modes; stop during the first venv install ----------------------------
 
 
+def stop_and_wait(site: WorkerSite, run_id: str) -> tuple[dict, float]:
+    """`systemctl stop`, then the run's terminal state (within 30 s) and the stop's seconds;
+    the unit's journal in the failure message if the run is not terminal by then."""
+    started = time.monotonic()
+    site.system.systemctl("stop", UNIT, check=True)
+    seconds = time.monotonic() - started
+    try:
+        return site.api.wait_terminal(run_id, timeout=30), seconds
+    except TimeoutError as error:
+        journal = "\n".join(site.journal().splitlines()[-80:])
+        raise AssertionError(f"{error}\nstop took {seconds:.1f}s; journal:\n{journal}") from None
+
+
 def venvs(site: WorkerSite) -> list[str]:
     """The venvs anywhere under the worker's home (a pyvenv.cfg marks one)."""
     found = site.system.run(["find", HOME, "-name", "pyvenv.cfg"], check=True).stdout.split()
@@ -120,10 +134,7 @@ def test_stop_during_the_first_pipenv_install_crashes_the_run_and_the_next_recov
         assert time.monotonic() < deadline, logs_of(site, run_id)
         time.sleep(0.2)
     assert not site.system.path(f"{venv}/.prefect-installed").exists()
-    started = time.monotonic()
-    site.system.systemctl("stop", UNIT, check=True)
-    stop_seconds = time.monotonic() - started
-    stopped = site.api.wait_terminal(run_id, timeout=30)
+    stopped, stop_seconds = stop_and_wait(site, run_id)
     assert stopped["state_type"] == "CRASHED", stopped["state"]
     assert stop_seconds < 60
     assert site.rows(sink(PIPENV), PIPENV.table) == 0
@@ -160,6 +171,38 @@ def test_second_runs_reuse_the_one_shared_venv_of_each_project(worker_site: Work
     assert venvs(site) == sorted(f"{VENVS}/prefect-{spec.slug}" for spec in PROJECTS)
 
 
+def test_bad_source_file_fails_the_run_with_one_line_and_keeps_the_sink(
+    worker_site: WorkerSite,
+) -> None:
+    site = worker_site
+    source = site.system.path(landing(PIPENV))
+    good = source.read_bytes()
+    source.write_bytes(b"this is not a workbook\n")
+    try:
+        run_id = site.run(PIPENV.deployment)
+        run = site.api.wait_terminal(run_id, timeout=180)
+    finally:
+        source.write_bytes(good)
+    logs = site.api.logs_with(run_id, "error: ")
+    assert run["state_type"] == "FAILED", logs
+    errors = [line for line in "\n".join(logs).splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and landing(PIPENV) in errors[0], logs
+    assert site.rows(sink(PIPENV), PIPENV.table) == SAMPLE_ROWS
+    assert [task["run_count"] for task in site.api.task_runs(run_id)] == [1]
+
+
+def test_two_runs_of_one_deployment_never_overlap(worker_site: WorkerSite) -> None:
+    site = worker_site
+    run_ids = [site.run(UV.deployment), site.run(UV.deployment)]
+    runs = [site.api.wait_terminal(run_id, timeout=180) for run_id in run_ids]
+    assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"], runs
+    first, second = sorted(runs, key=lambda run: run["start_time"])
+    assert second["start_time"] >= first["end_time"]
+    histories = [site.api.state_names(run_id) for run_id in run_ids]
+    assert any("AwaitingConcurrencySlot" in states for states in histories), histories
+    assert site.rows(sink(UV), UV.table) == SAMPLE_ROWS
+
+
 def test_stop_mid_run_crashes_it_and_the_next_run_loads_once(worker_site: WorkerSite) -> None:
     """The ingest waits on the busy sink when `systemctl stop` comes; the run's clone is in
     the service's private /tmp meanwhile."""
@@ -173,8 +216,7 @@ def test_stop_mid_run_crashes_it_and_the_next_run_loads_once(worker_site: Worker
         ).stdout.split()
         private = f"/tmp/systemd-private-*-{UNIT}-*/tmp/*"  # noqa: S108 (the service's /tmp)
         assert clones and all(fnmatch.fnmatch(path, private) for path in clones), clones
-        site.system.systemctl("stop", UNIT, check=True)
-        stopped = site.api.wait_terminal(run_id, timeout=30)
+        stopped, _ = stop_and_wait(site, run_id)
         assert stopped["state_type"] == "CRASHED", stopped["state"]
     finally:
         release(locker)

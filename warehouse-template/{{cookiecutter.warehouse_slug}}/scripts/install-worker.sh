@@ -6,6 +6,8 @@
 #   scripts/install-worker.sh --dry-run ROOT   # write the files under ROOT, only print commands
 #
 # WORKER_LIMIT=N overrides the number of concurrent flow runs (default: CPU count).
+# PYTHON=/usr/bin/python3.12 picks the venv's interpreter (default: python3 on PATH); it
+# must live outside /home and /root, which the unit hides from the worker (ProtectHome=).
 set -euo pipefail
 
 POOL='{{ cookiecutter.work_pool }}'
