@@ -54,17 +54,11 @@ def measure(ctx: Context) -> list[Section]:
             counts[group] = tests
     what = " ".join(selection) if selection else "whole suite"
     section.add("whole", f"{what}, wall time", "s", walls)
-    systemd = [group for group in groups if group.startswith(SYSTEMD_TESTS)]
-    if systemd:
-        booted = [sum(groups[group][i] for group in systemd) for i in range(len(walls))]
-        tests = sum(counts[group] for group in systemd)
+    booted, tests = systemd_share(groups, counts, len(walls))
+    if tests:
         section.add("systemd", f"`systemd`-marked tests ({tests} tests)", "s", booted)
-        section.add(
-            "not-systemd",
-            "everything else, wall time",
-            "s",
-            [wall - seconds for wall, seconds in zip(walls, booted, strict=True)],
-        )
+        others = [wall - seconds for wall, seconds in zip(walls, booted, strict=True)]
+        section.add("not-systemd", "everything else, wall time", "s", others)
     for group in sorted(groups):
         section.add(f"group-{group}", f"{group} ({counts[group]} tests)", "s", groups[group])
     section.targets.append(
@@ -87,6 +81,15 @@ def measure(ctx: Context) -> list[Section]:
         "whatever the outcome (a failing test still takes its time)."
     )
     return [section]
+
+
+def systemd_share(
+    groups: dict[str, list[float]], counts: dict[str, int], runs: int
+) -> tuple[list[float], int]:
+    """Seconds per run of the test files under SYSTEMD_TESTS, and how many tests they hold."""
+    files = [group for group in groups if group.startswith(SYSTEMD_TESTS)]
+    seconds = [sum(groups[group][index] for group in files) for index in range(runs)]
+    return seconds, sum(counts[group] for group in files)
 
 
 def outcome(report: Path) -> str:
