@@ -72,3 +72,20 @@ def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "unknown benchmark(s): nonsense" in result.stderr
     assert not output.exists()
+
+
+def test_suite_reports_the_systemd_marked_tests_apart(tmp_path: Path) -> None:
+    from benchmarks.suite import group_times, systemd_share
+
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite tests="3">'
+        '<testcase classname="tests.systemd.test_booted" name="a" time="7.5"/>'
+        '<testcase classname="tests.systemd.test_worker_service" name="b" time="500"/>'
+        '<testcase classname="tests.test_ingest_hooks" name="c" time="2"/>'
+        "</testsuite></testsuites>"
+    )
+    found = group_times(report)
+    groups = {name: [seconds] for name, (seconds, _) in found.items()}
+    counts = {name: tests for name, (_, tests) in found.items()}
+    assert systemd_share(groups, counts, runs=1) == ([507.5], 2)

@@ -254,6 +254,37 @@ def test_two_first_runs_at_once_install_the_venv_once(tmp_path: Path) -> None:
     assert sum("is up to date" in output for output in outputs) == 1
 
 
+def test_a_venv_whose_install_never_finished_is_built_again_from_scratch(tmp_path: Path) -> None:
+    """A stop during the first install leaves a venv with a python but no stamp: the next
+    run removes it before installing (the booted-systemd tests stop a real install)."""
+    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "pipenv").write_text(FAKE_PIPENV)
+    (fake_bin / "pipenv").chmod(0o755)
+    venv = tmp_path / "venvs" / "prefect-clinic-cal"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "half-installed-package").write_text("left by the interrupted install\n")
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+        "WORKON_HOME": str(tmp_path / "venvs"),
+        "PIPENV_CUSTOM_VENV_NAME": venv.name,
+        "CALLS": str(tmp_path / "calls"),
+        "REAL_PYTHON": sys.executable,
+    }
+    argv = ["prefect/sync-venv.sh", "pipenv", "run", "python", "ingest.py"]
+
+    result = run(argv, cwd=project, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "installing dependencies" in result.stdout
+    assert not (venv / "half-installed-package").exists()
+    assert (venv / ".prefect-installed").exists()
+    assert (tmp_path / "calls").read_text().split() == ["install-start", "install-end", "run"]
+
+
 # --- S3 source, against the loopback S3 server ------------------------------------------------
 
 

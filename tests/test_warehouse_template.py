@@ -213,7 +213,7 @@ def test_install_refuses_a_bad_worker_limit(limit: str, installed: tuple, tmp_pa
     env = {**os.environ, "WORKER_LIMIT": limit}
     result = run(["scripts/install-worker.sh", "--dry-run", str(tmp_path)], warehouse, env)
     assert result.returncode == 2
-    assert result.stderr.startswith("ERROR: WORKER_LIMIT must be a positive whole number")
+    assert result.stderr.startswith("error: WORKER_LIMIT must be a positive whole number")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -261,6 +261,15 @@ def test_systemd_accepts_the_unit_with_its_drop_in(installed: tuple, tmp_path: P
 def test_unit_is_hardened(tmp_path: Path) -> None:
     warehouse = bake_warehouse(tmp_path)
     assert exposure(warehouse / "systemd" / UNIT) <= MAX_EXPOSURE
+
+
+def test_unit_lets_exec_stop_see_the_flow_runs(tmp_path: Path) -> None:
+    """PrivateUsers= gives ExecStop= its own user namespace, where ProtectProc=invisible hides
+    the worker's processes: the stop would then strand runs in Running (tests/systemd proves
+    the stop under a real systemd; this keeps the pair from coming back)."""
+    text = (bake_warehouse(tmp_path) / "systemd" / UNIT).read_text()
+    assert "\nProtectProc=invisible\n" in text
+    assert "\nPrivateUsers=yes\n" not in text
 
 
 # --- hostile and malformed answers ------------------------------------------------------------

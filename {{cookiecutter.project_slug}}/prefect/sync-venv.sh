@@ -44,6 +44,9 @@ if [ -x "$venv/bin/python" ] && grep -qxF "$wanted" "$stamp" 2>/dev/null; then
   echo "venv $venv is up to date"
 else
   echo "installing dependencies into $venv"
+  # No stamp: no install ever finished here (say a stop killed the first one half-way).
+  # Start from scratch rather than trust a half-built venv.
+  [ -f "$stamp" ] || rm -rf "$venv"
 {%- if cookiecutter.dependency_manager == "pipenv" %}
   if [ -f Pipfile.lock ]; then
     pipenv install --deploy  # a committed lock must match the Pipfile
