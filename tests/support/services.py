@@ -48,7 +48,8 @@ def free_port() -> int:
 
 def offline_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a Prefect subprocess isolated in *home*: no inherited PREFECT_* settings,
-    analytics off. Without PREFECT_API_URL, Prefect runs against its own ephemeral server."""
+    analytics off. Without PREFECT_API_URL, Prefect runs against its own ephemeral server, which
+    may take longer than Prefect's 20 s default to start on a busy 2-core machine."""
     env = {
         k: v
         for k, v in (os.environ if base is None else base).items()
@@ -58,6 +59,7 @@ def offline_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, 
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
     )
     return env
 
