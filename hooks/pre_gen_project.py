@@ -16,6 +16,7 @@ ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 WORDS = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&()-]*")
 PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
+REQUIREMENT = re.compile(r"[a-z0-9][a-z0-9._-]*==[0-9][0-9a-z.]*")  # name==version, as pinned
 GIT_URL = re.compile(r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git")
 MAX_SLUG = 40
 MAX_NAME = 80
@@ -65,6 +66,9 @@ def validate() -> None:
         raise InvalidAnswer(f"use_s3 must be yes or no, got {ANSWERS.get('use_s3')!r}")
     check_git_url("git_repo_url")
     check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
+    requirements = text("__ingest_requirements").split(" ")
+    if not all(REQUIREMENT.fullmatch(requirement) for requirement in requirements):
+        raise InvalidAnswer("__ingest_requirements must be pins (name==version) separated by spaces")
     # Derived names are answers too (they can be overridden); they must follow the contract.
     for key, value in derived_names(text("project_slug"), text("source_name")).items():
         if text(key) != value:

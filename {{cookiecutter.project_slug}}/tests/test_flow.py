@@ -31,7 +31,7 @@ def test_settings_file_names_source_and_sink(flow_module: ModuleType, monkeypatc
         monkeypatch.delenv(name, raising=False)
     settings = flow_module.load_settings()
     assert settings[flow_module.SOURCE_SETTING].startswith("/")
-    assert settings[flow_module.SINK_SETTING].startswith("sqlite:////")
+    assert settings[flow_module.SINK_SETTING] == "{{ cookiecutter.__database_url }}"
 
 
 def test_exported_variables_win_over_the_settings_file(flow_module: ModuleType, monkeypatch) -> None:
