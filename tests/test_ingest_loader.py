@@ -175,7 +175,9 @@ def test_bad_row_fails_the_whole_load(project: Path, sink: Sink, tmp_path: Path)
     before = sink.rows()
     rows = [HEADER, *ROWS, *([f"{n:05}", "x", "y"] for n in range(10)), ["99", "short"]]
     write_csv(source, rows)
-    assert rejected(ingest(project, source, sink), source) == "row 15 has 2 values, the header has 3"
+    assert (
+        rejected(ingest(project, source, sink), source) == "row 15 has 2 values, the header has 3"
+    )
     assert sink.rows() == before
     assert sink.loads() == [(str(source), 3)]
 
@@ -288,9 +290,7 @@ def test_the_sheet_setting_picks_a_sheet(project: Path, sink: Sink, tmp_path: Pa
     assert sink.rows() == sorted(map(tuple, XLSX_ROWS), key=repr)
 
 
-def test_the_first_visible_sheet_is_the_default(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_the_first_visible_sheet_is_the_default(project: Path, sink: Sink, tmp_path: Path) -> None:
     sheets = {
         "Lookup": table_at("A1", [["code", "label"], ["1", "one"]]),
         "Patients": table_at("A1", [HEADER, *XLSX_ROWS]),

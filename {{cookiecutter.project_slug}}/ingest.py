@@ -376,10 +376,12 @@ def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table
             LOAD_ID_COLUMN,
             sa.Integer,
             nullable=False,
-            index=True,
             server_default=load_id_default if postgresql else None,
         ),
     )
+    # Finds an earlier load's rows. A load's rows are contiguous on PostgreSQL, where a BRIN
+    # index costs COPY almost nothing (a B-tree halves its speed); SQLite ignores `using`.
+    sa.Index(f"ix_{TABLE}_{LOAD_ID_COLUMN}", rows.c[LOAD_ID_COLUMN], postgresql_using="brin")
     if postgresql and not sa.inspect(connection).has_table(TABLE):
         # Two first loads at once: one creates the tables, the other waits, then sees them.
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(TABLE))))

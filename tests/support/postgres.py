@@ -77,8 +77,16 @@ def running_postgres() -> Iterator[PostgresServer]:
     try:
         subprocess.run(
             as_postgres(
-                [str(PG_BIN / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8"]
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -86,8 +94,19 @@ def running_postgres() -> Iterator[PostgresServer]:
         )
         started = subprocess.run(
             as_postgres(
-                [str(PG_BIN / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(data),
-                 "-l", str(log), "-o", options]
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                ]
             ),
             capture_output=True,
             text=True,
