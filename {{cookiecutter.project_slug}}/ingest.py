@@ -211,6 +211,8 @@ def csv_body(path: Path, offset: int, encoding: str) -> Iterator[list[str]]:
     """The csv reader over the file from byte `offset` on."""
     binary = path.open("rb")
     binary.seek(offset)
+    if offset and codecs.lookup(encoding).name == "utf-8-sig":
+        encoding = "utf-8"  # past the BOM: the C decoder, not utf-8-sig's Python wrapper
     text = io.TextIOWrapper(binary, encoding=encoding, newline="")
     return csv.reader(text, strict=True)
 
