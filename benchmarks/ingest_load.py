@@ -83,7 +83,16 @@ def measure(ctx: Context) -> list[Section]:
         loads = [loaders.ours_sqlite(workbook) for _ in range(times)]
         label = f"{count + 1:,}-row xlsx into sqlite: generated ingest.py"
         add_loads(section, f"xlsx-{count}", label, count, loads)
-    largest = max(ctx.sizes.xlsx_rows)
+    smallest, largest = min(ctx.sizes.xlsx_rows), max(ctx.sizes.xlsx_rows)
+    section.targets.append(
+        Target(
+            f"xlsx >= 50,000 rows/s at {smallest + 1:,} rows (the earlier issue's target)",
+            f"xlsx-{smallest}-rate",
+            50_000,
+            at_most=False,
+            note_if_missed=XLSX_RATE_NOTE,
+        )
+    )
     section.targets.append(
         Target(
             f"xlsx peak RSS <= {XLSX_RSS_LIMIT_MB} MB at {largest + 1:,} rows",
@@ -216,6 +225,13 @@ POSTGRES_NOTE = (
     "the server parses the CSV in both; ours adds Python's start (SQLAlchemy's import, about "
     "0.4 s), hashing the file, the load-id default per row and the BRIN index"
 )
+XLSX_RATE_NOTE = (
+    "the data changed: ids are zero-padded text and a third of the cells unicode or quoted "
+    "text, where the earlier data was mostly numbers and dates. On the same 100,001-row file "
+    "the previous ingest.py took the same CPU time (2.7-3.1 s against 3.1-3.3 s, by hand), so "
+    "the reader and the per-cell conversion set the rate, and the machine's load (wall time "
+    "about 3x CPU time in this run) the rest; a faster rate needs the conversion out of Python"
+)
 XLSX_NOTE = (
     "python-calamine 0.9.1 reads a sheet whole into memory before the first row (its Rust "
     "reader holds every cell); it has no streaming API. Reaching the limit needs a streaming "
@@ -228,8 +244,8 @@ def notes() -> list[str]:
     return [
         "Rows/s is data rows over the wall time of the whole process (`python ingest.py`: "
         "interpreter start, imports, hashing the file, one transaction; `psql` and `sqlite3` "
-        "likewise). Peak RSS is the process's ru_maxrss from wait4: for PostgreSQL it is the "
-        "client's, the server's memory is not counted for any of them. Each load goes into a "
+        "likewise). Peak RSS is the process's own peak (VmHWM from /proc): for PostgreSQL it is "
+        "the client's, the server's memory is not counted for any of them. Each load goes into a "
         "new database (SQLite file, or PostgreSQL database on one throwaway PostgreSQL 15 "
         "server started by the bench, fsync off for all). Each repetition runs every way once "
         "in turn, so a change in the machine's load hits them alike.",
