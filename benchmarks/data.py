@@ -1,4 +1,6 @@
-"""Source files for the ingest benchmark: an 8-column clinic export, like the template's sample."""
+"""Source files for the ingest benchmark: an 8-column clinic export, like the template's sample,
+with what real exports hold: zero-padded ids, unicode names, quoted fields with commas and
+quotes, and cells with embedded newlines (about 1 row in 12 of each)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,31 @@ HEADER = [
     "visit_type",
     "status",
 ]
-CLINICS = ["Cardiology", "Dermatology", "Pediatrics", "Oncology", "Family Medicine"]
-PROVIDERS = ["Dr. Alvarez", "Dr. Patel", "Dr. Nguyen", "Dr. Okafor", "Dr. Rivera", "Dr. Chen"]
-VISIT_TYPES = ["New Patient", "Follow Up", "Telehealth", "Procedure"]
-STATUSES = ["Scheduled", "Completed", "No Show", "Cancelled"]
+CLINICS = [
+    "Cardiology",
+    "Dermatology",
+    "Pediatrics",
+    "Oncology",
+    "Family Medicine",
+    "Médecine générale",
+]
+PROVIDERS = [
+    "Dr. Alvarez",
+    "Dr. Patel",
+    "Dr. Nguyen",
+    "Dr. Okafor",
+    "Dr. Rivera",
+    "Dr. Chen",
+    "Dr. Øyelaran",
+    "Dr. 王秀英",
+    "Dr. Ní Bhriain",
+    "Dr. Müller-Lüdenscheidt",
+    "Dr. Şahin",
+]
+VISIT_TYPES = ["New Patient", "Follow Up", "Telehealth", "Procedure", 'Follow Up, "urgent"'] * 2 + [
+    "Procedure\nsee referral letter"
+]
+STATUSES = ["Scheduled", "Completed", "No Show", "Cancelled"] * 3 + ["Cancelled\r\nby patient"]
 FIRST_DAY = dt.date(2026, 1, 5)
 
 
@@ -31,7 +54,7 @@ def rows(count: int, seed: int = 5) -> Iterator[list]:
     for index in range(count):
         minutes = pick.randrange(8 * 60, 17 * 60, 15)
         yield [
-            100_000 + index,
+            f"{100_000 + index:08d}",
             pick.choice(CLINICS),
             pick.choice(PROVIDERS),
             FIRST_DAY + dt.timedelta(days=index % 300),

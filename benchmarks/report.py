@@ -18,6 +18,7 @@ PACKAGES = [
     "uv",
     "SQLAlchemy",
     "python-calamine",
+    "psycopg",
     "cookiecutter",
     "pytest",
     "pandas",

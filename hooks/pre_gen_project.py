@@ -16,6 +16,7 @@ ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 WORDS = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&()-]*")
 PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
+REQUIREMENT = re.compile(r"[a-z0-9][a-z0-9._-]*==[0-9][0-9a-z.]*")  # name==version, as pinned
 GIT_URL = re.compile(r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git")
 MAX_SLUG = 40
 MAX_NAME = 80
@@ -60,10 +61,14 @@ def validate() -> None:
     check_pattern("source_name", WORDS, "lowercase words joined by '-', e.g. epic", MAX_SLUG)
     check_choice("source_format", ("xlsx", "csv"))
     check_choice("dependency_manager", ("pipenv", "uv", "none"))
+    check_choice("database", ("sqlite", "postgresql"))
     if not isinstance(ANSWERS.get("use_s3"), bool):
         raise InvalidAnswer(f"use_s3 must be yes or no, got {ANSWERS.get('use_s3')!r}")
     check_git_url("git_repo_url")
     check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
+    requirements = text("__ingest_requirements").split(" ")
+    if not all(REQUIREMENT.fullmatch(requirement) for requirement in requirements):
+        raise InvalidAnswer("__ingest_requirements must be pins (name==version) separated by spaces")
     # Derived names are answers too (they can be overridden); they must follow the contract.
     for key, value in derived_names(text("project_slug"), text("source_name")).items():
         if text(key) != value:
@@ -73,12 +78,14 @@ def validate() -> None:
 def derived_names(slug: str, source: str) -> dict[str, str]:
     """The names ARCHITECTURE.md derives from the slug and the source."""
     prefix = slug.upper().replace("-", "_")
+    source_key = f"{prefix}_{source.upper().replace('-', '_')}"
     flow_name = f"{slug}-{source}-ingest"
     return {
         "__env_prefix": prefix,
         "__flow_name": flow_name,
         "__flow_function": flow_name.replace("-", "_"),
-        "__source_setting": f"{prefix}_{source.upper().replace('-', '_')}_SOURCE_FILE",
+        "__source_key": source_key,
+        "__source_setting": f"{source_key}_SOURCE_FILE",
         "__sink_setting": f"{prefix}_DATABASE_URL",
         "__table_name": f"{slug}_{source}".replace("-", "_"),
     }

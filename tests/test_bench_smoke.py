@@ -50,11 +50,12 @@ def test_quick_bench_writes_a_well_formed_table(tmp_path: Path) -> None:
             assert len(widths) == 1 and len(rows) > 1, f"{heading}: malformed table {rows}"
     machine = dict(found["Machine and versions"][0][1:])
     assert machine["CPU"].endswith("cores") and machine["prefect"] == "3.9.1"
-    figures = found["7. The generated ingest.py: rows per second and peak memory into SQLite"][0]
+    figures = found["7. The generated ingest.py: rows per second and peak memory"][0]
     assert figures[0] == ["figure", "unit", "median", "min – max", "n"]
     labels = [row[0] for row in figures[1:]]
-    assert "2,000-row csv: generated ingest.py" in labels
-    assert "500-row xlsx: generated ingest.py, peak RSS" in labels
+    for database in ("sqlite", "postgresql"):
+        assert f"2,000-row csv into {database}: generated ingest.py" in labels
+    assert "501-row xlsx into sqlite: generated ingest.py, peak RSS" in labels
     for label, _unit, median, spread, count in figures[1:]:
         low, high = spread.split(" – ")
         assert all(NUMBER.match(value) for value in (median, low, high)), label
@@ -63,7 +64,7 @@ def test_quick_bench_writes_a_well_formed_table(tmp_path: Path) -> None:
         assert count == "3", label
     targets = found["Targets"][0]
     assert {row[3] for row in targets[1:]} <= {"met", "**missed**"}
-    assert any(row[1] == "CSV peak RSS <= 150 MB" for row in targets[1:])
+    assert any(row[1] == "CSV into postgresql: peak RSS <= 100 MB" for row in targets[1:])
 
 
 def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None:

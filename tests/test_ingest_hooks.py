@@ -34,6 +34,8 @@ REJECTED = [
     ("__sink_setting", 'X"; import os; "', "__sink_setting is derived"),
     ("__table_name", "t; DROP TABLE x", "__table_name is derived"),
     ("__env_prefix", "CLINIC", "__env_prefix is derived"),
+    ("__source_key", 'X"\nimport os', "__source_key is derived"),
+    ("__ingest_requirements", 'x==1\n[scripts]\nevil = "rm"', "__ingest_requirements must be"),
 ]
 
 
@@ -63,7 +65,8 @@ def test_bad_answer_is_refused_with_one_line_and_nothing_written(
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("source_format", "parquet"), ("dependency_manager", "conda")]
+    ("key", "value"),
+    [("source_format", "parquet"), ("dependency_manager", "conda"), ("database", "oracle")],
 )
 def test_an_answer_outside_a_choice_is_refused_by_cookiecutter(
     key: str, value: str, tmp_path: Path

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from support.baking import (
     BIN,
     FLOW_FILE,
     FLOW_NAME,
+    REPO_DIR,
     SAMPLE_ROWS,
     SINK_SETTING,
     SOURCE_SETTING,
@@ -39,6 +41,10 @@ COMBINATIONS = [
     for manager, source_format, use_s3 in itertools.product(
         DEPENDENCY_MANAGERS, SOURCE_FORMATS, USE_S3
     )
+] + [  # the database answer only changes the dependency files: once per manager
+    {"dependency_manager": manager, "source_format": "csv", "use_s3": False}
+    | {"database": "postgresql"}
+    for manager in DEPENDENCY_MANAGERS
 ]
 # Files only one option value may leave behind.
 FILES_OF = {
@@ -50,7 +56,8 @@ FILES_OF = {
 
 def combination_id(answers: dict) -> str:
     s3 = "s3" if answers["use_s3"] else "local"
-    return f"{answers['dependency_manager']}-{answers['source_format']}-{s3}"
+    database = answers.get("database", "sqlite")
+    return f"{answers['dependency_manager']}-{answers['source_format']}-{s3}-{database}"
 
 
 @pytest.fixture(params=COMBINATIONS, ids=combination_id)
@@ -89,11 +96,47 @@ def test_settings_file_has_production_values(project: Path, answers: dict) -> No
     assert (
         f"{SOURCE_SETTING}=/srv/prh/landing/clinic-cal/epic.{answers['source_format']}" in settings
     )
-    assert f"{SINK_SETTING}=sqlite:///${{HOME}}/prh-data/clinic-cal.db" in settings
+    database_urls = {
+        "sqlite": "sqlite:///${HOME}/prh-data/clinic-cal.db",
+        "postgresql": "postgresql+psycopg://prh_ingest@localhost/prh_warehouse",
+    }
+    assert f"{SINK_SETTING}={database_urls[answers.get('database', 'sqlite')]}\n" in settings
+    for name in ("SHEET", "HEADER_ROW", "ENCODING"):  # documented, commented out
+        assert f"\n#CLINIC_CAL_EPIC_{name}=" in settings
     assert ("PIPENV_CUSTOM_VENV_NAME=prefect-clinic-cal" in settings) == (
         answers["dependency_manager"] == "pipenv"
     )
     assert ("CLINIC_CAL_S3_BUCKET_BLOCK=" in settings) == answers["use_s3"]
+
+
+DRIVER = {"psycopg==3.3.9", "psycopg-binary==3.3.9"}
+
+
+def ingest_requirements(project: Path, manager: str) -> set[str]:
+    """The `name==version` lines of what ingest.py needs, from the chosen dependency file."""
+    if manager == "none":
+        lines = (project / "requirements.txt").read_text().splitlines()
+        return {line for line in lines if line and not line.startswith("#")}
+    if manager == "uv":
+        pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+        return set(pyproject["project"]["dependencies"])
+    packages = tomllib.loads((project / "Pipfile").read_text())["packages"]
+    return {f"{name}{version}" for name, version in packages.items()}
+
+
+def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) -> None:
+    """calamine always (the reader is chosen by the file), psycopg with PostgreSQL, each at
+    the version constraints.txt pins."""
+    found = ingest_requirements(project, answers["dependency_manager"])
+    tested = {
+        line.lower()
+        for line in (REPO_DIR / "constraints.txt").read_text().splitlines()
+        if not line.startswith("#")
+    }
+    assert {line.lower() for line in found} <= tested
+    assert {"sqlalchemy==2.1.9", "python-calamine==0.9.1"} <= found
+    assert (DRIVER <= found) == (answers.get("database") == "postgresql")
+    assert found - DRIVER == {"sqlalchemy==2.1.9", "python-calamine==0.9.1"}
 
 
 def test_generated_code_passes_ruff(project: Path) -> None:

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from support.baking import SAMPLE_ROWS
+from support.flow_runs import run_deployment
+from support.postgres import PostgresServer
 from support.services import S3Server
 from support.site import (
     CLINIC_CAL,
@@ -19,6 +21,7 @@ from support.site import (
     IMAGING,
     LAB_RESULTS,
     POOL,
+    POSTGRES_DEPLOYMENT,
     S3_BUCKET,
     TIMEZONE,
     ZOMBIE_AUTOMATION,
@@ -202,3 +205,21 @@ def test_run_of_a_hard_killed_worker_is_crashed_by_the_zombie_automation(site: S
     run = site.api.wait_terminal(site.hard_kill.run_id, timeout=max(bound - time.monotonic(), 1))
     assert run["state_type"] == "CRASHED", run["state"]
     assert "heartbeat" in run["state"]["message"].lower()
+
+
+def test_postgresql_deployment_loads_through_the_worker(
+    site: Site, postgres_server: PostgresServer
+) -> None:
+    """The uv project baked with database=postgresql: its environment gets psycopg, and
+    ingest.py COPYs the sample into the server named by the deployment's env; a second run
+    replaces the first load's rows."""
+    site.worker()
+    database, table = site.postgres_database, LAB_RESULTS.table
+    for attempt in ("first", "second"):
+        run_id = run_deployment(f"{LAB_RESULTS.flow}/{POSTGRES_DEPLOYMENT}", site.server.env)
+        run = site.api.wait_terminal(run_id, timeout=240)
+        assert run["state_type"] == "COMPLETED", f"{attempt} run: {logs_of(site, run_id)}"
+        count = postgres_server.query(database, f"SELECT count(*) FROM {table}")  # noqa: S608
+        assert count == [(SAMPLE_ROWS,)]
+    loads = postgres_server.query(database, f"SELECT row_count FROM {table}_loads")  # noqa: S608
+    assert loads == [(SAMPLE_ROWS,)]

@@ -18,6 +18,7 @@ import pytest
 
 from support.baking import bake_ingest_project, table_count
 from support.flow_runs import PrefectApi, run_deployment
+from support.postgres import PostgresServer
 from support.services import ManagedProcess, PrefectServer, ProcessPool, S3Server
 from support.systemd import StopReport, Unit, command_line, read_env_file, systemctl_stop
 from support.warehouse import UNIT, bake_warehouse, commit_all, git
@@ -32,6 +33,9 @@ S3_BUCKET = "prh-landing"
 # crash it while the other tests run.
 HARD_KILL = "imaging-pacs-ingest-hard-kill"
 ZOMBIE_AUTOMATION = "crash-zombie-flow-runs"  # created by prw_deploy.py
+# A second deployment of LAB_RESULTS' flow (baked with database=postgresql, so its uv
+# environment has psycopg) whose sink is the test PostgreSQL server.
+POSTGRES_DEPLOYMENT = "lab-results-lims-ingest-postgresql"
 
 
 SAVE_S3_BLOCKS = """
@@ -89,7 +93,9 @@ def project(slug: str, source_name: str, **answers: object) -> Project:
 
 # The three dependency modes; csv and xlsx; local file and S3.
 CLINIC_CAL = project("clinic-cal", "epic", dependency_manager="pipenv", source_format="xlsx")
-LAB_RESULTS = project("lab-results", "lims", dependency_manager="uv", source_format="csv")
+LAB_RESULTS = project(
+    "lab-results", "lims", dependency_manager="uv", source_format="csv", database="postgresql"
+)
 IMAGING = project("imaging", "pacs", dependency_manager="none", source_format="csv", use_s3=True)
 PROJECTS = (CLINIC_CAL, LAB_RESULTS, IMAGING)
 
@@ -184,6 +190,7 @@ class Site(Layout):
     pool: ProcessPool
     workers: dict[str, ManagedProcess]
     hard_kill: HardKill = HardKill("", 0.0, "")  # set by build_site
+    postgres_database: str = ""  # POSTGRES_DEPLOYMENT's sink on the test server
 
     def worker_env(self) -> dict[str, str]:
         """The unit's EnvironmentFile= and Environment= on top of the server's client env
@@ -222,7 +229,7 @@ class Site(Layout):
     def kill_mid_run(self) -> HardKill:
         """Power loss on host vm0 during a run of HARD_KILL, once the run has sent a heartbeat
         (the zombie automation only watches runs that have). The run's sink is busy, so its
-        load fails and waits for a retry: it is still Running when the power goes."""
+        load waits for the lock: it is still Running when the power goes."""
         with database_busy(self.hard_kill_sink()):
             worker = self.start_worker("vm0")
             run_id = run_deployment(f"{IMAGING.flow}/{HARD_KILL}", self.server.env)
@@ -283,7 +290,7 @@ def install_worker(warehouse: Path, root: Path) -> tuple[Unit, Path]:
     return unit, root / "etc/prefect-worker" / f"{POOL}.env"
 
 
-def build_site(root: Path, server: PrefectServer) -> Site:
+def build_site(root: Path, server: PrefectServer, postgres: PostgresServer) -> Site:
     repos, projects, layout = root / "git", root / "projects", Layout(root)
     repos.mkdir()
     flows = {}
@@ -307,6 +314,14 @@ def build_site(root: Path, server: PrefectServer) -> Site:
             f"{IMAGING.prefix}_DATABASE_URL": f"sqlite:///{layout.hard_kill_sink()}",
         },
     }
+    postgres_database = postgres.create_database("e2e")
+    flows[POSTGRES_DEPLOYMENT] = {
+        **flows[LAB_RESULTS.flow],
+        "env": {
+            **layout.flow_env(LAB_RESULTS),
+            f"{LAB_RESULTS.prefix}_DATABASE_URL": postgres.url(postgres_database),
+        },
+    }
     (root / "sink").mkdir()
     warehouse = bake_warehouse(
         root / "warehouse",
@@ -327,13 +342,18 @@ def build_site(root: Path, server: PrefectServer) -> Site:
     unit, env_file = install_worker(warehouse, root / "vm")
     api = PrefectApi(server.api_url)
     site = Site(root, server, api, warehouse, unit, env_file, ProcessPool(root / "logs"), {})
+    site.postgres_database = postgres_database
     site.hard_kill = site.kill_mid_run()
     return site
 
 
 @pytest.fixture(scope="session")
-def site(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    built = build_site(tmp_path_factory.mktemp("e2e"), prefect_server)
+def site(
+    prefect_server: PrefectServer,
+    postgres_server: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Site]:
+    built = build_site(tmp_path_factory.mktemp("e2e"), prefect_server, postgres_server)
     try:
         yield built
     finally:
