@@ -68,7 +68,9 @@ def validate() -> None:
     check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
     requirements = text("__ingest_requirements").split(" ")
     if not all(REQUIREMENT.fullmatch(requirement) for requirement in requirements):
-        raise InvalidAnswer("__ingest_requirements must be pins (name==version) separated by spaces")
+        raise InvalidAnswer(
+            "__ingest_requirements must be pins (name==version) separated by spaces"
+        )
     # Derived names are answers too (they can be overridden); they must follow the contract.
     for key, value in derived_names(text("project_slug"), text("source_name")).items():
         if text(key) != value:
