@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
@@ -21,6 +22,7 @@ FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
 }
 SYNC_SCRIPT = Path("prefect/sync-venv.sh")  # the dependency step, pipenv and uv only
 DEFAULT_CRON = "0 6 * * *"
+REGENERATING = "PRH_TEMPLATE_REGENERATING"  # set by scripts/regenerate.py while cruft renders
 
 
 def remove_unselected_files() -> None:
@@ -57,6 +59,13 @@ Created {slug}/. Run the flow locally on the sample data:
 
     cd {slug} && {ANSWERS["__source_setting"]}=$PWD/{sample} python prefect/{flow_name}.py
 
+Commit it with its .cruft.json (the answers and template commit `cruft create` records):
+
+    cd {slug} && git init -b main && git add -A && git commit -m "From prh-ingest-template"
+
+Made with plain cookiecutter? `python scripts/regenerate.py` says how to link it. From then
+on `python scripts/regenerate.py` takes template updates; your own code goes in transform.py.
+
 Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 (from the warehouse folder, with a clean git tree):
 
@@ -68,4 +77,5 @@ Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 if __name__ == "__main__":
     remove_unselected_files()
     remove_sync_script_without_manager()
-    print_next_steps()
+    if not os.environ.get(REGENERATING):  # scripts/regenerate.py prints its own report
+        print_next_steps()

@@ -19,6 +19,7 @@ PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
 GIT_URL = re.compile(r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git")
 MAX_SLUG = 40
 MAX_NAME = 80
+MAX_FLOW_NAME = 63  # a Prefect deployment name in the warehouse
 
 
 class InvalidAnswer(ValueError):
@@ -64,16 +65,20 @@ def validate() -> None:
         raise InvalidAnswer(f"use_s3 must be yes or no, got {ANSWERS.get('use_s3')!r}")
     check_git_url("git_repo_url")
     check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
+    if text("legacy_flow_name"):
+        check_pattern("legacy_flow_name", WORDS, "lowercase words joined by '-'", MAX_FLOW_NAME)
     # Derived names are answers too (they can be overridden); they must follow the contract.
-    for key, value in derived_names(text("project_slug"), text("source_name")).items():
+    names = derived_names(text("project_slug"), text("source_name"), text("legacy_flow_name"))
+    for key, value in names.items():
         if text(key) != value:
             raise InvalidAnswer(f"{key} is derived and must be {value!r}; got {text(key)!r}")
 
 
-def derived_names(slug: str, source: str) -> dict[str, str]:
-    """The names ../shared/ARCHITECTURE.md derives from the slug and the source."""
+def derived_names(slug: str, source: str, legacy_flow_name: str = "") -> dict[str, str]:
+    """The names ARCHITECTURE.md derives from the slug and the source. A runbook-era
+    project may keep its flow's old name, so its deployment and run history stay."""
     prefix = slug.upper().replace("-", "_")
-    flow_name = f"{slug}-{source}-ingest"
+    flow_name = legacy_flow_name or f"{slug}-{source}-ingest"
     return {
         "__env_prefix": prefix,
         "__flow_name": flow_name,
