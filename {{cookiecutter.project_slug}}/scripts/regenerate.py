@@ -55,10 +55,11 @@ class Template:
     own_code: tuple[str, ...]  # the team's files: template updates never touch them
 
 
+INGEST_DIR = "{{" "cookiecutter.project_slug}}"  # split: no template marker in this file
 INGEST = Template(
     "ingest-project template",
     None,
-    ("cookiecutter.json", "hooks", "{{cookiecutter.project_slug}}"),
+    ("cookiecutter.json", "hooks", INGEST_DIR),
     None,
     "entry",
     ("transform.py",),
