@@ -61,6 +61,7 @@ def validate() -> None:
     check_pattern("source_name", WORDS, "lowercase words joined by '-', e.g. epic", MAX_SLUG)
     check_choice("source_format", ("xlsx", "csv"))
     check_choice("dependency_manager", ("pipenv", "uv", "none"))
+    check_choice("database", ("sqlite", "postgresql"))
     if not isinstance(ANSWERS.get("use_s3"), bool):
         raise InvalidAnswer(f"use_s3 must be yes or no, got {ANSWERS.get('use_s3')!r}")
     check_git_url("git_repo_url")
@@ -78,12 +79,14 @@ def derived_names(slug: str, source: str, legacy_flow_name: str = "") -> dict[st
     """The names ARCHITECTURE.md derives from the slug and the source. A runbook-era
     project may keep its flow's old name, so its deployment and run history stay."""
     prefix = slug.upper().replace("-", "_")
+    source_key = f"{prefix}_{source.upper().replace('-', '_')}"
     flow_name = legacy_flow_name or f"{slug}-{source}-ingest"
     return {
         "__env_prefix": prefix,
         "__flow_name": flow_name,
         "__flow_function": flow_name.replace("-", "_"),
-        "__source_setting": f"{prefix}_{source.upper().replace('-', '_')}_SOURCE_FILE",
+        "__source_key": source_key,
+        "__source_setting": f"{source_key}_SOURCE_FILE",
         "__sink_setting": f"{prefix}_DATABASE_URL",
         "__table_name": f"{slug}_{source}".replace("-", "_"),
     }

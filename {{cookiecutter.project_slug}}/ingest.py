@@ -1,20 +1,24 @@
 """Load the {{ cookiecutter.source_name }} export into the warehouse.
 
-Source: the {{ cookiecutter.source_format }} file named by {{ cookiecutter.__source_setting }}.
-Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cookiecutter.__sink_setting }}
-        (a SQLite file by default). Each row has the source's columns, as text, plus
-        `_load_id`, which points into `{{ cookiecutter.__table_name }}_loads`: one row per load
-        with the file's absolute path, SHA-256, load time and row count.
+Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: `.csv` or `.xlsx`.
+        Optional settings (names below): the sheet (default: the first visible one), the
+        header's row number as Excel shows it (default: the first non-empty row), and the
+        CSV's encoding (default utf-8-sig; Windows exports are often cp1252). Empty rows
+        above the header and empty columns left of it are skipped.
+Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cookiecutter.__sink_setting }}: SQLite
+        (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`). Each row has
+        the header's columns, as text exactly as in the file (empty cells are NULL), plus
+        `_load_id`, which points into `{{ cookiecutter.__table_name }}_loads`: one row per load with the
+        file's absolute path, SHA-256, load time and row count.
 
 The load is
-- streamed: rows go to the database in batches, so memory stays flat on large files;
+- fast: PostgreSQL gets the file through COPY (the server parses a plain CSV itself);
+  SQLite gets the CSV reader straight into executemany. Memory stays flat for a CSV; an
+  xlsx sheet is read whole by calamine (see the template's BENCHMARKS.md);
 - idempotent: an earlier load of the same file (same absolute path) is replaced, so
   re-running a file never duplicates rows, while files in other folders or with other
-  names add their rows;
+  names add their rows; two loads of one file at once leave one copy (they take turns);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
-
-- memory: a CSV is read row by row; an xlsx sheet is read whole by calamine (about
-  0.7 KB per row of 8 columns; a sheet holds at most 1,048,576 rows).
 
 Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
 printed as one line on stderr; anything else is another failure (e.g. the database is
@@ -23,29 +27,39 @@ down), which the flow retries.
 
 from __future__ import annotations
 
-{% if cookiecutter.source_format == "csv" -%}
+import codecs
 import csv
-{% endif -%}
 import datetime as dt
 import hashlib
+import io
 import os
 import re
+import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-{% if cookiecutter.source_format == "xlsx" -%}
-from python_calamine import CalamineError, CalamineWorkbook
-{% endif %}
-SOURCE_SETTING = "{{ cookiecutter.__source_setting }}"
-SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
+from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
+
+# This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
+SOURCE_KEY = "{{ cookiecutter.__source_key }}"  # <PREFIX>_<SOURCE>
 TABLE = "{{ cookiecutter.__table_name }}"
+SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
+SHEET_SETTING = f"{SOURCE_KEY}_SHEET"
+HEADER_ROW_SETTING = f"{SOURCE_KEY}_HEADER_ROW"
+ENCODING_SETTING = f"{SOURCE_KEY}_ENCODING"
+SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
+
 LOADS_TABLE = f"{TABLE}_loads"
 LOAD_ID_COLUMN = "_load_id"
-BATCH_ROWS = 10_000
+DEFAULT_ENCODING = "utf-8-sig"
 BAD_INPUT_EXIT_CODE = 65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
+SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
+# PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
+LOAD_ID_SETTING = "prh_ingest.load_id"
+COPY_CHUNK_BYTES = 1 << 20
 
 Row = list[str | None]
 
@@ -54,30 +68,168 @@ class BadInput(Exception):
     """The source file or a setting is missing, unreadable or malformed (exit code 65)."""
 
 
-def column_names(header: Row) -> list[str]:
-    """Turn the header row into unique lowercase column names (`Visit Type` -> `visit_type`)."""
+# --- Reading the source ----------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    sheet: str | None
+    header_row: int | None
+    encoding: str
+
+
+@dataclass
+class CsvLayout:
+    """Where a CSV's data rows start (a byte offset) and which of their values are the table."""
+
+    offset: int
+    encoding: str
+    width: int  # values per row, as many as the header row has
+    first: int  # the table's values are [first, last)
+    last: int
+
+    @property
+    def plain(self) -> bool:
+        """Header from the first value to the last: the rows need no cutting."""
+        return self.first == 0 and self.last == self.width
+
+
+@dataclass
+class Table:
+    """The table found in the source file.
+
+    `rows` are the data rows. For a plain CSV they come straight from the csv reader,
+    unchecked, so a database may parse the file's bytes itself: a row that does not fit
+    fails the insert, and `find_bad_row()` then names it. Otherwise the rows are checked
+    and cut to the header's columns as they are read."""
+
+    columns: list[str]
+    first_row: int  # the row number of the first data row, as Excel shows it
+    rows: Iterable[Row]
+    csv: CsvLayout | None = None
+
+    @property
+    def plain_csv(self) -> bool:
+        return self.csv is not None and self.csv.plain
+
+
+def column_letter(index: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA (as Excel names columns)."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def column_names(header: Row, first_column: int, row_number: int) -> list[str]:
+    """Turn the header cells into unique lowercase column names (`Visit Type` -> `visit_type`)."""
     names = []
-    for position, title in enumerate(header, start=1):
+    for position, title in enumerate(header, start=first_column):
+        cell = f"{column_letter(position)}{row_number}"
         name = re.sub(r"[^a-z0-9]+", "_", (title or "").strip().lower()).strip("_")
         if not name:
-            raise BadInput(f"header column {position} is empty")
+            raise BadInput(f"header cell {cell} is empty")
         if name[0].isdigit():
             name = f"c_{name}"
         if name in names or name.startswith("_"):
-            raise BadInput(f"header column {position} {title!r} repeats or clashes with {name!r}")
+            raise BadInput(f"header cell {cell} {title!r} repeats or clashes with {name!r}")
         names.append(name)
     return names
-{% if cookiecutter.source_format == "csv" %}
 
-def read_rows(path: Path) -> Iterator[Row]:
-    """Yield the CSV's rows (header first) as text, empty cells as None."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            for row in csv.reader(file, strict=True):
-                yield [value or None for value in row]
-    except (csv.Error, UnicodeDecodeError) as error:
-        raise BadInput(f"not a UTF-8 CSV file ({error})") from error
-{% else %}
+
+def header_span(header: Row) -> tuple[int, int]:
+    """The first and one past the last non-empty cell of the header row."""
+    filled = [index for index, value in enumerate(header) if value not in (None, "")]
+    return filled[0], filled[-1] + 1
+
+
+def find_header(rows: Iterator[Row], header_row: int | None) -> tuple[int, Row]:
+    """The header's row number and cells: the row the setting names, else the first
+    non-empty one."""
+    for number, row in enumerate(rows, start=1):
+        if header_row is None and any(value not in (None, "") for value in row):
+            return number, row
+        if number == header_row:
+            if not any(value not in (None, "") for value in row):
+                raise BadInput(f"header row {number} is empty ({HEADER_ROW_SETTING})")
+            return number, row
+    if header_row is None:
+        raise BadInput("file is empty (no header row)")
+    raise BadInput(f"the file has no row {header_row} ({HEADER_ROW_SETTING})")
+
+
+def check_rows(rows: Iterable[Row], width: int, first: int, last: int, row: int) -> Iterator[Row]:
+    """Each row cut to the header's columns [first, last), once it is known to fit: as many
+    values as the header row, none outside the header's columns."""
+    cut = first > 0 or last < width
+    for number, values in enumerate(rows, start=row):
+        if len(values) != width:
+            raise BadInput(f"row {number} has {len(values)} values, the header has {width}")
+        if cut:
+            outside = [i for i, value in enumerate(values) if value and not first <= i < last]
+            if outside:
+                raise BadInput(
+                    f"cell {column_letter(outside[0])}{number} has a value outside the "
+                    f"header's columns {column_letter(first)} to {column_letter(last - 1)}; "
+                    f"if the header is on another row, set {HEADER_ROW_SETTING}"
+                )
+            values = values[first:last]
+        yield values
+
+
+class CountedLines:
+    """The file's lines decoded, counting the bytes read (the csv reader reads whole lines)."""
+
+    def __init__(self, file: io.BufferedReader, encoding: str) -> None:
+        self.file, self.encoding, self.consumed, self.number = file, encoding, 0, 0
+
+    def __iter__(self) -> CountedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.file.readline()
+        if not line:
+            raise StopIteration
+        self.consumed += len(line)
+        self.number += 1
+        try:
+            return line.decode(self.encoding)
+        except UnicodeDecodeError as error:
+            raise BadInput(not_encoded_as(self.encoding, self.number, error)) from None
+
+
+def not_encoded_as(encoding: str, line: int, error: UnicodeDecodeError) -> str:
+    return (
+        f"line {line} is not {encoding} (byte {error.object[error.start:error.start + 1]!r}); "
+        f"set {ENCODING_SETTING} to the file's encoding, e.g. cp1252"
+    )
+
+
+def csv_body(path: Path, offset: int, encoding: str) -> Iterator[list[str]]:
+    """The csv reader over the file from byte `offset` on."""
+    binary = path.open("rb")
+    binary.seek(offset)
+    text = io.TextIOWrapper(binary, encoding=encoding, newline="")
+    return csv.reader(text, strict=True)
+
+
+def read_csv(path: Path, settings: Settings) -> Table:
+    with path.open("rb") as file:
+        lines = CountedLines(file, settings.encoding)
+        try:
+            number, header = find_header(csv.reader(lines, strict=True), settings.header_row)
+        except csv.Error as error:
+            raise BadInput(f"line {lines.number} is not valid CSV ({error})") from None
+    first, last = header_span(header)
+    columns = column_names(header[first:last], first, number)
+    layout = CsvLayout(lines.consumed, settings.encoding, len(header), first, last)
+    body = csv_body(path, layout.offset, layout.encoding)
+    if layout.plain:
+        return Table(columns, number + 1, body, layout)
+    return Table(columns, number + 1, check_rows(body, len(header), first, last, number + 1), layout)
+
 
 def cell_text(value: object) -> str | None:
     """Store every cell as text: whole numbers without `.0`, dates in ISO 8601."""
@@ -90,15 +242,68 @@ def cell_text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def read_rows(path: Path) -> Iterator[Row]:
-    """Yield the first sheet's rows (header first) as text, empty cells as None."""
+def sheet_name(workbook: CalamineWorkbook, wanted: str | None) -> str:
+    """The sheet the setting names, else the first visible one."""
+    sheets = workbook.sheets_metadata
+    if wanted is None:
+        visible = [s.name for s in sheets if s.visible == SheetVisibleEnum.Visible]
+        if not visible:
+            raise BadInput("the workbook has no visible sheet")
+        return visible[0]
+    if wanted not in workbook.sheet_names:
+        there = ", ".join(
+            repr(s.name) + ("" if s.visible == SheetVisibleEnum.Visible else " (hidden)")
+            for s in sheets
+        )
+        raise BadInput(f"no sheet {wanted!r} ({SHEET_SETTING}); the workbook has {there}")
+    return wanted
+
+
+def read_workbook(path: Path, settings: Settings) -> Table:
     try:
-        sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0)
-        for row in sheet.iter_rows():
-            yield list(map(cell_text, row))
+        workbook = CalamineWorkbook.from_path(str(path))
+        name = sheet_name(workbook, settings.sheet)
+        sheet = workbook.get_sheet_by_name(name)
     except CalamineError as error:
         raise BadInput(f"not a readable xlsx workbook ({error})") from error
-{% endif %}
+    if sheet.start is None:
+        raise BadInput(f"sheet {name!r} is empty")
+    # iter_rows yields every row from row 1, each from the sheet's first used column on.
+    left = sheet.start[1]
+    rows = (list(map(cell_text, row)) for row in sheet.iter_rows())
+    number, header = find_header(rows, settings.header_row)
+    first, last = header_span(header)
+    columns = column_names(header[first:last], left + first, number)
+    checked = check_rows(rows, len(header), first, last, number + 1)
+    return Table(columns, number + 1, checked)
+
+
+def read_table(path: Path, settings: Settings) -> Table:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_csv(path, settings)
+    if suffix == ".xlsx":
+        return read_workbook(path, settings)
+    raise BadInput(f"cannot read a {suffix or 'suffix-less'} file: the source must be .csv or .xlsx")
+
+
+def read_settings() -> Settings:
+    """The optional reader settings, checked."""
+    header_row = os.environ.get(HEADER_ROW_SETTING) or None
+    if header_row is not None and not (header_row.isdigit() and int(header_row) >= 1):
+        raise BadInput(f"{HEADER_ROW_SETTING}={header_row}: not a row number (1, 2, ...)")
+    encoding = os.environ.get(ENCODING_SETTING) or DEFAULT_ENCODING
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise BadInput(f"{ENCODING_SETTING}={encoding}: unknown encoding") from None
+    return Settings(
+        os.environ.get(SHEET_SETTING) or None, header_row and int(header_row), encoding
+    )
+
+
+# --- Writing to the database -----------------------------------------------------------------
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -127,17 +332,31 @@ def open_sink(setting: str | None) -> sa.Engine:
         url = sa.make_url(setting)
     except sa.exc.ArgumentError as error:
         raise BadInput(f"{SINK_SETTING} is not a SQLAlchemy URL") from error
-    sqlite = url.get_backend_name() == "sqlite"
-    if sqlite and url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    # Positional parameters let the driver's executemany take rows as plain tuples, several
-    # times faster than SQLAlchemy building a dict per row.
-    return sa.create_engine(url, paramstyle="qmark" if sqlite else "format")
+    if url.get_backend_name() == "postgresql":
+        return sa.create_engine(url)
+    if url.get_backend_name() != "sqlite":
+        raise BadInput(f"{SINK_SETTING}: the database must be sqlite or postgresql")
+    if url.database in (None, "", ":memory:"):
+        raise BadInput(f"{SINK_SETTING}: a SQLite sink must be a file (sqlite:///path.db)")
+    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal_and_explicit_begin(dbapi_connection, _record) -> None:  # noqa: ANN001
+        dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # readers never block the load
+
+    @sa.event.listens_for(engine, "begin")
+    def _take_the_write_lock(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # a second load waits here
+
+    return engine
 
 
-def sink_tables(engine: sa.Engine, columns: list[str]) -> tuple[sa.Table, sa.Table]:
+def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table, sa.Table]:
     """The rows table and its loads table, created on the first load. A later file must
     have the same columns."""
+    postgresql = connection.dialect.name == "postgresql"
     metadata = sa.MetaData()
     loads = sa.Table(
         LOADS_TABLE,
@@ -148,50 +367,140 @@ def sink_tables(engine: sa.Engine, columns: list[str]) -> tuple[sa.Table, sa.Tab
         sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("row_count", sa.Integer),
     )
+    load_id_default = sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
     rows = sa.Table(
         TABLE,
         metadata,
         *(sa.Column(name, sa.Text) for name in columns),
-        sa.Column(LOAD_ID_COLUMN, sa.Integer, nullable=False, index=True),
+        sa.Column(
+            LOAD_ID_COLUMN,
+            sa.Integer,
+            nullable=False,
+            index=True,
+            server_default=load_id_default if postgresql else None,
+        ),
     )
-    existing = sa.inspect(engine)
+    if postgresql and not sa.inspect(connection).has_table(TABLE):
+        # Two first loads at once: one creates the tables, the other waits, then sees them.
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(TABLE))))
+    existing = sa.inspect(connection)
     if existing.has_table(TABLE):
         have = [column["name"] for column in existing.get_columns(TABLE)]
         if have != [column.name for column in rows.columns]:
             raise BadInput(f"columns {columns} differ from table {TABLE}'s {have[:-1]}")
-    metadata.create_all(engine)  # creates only what is missing
+    metadata.create_all(connection)  # creates only what is missing
     return rows, loads
 
 
-def checked_rows(rows: Iterable[Row], width: int, load_id: int) -> Iterator[tuple]:
-    """Each row with its load id appended, once it is known to fit the header."""
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
-        if len(row) != width:
-            raise BadInput(f"row {line} has {len(row)} values, the header has {width}")
-        yield (*row, load_id)
+def lock_key(name: str) -> int:
+    """A 64-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def load(source: Path, engine: sa.Engine) -> int:
+def insert_into_sqlite(
+    connection: sa.Connection, source: Path, table: Table, load_id: int
+) -> int:
+    """The rows straight into executemany; empty cells become NULL in SQL."""
+    values = ", ".join(["nullif(?, '')"] * len(table.columns))
+    columns = ", ".join([*table.columns, LOAD_ID_COLUMN])
+    insert = f"INSERT INTO {TABLE} ({columns}) VALUES ({values}, {load_id:d})"  # noqa: S608
+    cursor = connection.connection.cursor()  # the driver's own, in the same transaction
+    try:
+        cursor.executemany(insert, table.rows)
+    except (sqlite3.ProgrammingError, csv.Error, UnicodeDecodeError) as error:
+        raise BadInput(find_bad_row(source, table, error)) from None
+    return cursor.rowcount
+
+
+def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) -> int:
+    """COPY: a plain CSV's bytes for the server to parse, else the checked rows."""
+    import psycopg  # the PostgreSQL driver: needed only here
+
+    columns = ", ".join(table.columns)
+    cursor = connection.connection.cursor()
+    try:
+        if not table.plain_csv:
+            with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+                for row in table.rows:
+                    copy.write_row([value or None for value in row])
+            return cursor.rowcount
+        # Quoted empty cells ("") are NULL too, as on SQLite.
+        options = f"FORMAT csv, FORCE_NULL ({columns})"
+        with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
+            for chunk in utf8_chunks(source, table.csv):
+                copy.write(chunk)
+        return cursor.rowcount
+    except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
+        raise BadInput(find_bad_row(source, table, error)) from None
+
+
+def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
+    """The file from the first data row on, as UTF-8 (the connection's encoding)."""
+    encoding = codecs.lookup(layout.encoding).name
+    utf8 = encoding in ("utf-8", "utf-8-sig")  # sent as it is: the server checks it
+    decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
+    with path.open("rb") as file:
+        file.seek(layout.offset)
+        while chunk := file.read(COPY_CHUNK_BYTES):
+            yield chunk if decoder is None else decoder.decode(chunk).encode()
+        if decoder is not None:
+            yield decoder.decode(b"", final=True).encode()
+
+
+def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
     """Replace the rows of `source` in the table, in one transaction. Returns rows loaded."""
     try:
-        return load_rows(source, engine)
+        return load_rows(source, engine, read_table(source, settings))
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
 
 
-def load_rows(source: Path, engine: sa.Engine) -> int:
-    rows = read_rows(source)
-    header = next(rows, None)
-    if header is None:
-        raise BadInput("file is empty (no header row)")
-    columns = column_names(header)
-    table, loads = sink_tables(engine, columns)
-    insert = str(table.insert().compile(dialect=engine.dialect))  # every column, in order
-    loaded = 0
-    with engine.begin() as connection:
-        earlier = sa.select(loads.c.load_id).where(loads.c.source_file == str(source))
-        connection.execute(table.delete().where(table.c[LOAD_ID_COLUMN].in_(earlier)))
-        connection.execute(loads.delete().where(loads.c.source_file == str(source)))
+def find_bad_row(source: Path, table: Table, error: Exception) -> str:
+    """Why the database or the reader refused a CSV's rows: read them again, checking each.
+    Returns the first bad row's message, or the database's own when every row fits (its
+    `line N` counts from the first data row)."""
+    if table.csv is None:
+        raise error
+    layout, encoding = table.csv, table.csv.encoding
+    reader = csv_body(source, layout.offset, encoding)
+    try:
+        for _ in check_rows(reader, layout.width, layout.first, layout.last, table.first_row):
+            pass
+    except BadInput as bad_row:
+        return str(bad_row)
+    except csv.Error as bad_csv:
+        return f"row {table.first_row + reader.line_num - 1} is not valid CSV ({bad_csv})"
+    except UnicodeDecodeError:
+        return bad_line(source, encoding)
+    if isinstance(error, UnicodeDecodeError):
+        return bad_line(source, encoding)
+    message = str(error).strip().splitlines()[0]
+    line = re.search(r"line (\d+)", getattr(getattr(error, "diag", None), "context", "") or "")
+    where = f"row {table.first_row + int(line.group(1)) - 1}: " if line else ""
+    return f"{where}{message}"
+
+
+def bad_line(path: Path, encoding: str) -> str:
+    with path.open("rb") as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as error:
+                return not_encoded_as(encoding, number, error)
+    return f"the file is not {encoding}"
+
+
+def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
+    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
+        postgresql = connection.dialect.name == "postgresql"
+        if postgresql:  # loads of the same file take turns; other files load side by side
+            key = lock_key(f"{TABLE}\n{source}")
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        rows, loads = sink_tables(connection, table.columns)
+        loads_of_source = loads.c.source_file == str(source)
+        earlier = sa.select(loads.c.load_id).where(loads_of_source)
+        connection.execute(rows.delete().where(rows.c[LOAD_ID_COLUMN].in_(earlier)))
+        connection.execute(loads.delete().where(loads_of_source))
         load_id = connection.execute(
             loads.insert().values(
                 source_file=str(source),
@@ -199,11 +508,12 @@ def load_rows(source: Path, engine: sa.Engine) -> int:
                 loaded_at=dt.datetime.now(dt.timezone.utc),
             )
         ).inserted_primary_key[0]
-        cursor = connection.connection.cursor()  # the driver's own, in the same transaction
-        rows_to_insert = checked_rows(rows, len(columns), load_id)
-        while batch := list(islice(rows_to_insert, BATCH_ROWS)):
-            cursor.executemany(insert, batch)
-            loaded += len(batch)
+        if postgresql:
+            set_load_id = sa.select(sa.func.set_config(LOAD_ID_SETTING, str(load_id), True))
+            connection.execute(set_load_id)  # true: for this transaction only
+            loaded = copy_into_postgresql(connection, source, table)
+        else:
+            loaded = insert_into_sqlite(connection, source, table, load_id)
         connection.execute(
             loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
         )
@@ -213,8 +523,9 @@ def load_rows(source: Path, engine: sa.Engine) -> int:
 def main() -> int:
     try:
         source = open_source(os.environ.get(SOURCE_SETTING))
+        settings = read_settings()
         engine = open_sink(os.environ.get(SINK_SETTING))
-        loaded = load(source, engine)
+        loaded = load(source, engine, settings)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT_EXIT_CODE
