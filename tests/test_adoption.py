@@ -22,6 +22,7 @@ from support.runbook import CLINIC_CAL_ANSWERS, PRH_DASH_ANSWERS, clinic_cal, pr
 from support.warehouse import commit_all, git, tree
 
 RUN_HEADING = "## Run it locally"
+LOADER_OLD, LOADER_NEW = "COPY_CHUNK_BYTES = 1 << 20", "COPY_CHUNK_BYTES = 1 << 22"
 FIXTURES = {
     "clinic-cal": (clinic_cal, CLINIC_CAL_ANSWERS, "clinic-cal-epic-ingest"),
     "prh-dash": (prh_dash, PRH_DASH_ANSWERS, "prh-dash-ingest"),
@@ -73,7 +74,7 @@ def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     own_ingest = (project / "ingest.py").read_bytes()
     pinned = head(template)
     edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
-    edit_ingest_template(template, "ingest.py", "BATCH_ROWS = 10_000", "BATCH_ROWS = 20_000")
+    edit_ingest_template(template, "ingest.py", LOADER_OLD, LOADER_NEW)
 
     result = adopt(project, template, pinned, answers, "--link")
 

@@ -20,6 +20,9 @@ The load is
   names add their rows; two loads of one file at once leave one copy (they take turns);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
 
+This file is the template's (updates change it); your own changes to the rows (renames,
+type fixes, filters) go in transform.py, which updates never touch.
+
 Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
 printed as one line on stderr; anything else is another failure (e.g. the database is
 down), which the flow retries.
@@ -43,7 +46,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
+import transform
+
 # This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
+SOURCE = "{{ cookiecutter.source_name }}"
 SOURCE_KEY = "{{ cookiecutter.__source_key }}"  # <PREFIX>_<SOURCE>
 TABLE = "{{ cookiecutter.__table_name }}"
 SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
@@ -62,6 +68,7 @@ LOAD_ID_SETTING = "prh_ingest.load_id"
 COPY_CHUNK_BYTES = 1 << 20
 
 Row = list[str | None]
+COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class BadInput(Exception):
@@ -450,9 +457,31 @@ def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
 def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
     """Replace the rows of `source` in the table, in one transaction. Returns rows loaded."""
     try:
-        return load_rows(source, engine, read_table(source, settings))
+        return load_rows(source, engine, transformed(read_table(source, settings)))
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
+
+
+def transformed(table: Table) -> Table:
+    """The table after transform.py (the team's code). When it hands the rows back as they
+    came, the table is loaded as read (a plain CSV keeps its fast path)."""
+    rows = table.rows
+    if table.plain_csv:  # transform.py gets checked rows, as for any other file
+        rows = check_rows(rows, table.csv.width, table.csv.first, table.csv.last, table.first_row)
+    columns, new_rows = transform.transform(SOURCE, list(table.columns), rows)
+    if new_rows is rows and columns == table.columns:
+        return table
+    for name in columns:
+        if not COLUMN_NAME.fullmatch(name) or columns.count(name) > 1 or name == LOAD_ID_COLUMN:
+            raise BadInput(f"transform.py returned column {name!r}: lowercase, _ and digits, unique")
+    return Table(list(columns), table.first_row, fitted(new_rows, len(columns)))
+
+
+def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
+    for row in rows:
+        if len(row) != width:
+            raise BadInput(f"transform.py returned a row of {len(row)} values for {width} columns")
+        yield row
 
 
 def find_bad_row(source: Path, table: Table, error: Exception) -> str:
