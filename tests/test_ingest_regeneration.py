@@ -200,3 +200,22 @@ def test_an_ingest_project_takes_no_flow_edits(project: Path) -> None:
         "error: --add and --remove edit a warehouse's flows; "
         "this is from the ingest-project template\n"
     )
+
+
+def test_an_update_lists_the_team_s_own_code_in_skip_when_missing(
+    template: Path, tmp_path: Path
+) -> None:
+    """A project made without `--skip transform.py`: its first update protects the file."""
+    import cruft
+
+    made = cruft.create(str(template), output_dir=tmp_path / "bare", no_input=True)
+    git(made, "init", "-q", "-b", "main")
+    commit_all(made, "baked without --skip")
+    assert "skip" not in cruft_state(made)
+    edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
+
+    result = regenerate(made)
+
+    assert_ok(result)
+    assert cruft_state(made)["skip"] == ["transform.py"]
+    assert "transform.py is yours: listed in .cruft.json's skip" in result.stdout
