@@ -19,6 +19,7 @@ PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
 GIT_URL = re.compile(r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git")
 MAX_SLUG = 40
 MAX_NAME = 80
+MAX_SOURCES = 20
 MAX_FLOW_NAME = 63  # a Prefect deployment name in the warehouse
 
 
@@ -55,6 +56,21 @@ def check_git_url(key: str) -> None:
         )
 
 
+def check_extra_sources(sources: object, first: str) -> None:
+    """{"<source>": "csv" | "xlsx"}: each becomes a flow, a setting and a table."""
+    if not isinstance(sources, dict):
+        raise InvalidAnswer(f"extra_sources must be a JSON object source: format; got {sources!r}")
+    if len(sources) > MAX_SOURCES:
+        raise InvalidAnswer(f"extra_sources has {len(sources)} sources; at most {MAX_SOURCES}")
+    for name, source_format in sources.items():
+        if len(name) > MAX_SLUG or not WORDS.fullmatch(name):
+            raise InvalidAnswer(f"extra_sources key {name!r}: lowercase words joined by '-'")
+        if name == first:
+            raise InvalidAnswer(f"extra_sources key {name!r} is already the source_name")
+        if source_format not in ("xlsx", "csv"):
+            raise InvalidAnswer(f"extra_sources[{name!r}] is {source_format!r}: csv or xlsx")
+
+
 def validate() -> None:
     check_pattern("project_name", PROJECT_NAME, "letters, digits, spaces and . _ & ( ) -", MAX_NAME)
     check_pattern("project_slug", WORDS, "lowercase words joined by '-', e.g. clinic-cal", MAX_SLUG)
@@ -66,6 +82,7 @@ def validate() -> None:
         raise InvalidAnswer(f"use_s3 must be yes or no, got {ANSWERS.get('use_s3')!r}")
     check_git_url("git_repo_url")
     check_pattern("python_version", PYTHON_VERSION, "one of 3.10, 3.11, 3.12, 3.13", 4)
+    check_extra_sources(ANSWERS.get("extra_sources"), text("source_name"))
     if text("legacy_flow_name"):
         check_pattern("legacy_flow_name", WORDS, "lowercase words joined by '-'", MAX_FLOW_NAME)
     # Derived names are answers too (they can be overridden); they must follow the contract.

@@ -86,7 +86,8 @@ def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     assert state["skip"] == ["transform.py", "ingest.py"]
     assert (project / "ingest.py").read_bytes() == own_ingest
     flow = (project / f"prefect/{flow_name}.py").read_text()  # same path: same entrypoint
-    assert f'FLOW_NAME = "{flow_name}"' in flow and "set -euo pipefail" in flow
+    assert f'FLOW_NAME = "{flow_name}"' in flow and "load_source(FLOW_NAME, SOURCE)" in flow
+    assert "set -euo pipefail" in (project / "prefect/ingest_flow.py").read_text()
     assert "PIPENV_CUSTOM_VENV_NAME=prefect-" + name in (project / "prefect/.env").read_text()
     commit_all(project, "adopt the template")
 

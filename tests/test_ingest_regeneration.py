@@ -193,13 +193,44 @@ def test_generated_ci_reports_template_updates_without_blocking(tmp_path: Path) 
     assert "continue-on-error" not in jobs["test"]
 
 
-def test_an_ingest_project_takes_no_flow_edits(project: Path) -> None:
-    result = regenerate(project, "--add", json.dumps(CLINIC_CAL))
+CERNER_ENTRY = {
+    "clinic-cal-cerner-ingest": {
+        "repo": "https://github.com/org/clinic-cal.git",
+        "entrypoint": "prefect/clinic-cal-cerner-ingest.py:clinic_cal_cerner_ingest",
+        "cron": "0 6 * * *",
+    }
+}
+
+
+def test_an_update_adds_a_source_as_a_fresh_bake_would(
+    template: Path, project: Path, tmp_path: Path
+) -> None:
+    edit(project, "README.md", "Loads the", "Every morning, loads the", "our edit")
+
+    result = regenerate(project, "--add", json.dumps({"cerner": "csv"}))
+
+    assert_ok(result)
+    flow = (project / "prefect/clinic-cal-cerner-ingest.py").read_text()
+    assert 'FLOW_NAME = "clinic-cal-cerner-ingest"' in flow and 'SOURCE = "cerner"' in flow
+    settings = (project / "prefect/.env").read_text()
+    assert "CLINIC_CAL_CERNER_SOURCE_FILE=/srv/prh/landing/clinic-cal/cerner.csv\n" in settings
+    assert "PIPENV_CUSTOM_VENV_NAME=prefect-clinic-cal\n" in settings  # still one venv
+    printed = [line.split("'")[1] for line in result.stdout.splitlines() if "--add '" in line]
+    assert [json.loads(entry) for entry in printed] == [CERNER_ENTRY]
+    assert cruft_state(project)["context"]["cookiecutter"]["extra_sources"] == {"cerner": "csv"}
+    fresh = cruft_project(template, tmp_path / "fresh", extra_sources={"cerner": "csv"})
+    ours = {name: text for name, text in tree(project).items() if name != ".cruft.json"}
+    theirs = {name: text for name, text in tree(fresh).items() if name != ".cruft.json"}
+    assert ours.pop("README.md") != theirs.pop("README.md")  # our edit stays
+    assert ours == theirs
+
+
+def test_a_bad_source_is_refused_and_changes_nothing(project: Path) -> None:
+    before = tree(project)
+    result = regenerate(project, "--add", json.dumps({"Cerner!": "csv"}))
     assert result.returncode == 1
-    assert result.stderr == (
-        "error: --add and --remove edit a warehouse's flows; "
-        "this is from the ingest-project template\n"
-    )
+    assert "error: extra_sources key 'Cerner!': lowercase words joined by '-'" in result.stderr
+    assert tree(project) == before
 
 
 def test_an_update_lists_the_team_s_own_code_in_skip_when_missing(

@@ -1,4 +1,7 @@
-"""Load the {{ cookiecutter.source_name }} export into the warehouse.
+"""Load a source's export into the warehouse: `python ingest.py [SOURCE]` (default: {{ cookiecutter.source_name }}).
+
+The names below are {{ cookiecutter.source_name }}'s; another source (a flow per source, in prefect/) has its
+own: its setting `<PREFIX>_<SOURCE>_SOURCE_FILE` and its table `<slug>_<source>`.
 
 Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: `.csv` or `.xlsx`.
         Optional settings (names below): the sheet (default: the first visible one), the
@@ -49,9 +52,11 @@ from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 import transform
 
 # This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
-SOURCE = "{{ cookiecutter.source_name }}"
-SOURCE_KEY = "{{ cookiecutter.__source_key }}"  # <PREFIX>_<SOURCE>
-TABLE = "{{ cookiecutter.__table_name }}"
+# The source is the argument (`python ingest.py cerner`); without one, the project's first.
+SOURCE = sys.argv[1] if __name__ == "__main__" and len(sys.argv) > 1 else "{{ cookiecutter.source_name }}"
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # as the template's answers
+SOURCE_KEY = "{{ cookiecutter.__env_prefix }}_" + SOURCE.upper().replace("-", "_")  # <PREFIX>_<SOURCE>
+TABLE = "{{ cookiecutter.project_slug | replace('-', '_') }}_" + SOURCE.replace("-", "_")
 SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
 SHEET_SETTING = f"{SOURCE_KEY}_SHEET"
 HEADER_ROW_SETTING = f"{SOURCE_KEY}_HEADER_ROW"
@@ -551,6 +556,8 @@ def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
 
 def main() -> int:
     try:
+        if not SOURCE_NAME.fullmatch(SOURCE):
+            raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
         source = open_source(os.environ.get(SOURCE_SETTING))
         settings = read_settings()
         engine = open_sink(os.environ.get(SINK_SETTING))

@@ -3,10 +3,11 @@
     python scripts/regenerate.py             # take the newest template, same answers
     python scripts/regenerate.py --check     # exit 1 when the template changed since, else 0
     python scripts/regenerate.py --resolved  # after fixing a conflicted update by hand
-  in a warehouse, change its flows (the answers) at the same time:
+  change the answers at the same time: a warehouse's flows, an ingest project's sources:
     python scripts/regenerate.py --add '{"<deployment>": {"repo": "...", "entrypoint": "...",
                                           "cron": "..."}}'
     python scripts/regenerate.py --remove <deployment>
+    python scripts/regenerate.py --add '{"cerner": "csv"}'    # a source: its flow and table
 
 The answers and the template commit live in .cruft.json. cruft renders the template twice
 (the old answers at the recorded commit, the new answers at the newest one) and applies
@@ -60,10 +61,11 @@ INGEST = Template(
     "ingest-project template",
     None,
     ("cookiecutter.json", "hooks", INGEST_DIR),
-    None,
-    "entry",
+    "extra_sources",
+    "source",
     ("transform.py",),
 )
+DEFAULT_CRON = "0 6 * * *"  # as the ingest template's post-generation message
 WAREHOUSE = Template(
     "warehouse template", "warehouse-template", ("warehouse-template",), "flows", "flow", ()
 )
@@ -163,10 +165,6 @@ def updated_answers(
     """The answers --add and --remove change (None: none); the template's hook validates them."""
     if not add and not remove:
         return None
-    if template.collection is None:
-        raise RegenerateError(
-            f"--add and --remove edit a warehouse's flows; this is from the {template.title}"
-        )
     entries = dict(answers.get(template.collection, {}))
     for text in add:
         if any(marker in text for marker in ("{{", "{%", "{#")):
@@ -272,6 +270,8 @@ def regenerate(template: Template, add: list[str], remove: list[str]) -> None:
         )
     pending_file().unlink(missing_ok=True)
     report(template, old_commit, commits)
+    if changes and template is INGEST:
+        report_sources(state["context"]["cookiecutter"], read_state()["context"]["cookiecutter"])
 
 
 def report(template: Template, old_commit: str, commits: list[str]) -> None:
@@ -288,6 +288,28 @@ def report(template: Template, old_commit: str, commits: list[str]) -> None:
     if template is WAREHOUSE:
         print("Then `python prefect/prw_deploy.py --dry-run`; deploy with")
         print("`python prefect/prw_deploy.py` (add --prune after removing a flow).")
+
+
+def warehouse_entry(answers: dict[str, Any], source: str) -> str:
+    """The warehouse entry of a source's flow (the `<slug>-<source>-ingest` rule)."""
+    flow_name = f"{answers['project_slug']}-{source}-ingest"
+    entrypoint = f"prefect/{flow_name}.py:{flow_name.replace('-', '_')}"
+    entry = {"repo": answers["git_repo_url"], "entrypoint": entrypoint, "cron": DEFAULT_CRON}
+    return json.dumps({flow_name: entry})
+
+
+def report_sources(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """What the warehouse must change for the sources added or removed."""
+    before, after = old.get("extra_sources", {}), new.get("extra_sources", {})
+    added = [source for source in after if source not in before]
+    removed = [source for source in before if source not in after]
+    if added:
+        print("Commit and push, then register the new flow in the warehouse repo:")
+        for source in added:
+            print(f"    python scripts/regenerate.py --add '{warehouse_entry(new, source)}'")
+    for source in removed:
+        flow_name = f"{new['project_slug']}-{source}-ingest"
+        print(f"In the warehouse repo: python scripts/regenerate.py --remove {flow_name}")
 
 
 def record_resolved() -> None:
@@ -318,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="JSON",
-        help='warehouse: flows to add or replace: {"<deployment>": {...}}',
+        help='flows to add or replace: {"<deployment>": {...}}; sources: {"<source>": "csv"}',
     )
     parser.add_argument(
-        "--remove", action="append", default=[], metavar="NAME", help="warehouse: a flow to remove"
+        "--remove", action="append", default=[], metavar="NAME", help="a flow or source to remove"
     )
     args = parser.parse_args(argv)
     logging.getLogger("cookiecutter").setLevel(logging.CRITICAL)  # the hook's own line suffices
