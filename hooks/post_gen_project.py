@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
@@ -21,6 +22,7 @@ FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
 }
 SYNC_SCRIPT = Path("prefect/sync-venv.sh")  # the dependency step, pipenv and uv only
 DEFAULT_CRON = "0 6 * * *"
+REGENERATING = "PRH_TEMPLATE_REGENERATING"  # set by scripts/regenerate.py while cruft renders
 
 
 def remove_unselected_files() -> None:
@@ -36,12 +38,70 @@ def remove_sync_script_without_manager() -> None:
         SYNC_SCRIPT.unlink()
 
 
-def warehouse_entry() -> str:
-    flow_name = str(ANSWERS["__flow_name"])
+# Every source's flow file: the names only; what a flow does is prefect/ingest_flow.py's.
+FLOW_FILE = '''"""Prefect flow `{flow_name}`: load the {source} export into the warehouse.
+
+What the flow does is the template's, shared by the project's flows: prefect/ingest_flow.py.
+
+Run it locally:
+    cd {slug}
+    {setting}=$PWD/{sample} python prefect/{flow_name}.py
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ingest_flow import load_source, run_as_script
+from prefect import flow
+
+FLOW_NAME = "{flow_name}"
+SOURCE = "{source}"
+
+
+@flow(name=FLOW_NAME, timeout_seconds=3600)
+def {function}() -> None:
+    """Load the file named by {setting} into {sink}."""
+    load_source(FLOW_NAME, SOURCE)
+
+
+if __name__ == "__main__":
+    sys.exit(run_as_script({function}))
+'''
+
+
+def sources() -> dict[str, str]:
+    """Each source's flow name: the first's from the answers (it may be a legacy name), the
+    others' by the `<slug>-<source>-ingest` rule."""
+    slug = ANSWERS["project_slug"]
+    extra = {name: f"{slug}-{name}-ingest" for name in ANSWERS["extra_sources"]}
+    return {str(ANSWERS["source_name"]): str(ANSWERS["__flow_name"]), **extra}
+
+
+def source_setting(source: str) -> str:
+    return f"{ANSWERS['__env_prefix']}_{source.upper().replace('-', '_')}_SOURCE_FILE"
+
+
+def write_flow_files() -> None:
+    for source, flow_name in sources().items():
+        Path(f"prefect/{flow_name}.py").write_text(
+            FLOW_FILE.format(
+                flow_name=flow_name,
+                function=flow_name.replace("-", "_"),
+                source=source,
+                slug=ANSWERS["project_slug"],
+                setting=source_setting(source),
+                sink=ANSWERS["__sink_setting"],
+                sample=f"data/sample.{ANSWERS['source_format']}",
+            )
+        )
+
+
+def warehouse_entry(flow_name: str) -> str:
     entry = {
         flow_name: {
             "repo": ANSWERS["git_repo_url"],
-            "entrypoint": f"prefect/{flow_name}.py:{ANSWERS['__flow_function']}",
+            "entrypoint": f"prefect/{flow_name}.py:{flow_name.replace('-', '_')}",
             "cron": DEFAULT_CRON,
         }
     }
@@ -51,16 +111,27 @@ def warehouse_entry() -> str:
 def print_next_steps() -> None:
     slug, flow_name = ANSWERS["project_slug"], ANSWERS["__flow_name"]
     sample = f"data/sample.{ANSWERS['source_format']}"
+    entries = "\n".join(
+        f"    python scripts/regenerate.py --add '{warehouse_entry(name)}'"
+        for name in sources().values()
+    )
     print(
         f"""
 Created {slug}/. Run the flow locally on the sample data:
 
     cd {slug} && {ANSWERS["__source_setting"]}=$PWD/{sample} python prefect/{flow_name}.py
 
+Commit it with its .cruft.json (the answers and template commit `cruft create` records):
+
+    cd {slug} && git init -b main && git add -A && git commit -m "From prh-ingest-template"
+
+Made with plain cookiecutter? `python scripts/regenerate.py` says how to link it. From then
+on `python scripts/regenerate.py` takes template updates; your own code goes in transform.py.
+
 Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 (from the warehouse folder, with a clean git tree):
 
-    python scripts/regenerate.py --add '{warehouse_entry()}'
+{entries}
 """
     )
 
@@ -68,4 +139,6 @@ Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 if __name__ == "__main__":
     remove_unselected_files()
     remove_sync_script_without_manager()
-    print_next_steps()
+    write_flow_files()
+    if not os.environ.get(REGENERATING):  # scripts/regenerate.py prints its own report
+        print_next_steps()

@@ -20,6 +20,8 @@ REQUIREMENT = re.compile(r"[a-z0-9][a-z0-9._-]*==[0-9][0-9a-z.]*")  # name==vers
 GIT_URL = re.compile(r"(?:https://|ssh://|file:///|git@[A-Za-z0-9.-]+:|/)[A-Za-z0-9._~/@:+-]+\.git")
 MAX_SLUG = 40
 MAX_NAME = 80
+MAX_SOURCES = 20
+MAX_FLOW_NAME = 63  # a Prefect deployment name in the warehouse
 
 
 class InvalidAnswer(ValueError):
@@ -55,6 +57,21 @@ def check_git_url(key: str) -> None:
         )
 
 
+def check_extra_sources(sources: object, first: str) -> None:
+    """{"<source>": "csv" | "xlsx"}: each becomes a flow, a setting and a table."""
+    if not isinstance(sources, dict):
+        raise InvalidAnswer(f"extra_sources must be a JSON object source: format; got {sources!r}")
+    if len(sources) > MAX_SOURCES:
+        raise InvalidAnswer(f"extra_sources has {len(sources)} sources; at most {MAX_SOURCES}")
+    for name, source_format in sources.items():
+        if len(name) > MAX_SLUG or not WORDS.fullmatch(name):
+            raise InvalidAnswer(f"extra_sources key {name!r}: lowercase words joined by '-'")
+        if name == first:
+            raise InvalidAnswer(f"extra_sources key {name!r} is already the source_name")
+        if source_format not in ("xlsx", "csv"):
+            raise InvalidAnswer(f"extra_sources[{name!r}] is {source_format!r}: csv or xlsx")
+
+
 def validate() -> None:
     check_pattern("project_name", PROJECT_NAME, "letters, digits, spaces and . _ & ( ) -", MAX_NAME)
     check_pattern("project_slug", WORDS, "lowercase words joined by '-', e.g. clinic-cal", MAX_SLUG)
@@ -71,17 +88,22 @@ def validate() -> None:
         raise InvalidAnswer(
             "__ingest_requirements must be pins (name==version) separated by spaces"
         )
+    check_extra_sources(ANSWERS.get("extra_sources"), text("source_name"))
+    if text("legacy_flow_name"):
+        check_pattern("legacy_flow_name", WORDS, "lowercase words joined by '-'", MAX_FLOW_NAME)
     # Derived names are answers too (they can be overridden); they must follow the contract.
-    for key, value in derived_names(text("project_slug"), text("source_name")).items():
+    names = derived_names(text("project_slug"), text("source_name"), text("legacy_flow_name"))
+    for key, value in names.items():
         if text(key) != value:
             raise InvalidAnswer(f"{key} is derived and must be {value!r}; got {text(key)!r}")
 
 
-def derived_names(slug: str, source: str) -> dict[str, str]:
-    """The names ARCHITECTURE.md derives from the slug and the source."""
+def derived_names(slug: str, source: str, legacy_flow_name: str = "") -> dict[str, str]:
+    """The names ARCHITECTURE.md derives from the slug and the source. A runbook-era
+    project may keep its flow's old name, so its deployment and run history stay."""
     prefix = slug.upper().replace("-", "_")
     source_key = f"{prefix}_{source.upper().replace('-', '_')}"
-    flow_name = f"{slug}-{source}-ingest"
+    flow_name = legacy_flow_name or f"{slug}-{source}-ingest"
     return {
         "__env_prefix": prefix,
         "__flow_name": flow_name,

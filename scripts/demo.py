@@ -1,6 +1,8 @@
 """`make demo`: the whole product on its defaults, in .scratch/.
 
-1. Bake the example ingest project (`cookiecutter .` on its defaults): .scratch/clinic-cal/
+1. Make the example ingest project as the README says (`cruft create . --skip transform.py`
+   on its defaults, which also writes .cruft.json; cruft bakes the committed template):
+   .scratch/clinic-cal/, then check it against the template (`scripts/regenerate.py --check`)
 2. Bake a warehouse that schedules it (`--directory warehouse-template`): .scratch/prh-warehouse/
    and show its deployments with `prw_deploy.py --dry-run` (no server needed).
 3. Run the flow locally on the bundled sample, as the runbook says, on Prefect's ephemeral
@@ -19,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cruft
 from cookiecutter.main import cookiecutter
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -33,8 +36,11 @@ def step(message: str) -> None:
 
 
 def bake_ingest_project() -> Path:
-    step("Baking the example ingest project (cookiecutter . --no-input)")
-    return Path(cookiecutter(str(REPO_DIR), no_input=True, output_dir=str(SCRATCH)))
+    step("Making the example ingest project (cruft create . --skip transform.py --no-input)")
+    project = cruft.create(str(REPO_DIR), output_dir=SCRATCH, skip=["transform.py"])
+    step("Checking it against the template (python scripts/regenerate.py --check)")
+    subprocess.run([sys.executable, "scripts/regenerate.py", "--check"], cwd=project, check=True)
+    return Path(project)
 
 
 def bake_warehouse() -> Path:

@@ -36,6 +36,9 @@ REJECTED = [
     ("__env_prefix", "CLINIC", "__env_prefix is derived"),
     ("__source_key", 'X"\nimport os', "__source_key is derived"),
     ("__ingest_requirements", 'x==1\n[scripts]\nevil = "rm"', "__ingest_requirements must be"),
+    ("legacy_flow_name", "Prh_Dash", "lowercase words joined by '-'"),
+    ("legacy_flow_name", "prh-dash;touch PWNED", "lowercase words joined by '-'"),
+    ("legacy_flow_name", "a" * 64, "at most 63 allowed"),
 ]
 
 
@@ -105,3 +108,16 @@ def test_a_slug_with_a_slash_writes_no_files(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "error: project_slug 'a/b' is not valid" in result.stderr
     assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
+
+
+def test_a_legacy_flow_name_keeps_a_runbook_flow_s_names(tmp_path: Path) -> None:
+    """prh-dash's flow was `prh-dash-ingest`: keeping the name keeps its deployment and the
+    run history the server holds under it."""
+    answers = ("project_name=PRH Dash", "source_name=epic", "legacy_flow_name=prh-dash-ingest")
+    result = cookiecutter_cli(tmp_path / "out", *answers)
+    assert result.returncode == 0, result.stderr
+    flow = (tmp_path / "out/prh-dash/prefect/prh-dash-ingest.py").read_text()
+    assert 'FLOW_NAME = "prh-dash-ingest"' in flow and "def prh_dash_ingest() -> None:" in flow
+    assert '"entrypoint": "prefect/prh-dash-ingest.py:prh_dash_ingest"' in result.stdout
+    settings = (tmp_path / "out/prh-dash/prefect/.env").read_text()
+    assert "PRH_DASH_EPIC_SOURCE_FILE=" in settings  # the other names still follow the rule

@@ -216,22 +216,21 @@ def test_a_failing_step_fails_the_flow_and_leaves_the_sink(tmp_path: Path) -> No
 
 
 RUN_SHELL_STEP = """
-import importlib.util, sys
+import sys
 from prefect_shell import ShellOperation
-spec = importlib.util.spec_from_file_location("flow_script", sys.argv[1])
-flow_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(flow_script)
+sys.path.insert(0, "prefect")
+import ingest_flow
 shell = ShellOperation(
-    commands=flow_script.INGEST_COMMANDS,
-    env=flow_script.load_settings(),
-    working_dir=flow_script.PROJECT_DIR,
+    commands=ingest_flow.ingest_commands("epic"),
+    env=ingest_flow.load_settings(),
+    working_dir=ingest_flow.PROJECT_DIR,
 )
 shell.run()
 """
 
 
 def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
-    """The flow's own shell step, run as its ShellOperation: a failing dependency step stops
+    """The flows' shell step, run as its ShellOperation: a failing dependency step stops
     the script, so ingest.py never runs after it (`pipenv run` works; only install fails)."""
     project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
     database = tmp_path / "sink" / "clinic-cal.db"
@@ -247,7 +246,7 @@ def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
     fake_pipenv.chmod(0o755)
     env["PATH"] = f"{fake_bin}{os.pathsep}/usr/bin{os.pathsep}/bin"
 
-    result = run([sys.executable, "-c", RUN_SHELL_STEP, FLOW_FILE], cwd=project, env=env)
+    result = run([sys.executable, "-c", RUN_SHELL_STEP], cwd=project, env=env)
 
     output = result.stdout + result.stderr
     assert result.returncode != 0

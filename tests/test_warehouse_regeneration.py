@@ -89,8 +89,8 @@ def test_a_warehouse_without_answers_is_told_how_to_link_it(tmp_path: Path) -> N
     commit_all(warehouse, "baked")
     result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))
     assert result.returncode == 1
-    assert "error: no .cruft.json: link this warehouse" in result.stderr
-    assert "`cruft link -y --directory warehouse-template --extra-context" in result.stderr
+    assert "error: no .cruft.json: link this project to its template" in result.stderr
+    assert "`cruft link -y --directory warehouse-template --checkout <the template" in result.stderr
 
 
 def test_hand_edits_and_files_survive_a_template_update(template: Path, tmp_path: Path) -> None:
@@ -119,10 +119,12 @@ def test_conflicting_edit_is_reported_not_lost(template: Path, tmp_path: Path) -
     readme.write_text(readme.read_text().replace(README_INTRO, "Our own intro"))
     commit_all(warehouse, "hand edit")
     edit_template(template, "README.md", README_INTRO, "The template's new intro")
+    old_state = (warehouse / ".cruft.json").read_bytes()
 
     result = regenerate(warehouse)
 
     assert result.returncode == 1
+    assert (warehouse / ".cruft.json").read_bytes() == old_state  # cruft alone advances it
     assert "merge conflicts to resolve by hand" in result.stderr and "README.md" in result.stderr
     text = readme.read_text()
     assert "<<<<<<<" in text and "Our own intro" in text and "The template's new intro" in text
@@ -148,7 +150,7 @@ def test_a_dropped_file_you_edited_is_kept_and_reported(template: Path, tmp_path
     result = regenerate(warehouse)
 
     assert result.returncode == 1
-    assert "merge conflicts to resolve by hand, then commit: ruff.toml" in result.stderr
+    assert "merge conflicts to resolve by hand: ruff.toml;" in result.stderr
     assert ruff_toml.read_text().endswith("# ours\n")
 
 

@@ -1,4 +1,7 @@
-"""Load the {{ cookiecutter.source_name }} export into the warehouse.
+"""Load a source's export into the warehouse: `python ingest.py [SOURCE]` (default: {{ cookiecutter.source_name }}).
+
+The names below are {{ cookiecutter.source_name }}'s; another source (a flow per source, in prefect/) has its
+own: its setting `<PREFIX>_<SOURCE>_SOURCE_FILE` and its table `<slug>_<source>`.
 
 Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: `.csv` or `.xlsx`.
         Optional settings (names below): the sheet (default: the first visible one), the
@@ -19,6 +22,9 @@ The load is
   re-running a file never duplicates rows, while files in other folders or with other
   names add their rows; two loads of one file at once leave one copy (they take turns);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
+
+This file is the template's (updates change it); your own changes to the rows (renames,
+type fixes, filters) go in transform.py, which updates never touch.
 
 Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
 printed as one line on stderr; anything else is another failure (e.g. the database is
@@ -43,9 +49,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
+import transform
+
 # This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
-SOURCE_KEY = "{{ cookiecutter.__source_key }}"  # <PREFIX>_<SOURCE>
-TABLE = "{{ cookiecutter.__table_name }}"
+# The source is the argument (`python ingest.py cerner`); without one, the project's first.
+SOURCE = sys.argv[1] if __name__ == "__main__" and len(sys.argv) > 1 else "{{ cookiecutter.source_name }}"
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # as the template's answers
+SOURCE_KEY = "{{ cookiecutter.__env_prefix }}_" + SOURCE.upper().replace("-", "_")  # <PREFIX>_<SOURCE>
+TABLE = "{{ cookiecutter.project_slug | replace('-', '_') }}_" + SOURCE.replace("-", "_")
 SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
 SHEET_SETTING = f"{SOURCE_KEY}_SHEET"
 HEADER_ROW_SETTING = f"{SOURCE_KEY}_HEADER_ROW"
@@ -62,6 +73,7 @@ LOAD_ID_SETTING = "prh_ingest.load_id"
 COPY_CHUNK_BYTES = 1 << 20
 
 Row = list[str | None]
+COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class BadInput(Exception):
@@ -454,9 +466,31 @@ def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
 def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
     """Replace the rows of `source` in the table, in one transaction. Returns rows loaded."""
     try:
-        return load_rows(source, engine, read_table(source, settings))
+        return load_rows(source, engine, transformed(read_table(source, settings)))
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
+
+
+def transformed(table: Table) -> Table:
+    """The table after transform.py (the team's code). When it hands the rows back as they
+    came, the table is loaded as read (a plain CSV keeps its fast path)."""
+    rows = table.rows
+    if table.plain_csv:  # transform.py gets checked rows, as for any other file
+        rows = check_rows(rows, table.csv.width, table.csv.first, table.csv.last, table.first_row)
+    columns, new_rows = transform.transform(SOURCE, list(table.columns), rows)
+    if new_rows is rows and columns == table.columns:
+        return table
+    for name in columns:
+        if not COLUMN_NAME.fullmatch(name) or columns.count(name) > 1 or name == LOAD_ID_COLUMN:
+            raise BadInput(f"transform.py returned column {name!r}: lowercase, _ and digits, unique")
+    return Table(list(columns), table.first_row, fitted(new_rows, len(columns)))
+
+
+def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
+    for row in rows:
+        if len(row) != width:
+            raise BadInput(f"transform.py returned a row of {len(row)} values for {width} columns")
+        yield row
 
 
 def find_bad_row(source: Path, table: Table, error: Exception) -> str:
@@ -526,6 +560,8 @@ def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
 
 def main() -> int:
     try:
+        if not SOURCE_NAME.fullmatch(SOURCE):
+            raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
         source = open_source(os.environ.get(SOURCE_SETTING))
         settings = read_settings()
         engine = open_sink(os.environ.get(SINK_SETTING))

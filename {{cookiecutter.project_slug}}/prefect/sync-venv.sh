@@ -13,12 +13,15 @@
 # the clone, at $UV_PROJECT_ENVIRONMENT, so all runs share it.
 {%- endif %}
 # The install runs only when the venv is missing or a dependency file changed since the last
-# install, and under an exclusive lock: two runs starting at once never build the venv
-# together (that corrupts its pip).
+# install. Two locks keep the shared venv whole:
+# - `<venv>.install.lock`, exclusive, around the check and the install: two runs starting at
+#   once never build the venv together (that corrupts its pip); when the venv is up to date
+#   it is held only for the check;
+# - `<venv>.lock`: each command (a load) runs holding it shared, so the project's flows run
+#   side by side; an install takes it exclusive, so it waits for running loads to end and
+#   never replaces the venv under them.
 #
 # Usage: prefect/sync-venv.sh [COMMAND...]
-# With a command (the ingest), it then runs it holding a shared lock, so runs of the
-# project's other flows may share the venv but never see it replaced under them.
 set -euo pipefail
 {% if cookiecutter.dependency_manager == "pipenv" %}
 : "${PIPENV_CUSTOM_VENV_NAME:?is not set (prefect/.env sets it)}"
@@ -32,8 +35,8 @@ dependency_files=(pyproject.toml .python-version uv.lock)
 stamp="$venv/.prefect-installed"
 mkdir -p "$(dirname "$venv")"
 
-exec 9>"$venv.lock"
-flock 9
+exec 8>"$venv.install.lock" 9>"$venv.lock"
+flock 8
 
 inputs_hash() {  # of the dependency files there are
   for file in "${dependency_files[@]}"; do [ ! -f "$file" ] || cat "$file"; done | sha256sum
@@ -44,6 +47,7 @@ if [ -x "$venv/bin/python" ] && grep -qxF "$wanted" "$stamp" 2>/dev/null; then
   echo "venv $venv is up to date"
 else
   echo "installing dependencies into $venv"
+  flock 9  # no load runs in the venv while it changes
   # No stamp: no install ever finished here (say a stop killed the first one half-way).
   # Start from scratch rather than trust a half-built venv.
   [ -f "$stamp" ] || rm -rf "$venv"
@@ -65,6 +69,8 @@ else
 fi
 
 if [ "$#" -gt 0 ]; then
-  flock --shared 9  # the command inherits the lock and holds it until it ends
+  flock --shared 9  # before the install lock goes, so no install slips in; held until the end
+  flock --unlock 8
+  exec 8>&-
   exec "$@"
 fi

@@ -1,0 +1,76 @@
+"""A whole template repository under tmp_path (both templates, as a user's clone holds them),
+and ingest projects made from it with `cruft create`, each in its own git repo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import cruft
+
+from support.baking import REPO_DIR
+from support.warehouse import commit_all, git, run_python
+
+INGEST_TEMPLATE = "{{cookiecutter.project_slug}}"
+# The repository's parts that make the two templates (tests, scripts and docs are not).
+TEMPLATE_PARTS = ("cookiecutter.json", "hooks", INGEST_TEMPLATE, "warehouse-template")
+OWN_CODE = ["transform.py"]  # what `cruft create --skip` lists, as the README says
+
+
+def template_repo(root: Path) -> Path:
+    """A git repo holding both templates of this repository, committed once."""
+    repo = root / "template"
+    repo.mkdir(parents=True)
+    for part in TEMPLATE_PARTS:
+        source = REPO_DIR / part
+        if source.is_dir():
+            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / part)
+    git(repo, "init", "-q", "-b", "main")
+    commit_all(repo, "template")
+    return repo
+
+
+def head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:
+    """`cruft create <template> --skip transform.py` with *answers*, committed in its own repo."""
+    project = cruft.create(
+        str(template),
+        output_dir=output_dir,
+        extra_context=answers,
+        no_input=True,
+        skip=list(OWN_CODE),
+    )
+    git(project, "init", "-q", "-b", "main")
+    commit_all(project, "baked")
+    return Path(project)
+
+
+def edit(root: Path, relative: str, old: str, new: str, message: str | None = None) -> None:
+    """Replace *old* by *new* in one file; with *message*, commit the change."""
+    path = root / relative
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {relative}"
+    path.write_text(text.replace(old, new, 1))
+    if message:
+        commit_all(root, message)
+
+
+def edit_ingest_template(template: Path, relative: str, old: str, new: str) -> None:
+    edit(template, f"{INGEST_TEMPLATE}/{relative}", old, new, f"ingest template: {relative}")
+
+
+def regenerate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The project's documented command, with this venv's python (it has cruft)."""
+    return run_python(["scripts/regenerate.py", *args], cwd=project)
+
+
+def cruft_state(project: Path) -> dict[str, Any]:
+    return json.loads((project / ".cruft.json").read_text())

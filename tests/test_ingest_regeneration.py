@@ -1,0 +1,252 @@
+"""Keeping ingest projects current (scripts/regenerate.py, cruft underneath), offline: the
+template repository and each project are git repos under tmp_path. A template change reaches
+an edited project; a conflict or an unappliable change exits 1 naming the files and leaves
+.cruft.json at its old commit; --check looks only at its own template's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from support.baking import REPO_DIR, bake_ingest_project
+from support.regeneration import (
+    INGEST_TEMPLATE,
+    cruft_project,
+    cruft_state,
+    edit,
+    edit_ingest_template,
+    head,
+    regenerate,
+    template_repo,
+)
+from support.warehouse import CLINIC_CAL, commit_all, cruft_warehouse, git, tree
+
+WAREHOUSE_SCRIPT = "warehouse-template/{{cookiecutter.warehouse_slug}}/scripts/regenerate.py"
+RUN_HEADING = "## Run it locally"
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    return template_repo(tmp_path)
+
+
+@pytest.fixture
+def project(template: Path, tmp_path: Path) -> Path:
+    return cruft_project(template, tmp_path / "projects")
+
+
+def assert_ok(result) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_regenerate_script_serves_both_templates() -> None:
+    ingest = REPO_DIR / INGEST_TEMPLATE / "scripts/regenerate.py"
+    assert ingest.read_bytes() == (REPO_DIR / WAREHOUSE_SCRIPT).read_bytes()
+
+
+def test_cruft_create_records_the_answers_and_the_commit(template: Path, project: Path) -> None:
+    state = cruft_state(project)
+    assert state["commit"] == head(template)
+    assert state["skip"] == ["transform.py"]
+    assert state["context"]["cookiecutter"]["source_name"] == "epic"
+    script = (project / "scripts/regenerate.py").read_bytes()
+    assert script == (REPO_DIR / WAREHOUSE_SCRIPT).read_bytes()  # copied as is, not rendered
+    result = regenerate(project, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Up to date: no change to the ingest-project template since" in result.stdout
+
+
+def test_a_template_change_reaches_an_edited_project(template: Path, project: Path) -> None:
+    edit(project, "README.md", "Loads the", "Every morning, loads the")
+    edit(project, "prefect/.env", "PIPENV_NOSPIN=1\n", "PIPENV_NOSPIN=1\nPIPENV_TIMEOUT=900\n")
+    (project / "NOTES.md").write_text("On-call: the data team.\n")
+    commit_all(project, "our edits")
+    edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
+
+    result = regenerate(project)
+
+    assert_ok(result)
+    readme = (project / "README.md").read_text()
+    assert "## Run it on your machine" in readme and "Every morning, loads the" in readme
+    assert "PIPENV_TIMEOUT=900\n" in (project / "prefect/.env").read_text()
+    assert (project / "NOTES.md").read_text() == "On-call: the data team.\n"
+    assert cruft_state(project)["commit"] == head(template)
+    assert "1 change(s) to the ingest-project template" in result.stdout
+    assert "ingest template: README.md" in result.stdout  # what changed, by commit
+    assert "M  README.md\n" in result.stdout  # the changed files (git apply -3 stages them)
+    assert "Created clinic-cal/" not in result.stdout  # the first bake's message is not repeated
+
+
+CONFLICT = """<<<<<<< ours
+## Run it on your laptop
+=======
+## Run it on your machine
+>>>>>>> theirs
+"""
+
+
+def test_a_conflict_exits_1_and_keeps_cruft_json_at_the_old_commit(
+    template: Path, project: Path
+) -> None:
+    old_state = (project / ".cruft.json").read_bytes()
+    old_commit = cruft_state(project)["commit"]
+    edit(project, "README.md", RUN_HEADING, "## Run it on your laptop", "our heading")
+    edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
+
+    result = regenerate(project)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: merge conflicts to resolve by hand: README.md;")
+    assert f".cruft.json stays at {old_commit[:12]}" in result.stderr
+    assert CONFLICT in (project / "README.md").read_text()
+    assert (project / ".cruft.json").read_bytes() == old_state
+    assert regenerate(project, "--check").returncode == 1  # still behind
+
+    refused = regenerate(project, "--resolved")
+    assert refused.returncode == 1
+    assert refused.stderr == "error: still unresolved: README.md\n"
+    edit(project, "README.md", CONFLICT, "## Run it on your machine or laptop\n")
+    git(project, "add", "README.md")
+    assert_ok(regenerate(project, "--resolved"))
+    assert cruft_state(project)["commit"] == head(template)
+    commit_all(project, "take the template update")
+    assert_ok(regenerate(project, "--check"))
+
+
+def test_deleting_a_file_the_team_edited_exits_1(template: Path, project: Path) -> None:
+    old_state = (project / ".cruft.json").read_bytes()
+    edit(project, "ruff.toml", "line-length", "# ours\nline-length", "our lint settings")
+    git(template, "rm", "-q", f"{INGEST_TEMPLATE}/ruff.toml")
+    commit_all(template, "ingest template: drop ruff.toml")
+
+    result = regenerate(project)
+
+    assert result.returncode == 1
+    assert "merge conflicts to resolve by hand: ruff.toml;" in result.stderr
+    assert "# ours\n" in (project / "ruff.toml").read_text()
+    assert (project / ".cruft.json").read_bytes() == old_state
+
+
+def test_a_dirty_tree_is_refused(template: Path, project: Path) -> None:
+    (project / "scratch.txt").write_text("work in progress\n")
+    edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
+    before = tree(project)
+    result = regenerate(project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: uncommitted changes")
+    assert tree(project) == before
+
+
+def test_check_sees_only_its_own_template(template: Path, tmp_path: Path) -> None:
+    project = cruft_project(template, tmp_path / "projects")
+    warehouse = cruft_warehouse(template, tmp_path / "warehouses", CLINIC_CAL)
+    recorded = head(template)
+    edit(template, "warehouse-template/cookiecutter.json", '"deploy"', '"prefect"', "wh: user")
+
+    assert regenerate(project, "--check").returncode == 0
+    behind = regenerate(warehouse, "--check")
+    assert behind.returncode == 1
+    assert f"template update available: {recorded[:12]}..{head(template)[:12]}" in behind.stdout
+    assert "1 commit(s) to the warehouse template" in behind.stdout and "wh: user" in behind.stdout
+
+    # The warehouse takes it; then an ingest-only commit flags the project, not the warehouse.
+    assert_ok(regenerate(warehouse))
+    commit_all(warehouse, "template update")
+    edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
+    assert regenerate(warehouse, "--check").returncode == 0
+    stale = regenerate(project, "--check")
+    assert stale.returncode == 1
+    assert f"template update available: {recorded[:12]}..{head(template)[:12]}" in stale.stdout
+    assert "2 commit(s)" not in stale.stdout and "1 commit(s)" in stale.stdout
+
+
+def test_check_cannot_reach_the_template_exits_2(project: Path, template: Path) -> None:
+    state = cruft_state(project)
+    (project / ".cruft.json").write_text(json.dumps({**state, "template": str(template / "gone")}))
+    result = regenerate(project, "--check")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot clone the template {template / 'gone'}:")
+
+
+def test_a_plain_cookiecutter_project_is_told_how_to_link(tmp_path: Path) -> None:
+    project = bake_ingest_project(tmp_path / "out")  # plain cookiecutter writes no .cruft.json
+    git(project, "init", "-q", "-b", "main")
+    commit_all(project, "baked")
+    result = regenerate(project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no .cruft.json: link this project to its template")
+    assert "`cruft link -y --skip transform.py --checkout <the template commit" in result.stderr
+    assert "--directory" not in result.stderr
+    assert regenerate(project, "--check").returncode == 2
+
+
+def test_generated_ci_reports_template_updates_without_blocking(tmp_path: Path) -> None:
+    project = bake_ingest_project(tmp_path / "out")
+    jobs = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())["jobs"]
+    job = jobs["template-update"]
+    assert job["continue-on-error"] is True
+    script = job["steps"][-1]["run"]
+    assert "python scripts/regenerate.py --check || status=$?" in script
+    assert "::warning::template update available" in script
+    assert "continue-on-error" not in jobs["test"]
+
+
+CERNER_ENTRY = {
+    "clinic-cal-cerner-ingest": {
+        "repo": "https://github.com/org/clinic-cal.git",
+        "entrypoint": "prefect/clinic-cal-cerner-ingest.py:clinic_cal_cerner_ingest",
+        "cron": "0 6 * * *",
+    }
+}
+
+
+def test_an_update_adds_a_source_as_a_fresh_bake_would(
+    template: Path, project: Path, tmp_path: Path
+) -> None:
+    edit(project, "README.md", "Loads the", "Every morning, loads the", "our edit")
+
+    result = regenerate(project, "--add", json.dumps({"cerner": "csv"}))
+
+    assert_ok(result)
+    flow = (project / "prefect/clinic-cal-cerner-ingest.py").read_text()
+    assert 'FLOW_NAME = "clinic-cal-cerner-ingest"' in flow and 'SOURCE = "cerner"' in flow
+    settings = (project / "prefect/.env").read_text()
+    assert "CLINIC_CAL_CERNER_SOURCE_FILE=/srv/prh/landing/clinic-cal/cerner.csv\n" in settings
+    assert "PIPENV_CUSTOM_VENV_NAME=prefect-clinic-cal\n" in settings  # still one venv
+    printed = [line.split("'")[1] for line in result.stdout.splitlines() if "--add '" in line]
+    assert [json.loads(entry) for entry in printed] == [CERNER_ENTRY]
+    assert cruft_state(project)["context"]["cookiecutter"]["extra_sources"] == {"cerner": "csv"}
+    fresh = cruft_project(template, tmp_path / "fresh", extra_sources={"cerner": "csv"})
+    ours = {name: text for name, text in tree(project).items() if name != ".cruft.json"}
+    theirs = {name: text for name, text in tree(fresh).items() if name != ".cruft.json"}
+    assert ours.pop("README.md") != theirs.pop("README.md")  # our edit stays
+    assert ours == theirs
+
+
+def test_a_bad_source_is_refused_and_changes_nothing(project: Path) -> None:
+    before = tree(project)
+    result = regenerate(project, "--add", json.dumps({"Cerner!": "csv"}))
+    assert result.returncode == 1
+    assert "error: extra_sources key 'Cerner!': lowercase words joined by '-'" in result.stderr
+    assert tree(project) == before
+
+
+def test_an_update_lists_the_team_s_own_code_in_skip_when_missing(
+    template: Path, tmp_path: Path
+) -> None:
+    """A project made without `--skip transform.py`: its first update protects the file."""
+    import cruft
+
+    made = cruft.create(str(template), output_dir=tmp_path / "bare", no_input=True)
+    git(made, "init", "-q", "-b", "main")
+    commit_all(made, "baked without --skip")
+    assert "skip" not in cruft_state(made)
+    edit_ingest_template(template, "README.md", RUN_HEADING, "## Run it on your machine")
+
+    result = regenerate(made)
+
+    assert_ok(result)
+    assert cruft_state(made)["skip"] == ["transform.py"]
+    assert "transform.py is yours: listed in .cruft.json's skip" in result.stdout
