@@ -79,12 +79,17 @@ def test_a_template_change_reaches_an_edited_project(template: Path, project: Pa
     assert "Created clinic-cal/" not in result.stdout  # the first bake's message is not repeated
 
 
-CONFLICT = """<<<<<<< ours
-## Run it on your laptop
-=======
-## Run it on your machine
->>>>>>> theirs
-"""
+# Built from parts so that this file holds no line a conflict-marker check would flag.
+CONFLICT = "\n".join(
+    [
+        "<" * 7 + " ours",
+        "## Run it on your laptop",
+        "=" * 7,
+        "## Run it on your machine",
+        ">" * 7 + " theirs",
+        "",
+    ]
+)
 
 
 def test_a_conflict_exits_1_and_keeps_cruft_json_at_the_old_commit(

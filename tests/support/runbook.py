@@ -6,7 +6,7 @@ from pathlib import Path
 
 from support.warehouse import commit_all, git
 
-RUNBOOK_FLOW = '''from pathlib import Path
+RUNBOOK_FLOW = """from pathlib import Path
 
 from prefect import flow
 from prefect_shell import ShellOperation
@@ -23,7 +23,7 @@ def {function}():
 
 if __name__ == "__main__":
     {function}()
-'''
+"""
 
 RUNBOOK_INGEST = '''"""Our {slug} ingest: pandas, our own column fixes."""
 import os
