@@ -103,7 +103,7 @@ class BootedSystem:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def boot(self, timeout: float = 120) -> None:
+    def boot(self, timeout: float = 300) -> None:
         """Take the lock, mount the overlay and boot it until systemd reports it is up."""
         self._take_lock()
         self._mount()
@@ -146,7 +146,7 @@ class BootedSystem:
             self._log.close()
             self._log = None
 
-    def reboot(self, timeout: float = 120) -> None:
+    def reboot(self, timeout: float = 300) -> None:
         """Power off and boot the same tree again (what a VM's reboot keeps, this keeps)."""
         self.poweroff()
         self._start(timeout)
@@ -212,7 +212,7 @@ class BootedSystem:
         """`journalctl -u <unit>` messages (no timestamps), the whole boot history kept."""
         return self.run(["journalctl", "--no-pager", "-o", "cat", "-u", unit, *args]).stdout
 
-    def wait_running(self, timeout: float = 120) -> str:
+    def wait_running(self, timeout: float = 300) -> str:
         """Wait until `systemctl is-system-running` says `running` (or `degraded`: a unit of
         this machine's image that cannot start in a container); returns the state."""
         deadline = time.monotonic() + timeout
@@ -224,7 +224,10 @@ class BootedSystem:
             if state in ("running", "degraded"):
                 return state
             time.sleep(0.5)
-        raise BootError(f"not running after {timeout:.0f}s (state {state!r}):\n{self.log_tail()}")
+        jobs = self.systemctl("list-jobs").stdout if self.pid1 else ""
+        raise BootError(
+            f"not running after {timeout:.0f}s (state {state!r}); jobs:\n{jobs}\n{self.log_tail()}"
+        )
 
     def path(self, inside: str | Path) -> Path:
         """The host path of *inside* (an absolute path in the container) in the merged tree;
@@ -367,7 +370,7 @@ def booted(root: Path) -> Iterator[BootedSystem]:
 
 @pytest.fixture(scope="session")
 def booted_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BootedSystem]:
-    """One booted systemd for the whole session (boot ~10 s); tests share it, so each leaves
-    behind only what later tests may see."""
+    """One booted systemd for the whole session (boot ~3 s on an idle machine); tests share
+    it, so each leaves behind only what later tests may see."""
     with booted(tmp_path_factory.mktemp("booted")) as system:
         yield system

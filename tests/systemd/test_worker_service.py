@@ -143,6 +143,9 @@ def test_stop_during_the_first_pipenv_install_crashes_the_run_and_the_next_recov
     next_id = site.run(PIPENV.deployment)
     run = site.api.wait_terminal(next_id, timeout=400)
     assert run["state_type"] == "COMPLETED", logs_of(site, next_id)
+    assert f"installing dependencies into {venv}" in "\n".join(
+        site.api.logs_with(next_id, "installing dependencies")
+    )
     assert site.system.path(f"{venv}/.prefect-installed").exists()
     assert site.rows(sink(PIPENV), PIPENV.table) == SAMPLE_ROWS
     assert f"loaded {SAMPLE_ROWS} rows from /srv/prh/landing/{PIPENV.slug}/" in site.journal()
