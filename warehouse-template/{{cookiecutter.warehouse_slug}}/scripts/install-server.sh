@@ -82,7 +82,7 @@ check_redis() {
   host="$(setting PREFECT_REDIS_MESSAGING_HOST "$source")"
   port="$(setting PREFECT_REDIS_MESSAGING_PORT "$source")"
   # A PING in Redis' own protocol, through bash's /dev/tcp: no client package needed.
-  if exec 3<>"/dev/tcp/$host/$port" 2>/dev/null; then
+  if { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
     printf 'PING\r\n' >&3
     read -r -t 5 reply <&3 || true
     exec 3<&-
