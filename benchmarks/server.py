@@ -155,7 +155,8 @@ def measure(ctx: Context) -> list[Section]:
     count = (
         FIRST_DEPLOY if FIRST_DEPLOY in ctx.sizes.deploy_counts else max(ctx.sizes.deploy_counts)
     )
-    sizes = replace(ctx.sizes, deploy_counts=(count,))
+    # Two servers x (latency + deploys of 100 flows): two repetitions keep it near 15 min.
+    sizes = replace(ctx.sizes, deploy_counts=(count,), repetitions=min(ctx.sizes.repetitions, 2))
     root = ctx.folder("server")
     picks = {"unit-total": "trigger -> COMPLETED (generated worker unit)"} | {
         f"{tool}-first-{count}": f"{label}, first deploy of {count} flows"
