@@ -25,7 +25,7 @@ from support.systemd import Unit, command_line, read_env_file
 from support.warehouse import bake_warehouse
 
 from benchmarks import deploy, latency
-from benchmarks.common import Context, Section, progress, quiet
+from benchmarks.common import Comparison, Context, Section, progress, quiet, with_server
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SERVER_VENV = "/opt/prefect-server/venv"  # the units' path; here: the bench venv
@@ -148,6 +148,25 @@ def warehouse_server(root: Path) -> Iterator[AuthServer]:
         yield AuthServer(api_url, client_home, auth)
 
 
+def measure_one(ctx: Context, count: int) -> tuple[list[float], list[float]]:
+    """Against ctx.server: trigger -> COMPLETED of the trivial flow with a worker started as the
+    generated unit (latency.py's code; one warm-up run), and prw_deploy.py's first deploy of
+    *count* flows (deploy.py's code; new names each repetition)."""
+    reps = ctx.sizes.repetitions
+    root = ctx.folder("latency")
+    env = with_server(os.environ, ctx.server)
+    latency.deploy_trivial_flow(root, env)
+    api = latency.PrefectApi(ctx.server.api_url)
+    argv, worker_env = latency.unit_worker(root, env)
+    log = root / "worker.log"
+    with managed_process(argv, env=worker_env, log_path=log, cwd=root) as worker:
+        worker.wait_for_log("started!", timeout=120)
+        runs = [latency.timed_run(api, env)[0] for _ in range(reps + 1)][1:]
+    deployer = deploy.Deployer(ctx)
+    first = [deployer.run("prw", count, f"prw-{count}-{rep}") for rep in range(reps)]
+    return runs, first
+
+
 def measure(ctx: Context) -> list[Section]:
     section = Section(
         9, "Self-hosted server: PostgreSQL + Redis (two processes) vs SQLite (one process)"
@@ -155,41 +174,53 @@ def measure(ctx: Context) -> list[Section]:
     count = (
         FIRST_DEPLOY if FIRST_DEPLOY in ctx.sizes.deploy_counts else max(ctx.sizes.deploy_counts)
     )
-    # Two servers x (latency + deploys of 100 flows): two repetitions keep it near 15 min.
-    sizes = replace(ctx.sizes, deploy_counts=(count,), repetitions=min(ctx.sizes.repetitions, 2))
+    sizes = replace(ctx.sizes, deploy_counts=(count,))
     root = ctx.folder("server")
-    picks = {"unit-total": "trigger -> COMPLETED (generated worker unit)"} | {
-        f"{tool}-first-{count}": f"{label}, first deploy of {count} flows"
-        for tool, label in deploy.TOOLS.items()
-    }
     original_api = latency.PrefectApi
-    for key, db, server in (
-        ("sqlite", "SQLite", None),
-        ("postgres", "PostgreSQL + Redis", "warehouse"),
-    ):
+    for key, db in (("sqlite", "SQLite"), ("postgres", "PostgreSQL + Redis")):
+        progress(f"server: {db}: latency and first deploy of {count} flows")
         with ExitStack() as stack:
             sub = Context(sizes, root / key)
             sub.scratch.mkdir(parents=True)
             stack.callback(sub.close)
-            if server:
+            if key == "postgres":
                 sub._server = stack.enter_context(warehouse_server(root / key / "server"))
                 latency.PrefectApi = AuthPrefectApi  # GETs need the auth string too
             try:
-                progress(f"server: {db}: latency and first deploy of {count}")
-                figures = [f for s in latency.measure(sub) + deploy.measure(sub) for f in s.figures]
+                runs, first = measure_one(sub, count)
             finally:
                 latency.PrefectApi = original_api
-        for figure in figures:
-            if figure.key in picks:
-                section.add(
-                    f"{key}-{figure.key}", f"{db}: {picks[figure.key]}", figure.unit, figure.samples
-                )
+        section.add(
+            f"{key}-latency", f"{db}: trigger -> COMPLETED (generated worker unit)", "s", runs
+        )
+        section.add(
+            f"{key}-first-{count}",
+            f"{db}: prw_deploy.py, first deploy of {count} flows",
+            "s",
+            first,
+        )
+    section.comparisons.append(
+        Comparison(
+            "trigger -> COMPLETED: PostgreSQL + Redis vs SQLite",
+            "postgres-latency",
+            "sqlite-latency",
+        )
+    )
+    section.comparisons.append(
+        Comparison(
+            f"first deploy of {count}: PostgreSQL + Redis vs SQLite",
+            f"postgres-first-{count}",
+            f"sqlite-first-{count}",
+        )
+    )
     section.notes.append(
-        "Both servers run on this 2-core machine beside the worker and the clients. The "
-        "PostgreSQL + Redis server is the generated prefect-server.env.example (auth, CSRF, Redis "
-        "messaging) with the units' two commands as host processes (not under systemd), "
-        "PostgreSQL 15 and redis-server on free loopback ports; both servers get the test "
-        "speed-ups of support.services (scheduler loop 5 s, no UI). The worker polls every "
-        "second as the generated unit does."
+        "Both servers run on this 2-core machine beside the worker and the clients, one after the "
+        "other in the same run. The PostgreSQL + Redis server is the generated "
+        "prefect-server.env.example (auth, CSRF, Redis messaging) with the two units' commands "
+        "run as host processes (not under systemd), PostgreSQL 15 and redis-server on free "
+        "loopback ports; both servers get the test speed-ups of support.services (scheduler loop "
+        "5 s, no UI). Latency: `prefect deployment run` to COMPLETED of a warm trivial flow, the "
+        "worker started as the generated unit (latency.py); deploy: prw_deploy.py creating 100 "
+        "deployments from local bare repos (deploy.py)."
     )
     return [section]
