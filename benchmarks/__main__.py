@@ -24,6 +24,7 @@ BENCHMARKS = {
     "local": "local_run",  # 6
     "deploy": "deploy",  # 4
     "latency": "latency",  # 5
+    "server": "server",  # 9: the warehouse's PostgreSQL + Redis server vs SQLite
     "suite": "suite",  # 8
 }
 

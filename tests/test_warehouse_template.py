@@ -4,6 +4,7 @@ that systemd accepts and scores as hardened, and an installer; hostile answers n
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import stat
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from support.baking import BIN, REPO_DIR, run
+from support.systemd import read_env_file
 from support.warehouse import (
     CLINIC_CAL,
     FLOW_SETS,
@@ -63,16 +65,23 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
         "requirements-deploy.txt",
         "constraints-worker.txt",
         "requirements-worker.txt",
+        "requirements-server.txt",
         "ruff.toml",
+        "scripts/backup-server.sh",
+        "scripts/install-server.sh",
         "scripts/install-worker.sh",
         "scripts/regenerate.py",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
+        "systemd/prefect-server.service",
+        "systemd/prefect-services.service",
+        "systemd/prefect-server.env.example",
     }
     assert set(texts(warehouse)) == expected
     leftovers = [name for name, text in texts(warehouse).items() if JINJA.search(text)]
     assert leftovers == []
-    assert os.access(warehouse / "scripts/install-worker.sh", os.X_OK)
+    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh"):
+        assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 
 def test_flows_render_one_entry_each_with_values_intact(baked: tuple) -> None:
@@ -310,6 +319,12 @@ HOSTILE_ANSWERS = {
     "pool-shell": ({"work_pool": "ingest; rm -rf /"}, "work_pool"),
     "user-quote": ({"worker_user": "deploy'"}, "worker_user"),
     "api-url-backticks": ({"prefect_api_url": "http://`id`/api"}, "prefect_api_url"),
+    "server-host-shell": ({"server_host": "0.0.0.0 --reload"}, "server_host"),
+    "server-port-privileged": ({"server_port": "80"}, "between 1024 and 65535"),
+    "server-port-text": ({"server_port": "42OO"}, "whole number"),
+    "retention-zero": ({"retention_days": "0"}, "retention_days"),
+    "notify-url-quote": ({"notify_url": "https://h.example/x'y"}, "notify_url"),
+    "notify-url-credentials": ({"notify_url": "https://u:p@h.example/x"}, "notify_url"),
     "timezone-unknown": ({"timezone": "Nowhere"}, "IANA timezone"),
     "flows-not-a-mapping": ({"flows": ["x"]}, "JSON object"),
 }
@@ -338,3 +353,154 @@ def test_hostile_answers_are_rejected_with_one_line_and_nothing_written(
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], errors
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the server units, their settings and the notification automation --------------------------
+
+SERVER_UNITS = ("prefect-server.service", "prefect-services.service")
+SERVER_ANSWERS = {
+    "server_host": "0.0.0.0",  # noqa: S104 (behind a load balancer)
+    "server_port": "8443",
+    "prefect_api_url": "https://prefect.example.org/api",
+    "retention_days": "14",
+}
+
+
+@pytest.fixture(scope="module")
+def server_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bake_warehouse(tmp_path_factory.mktemp("server"), **SERVER_ANSWERS)
+
+
+def test_server_units_start_api_and_services_apart(server_warehouse: Path) -> None:
+    systemd = server_warehouse / "systemd"
+    api = (systemd / "prefect-server.service").read_text()
+    services = (systemd / "prefect-services.service").read_text()
+    assert (
+        "\nExecStart=/opt/prefect-server/venv/bin/prefect server start"
+        " --host 0.0.0.0 --port 8443 --no-services\n"
+    ) in api
+    assert "\nExecStart=/opt/prefect-server/venv/bin/prefect server services start\n" in services
+    for text in (api, services):
+        for line in (
+            "User=prefect",
+            "EnvironmentFile=/etc/prefect-server/server.env",
+            "Restart=always",
+            "After=network-online.target postgresql.service redis-server.service",
+            "StateDirectory=prefect-server",
+        ):
+            assert f"\n{line}\n" in text
+
+
+def test_server_settings_use_postgres_redis_auth_and_retention(server_warehouse: Path) -> None:
+    settings = read_env_file(server_warehouse / "systemd/prefect-server.env.example")
+    assert settings["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    assert settings["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
+    for name in ("PREFECT_MESSAGING_BROKER", "PREFECT_MESSAGING_CACHE"):
+        assert settings[name] == "prefect_redis.messaging"
+    assert settings["PREFECT_SERVER_EVENTS_CAUSAL_ORDERING"] == "prefect_redis.ordering"
+    assert settings["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
+    assert settings["PREFECT_SERVER_DOCKET_URL"].startswith("redis://")
+    assert settings["PREFECT_SERVER_API_AUTH_STRING"] == "admin:CHANGE-ME-AUTH-PASSWORD"
+    assert settings["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == "true"
+    assert settings["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] == "https://prefect.example.org"
+    assert settings["PREFECT_UI_URL"] == "https://prefect.example.org"
+    assert settings["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert settings["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "P14D"
+    assert settings["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == str(14 * 86400)
+
+
+def test_prefect_reads_every_server_setting_as_meant(server_warehouse: Path) -> None:
+    """Prefect 3.9 itself parses the file: a misspelt name or a bad value fails here."""
+    settings = read_env_file(server_warehouse / "systemd/prefect-server.env.example")
+    code = """
+import json
+from prefect.settings import get_current_settings
+from prefect_redis.client import RedisMessagingSettings
+s = get_current_settings()
+print(json.dumps([
+    s.server.database.migrate_on_start,
+    s.server.events.messaging_broker, s.server.events.causal_ordering,
+    s.server.concurrency.lease_storage, s.server.worker_channel.cleanup_queue_storage,
+    s.server.api.csrf_protection_enabled, s.server.api.cors_allowed_origins,
+    s.server.analytics_enabled, s.server.events.retention_period.days,
+    sorted(s.server.services.db_vacuum.enabled_vacuum_types),
+    s.server.services.db_vacuum.retention_period.days,
+    RedisMessagingSettings().port,
+]))
+"""
+    env = {**dry_run_env(server_warehouse.parent), **settings}
+    result = run_python(["-W", "error", "-c", code], server_warehouse, env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        False,
+        "prefect_redis.messaging",
+        "prefect_redis.ordering",
+        "prefect_redis.lease_storage",
+        "prefect_redis.cleanup_queue",
+        True,
+        "https://prefect.example.org",
+        False,
+        14,
+        ["events", "flow_runs", "orphans"],
+        14,
+        6379,
+    ]
+
+
+@pytest.mark.parametrize("unit", SERVER_UNITS)
+def test_systemd_accepts_the_server_unit(unit: str, server_warehouse: Path, tmp_path: Path) -> None:
+    text = with_exec_start((server_warehouse / "systemd" / unit).read_text(), BIN / "prefect")
+    (tmp_path / unit).write_text(text)
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}
+    result = run(["systemd-analyze", "verify", str(tmp_path / unit)], tmp_path, env)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("unit", SERVER_UNITS)
+def test_server_unit_is_hardened(unit: str, server_warehouse: Path) -> None:
+    assert exposure(server_warehouse / "systemd" / unit) <= MAX_EXPOSURE
+
+
+def test_server_requirements_are_prefect_with_redis_at_the_tested_pin(
+    server_warehouse: Path,
+) -> None:
+    tested = (REPO_DIR / "requirements.txt").read_text().splitlines()
+    prefect_pin = next(line for line in tested if line.startswith("prefect=="))
+    server = [
+        line
+        for line in (server_warehouse / "requirements-server.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert server == [prefect_pin.replace("prefect==", "prefect[redis]==")]
+    constraints = (REPO_DIR / "constraints.txt").read_text().splitlines()
+    assert "prefect-redis==0.3.0" in constraints
+
+
+@pytest.mark.parametrize(
+    ("url", "block"),
+    [
+        ("", None),
+        ("https://hooks.slack.com/services/T0/B0/x", "SlackWebhook"),
+        (
+            "https://prod-1.westus.logic.azure.com:443/workflows/w/triggers/manual/paths/invoke"
+            "?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=s",
+            "MicrosoftTeamsWebhook",
+        ),
+        ("https://alerts.example.org/prefect?token=abc", "CustomWebhookNotificationBlock"),
+    ],
+    ids=["none", "slack", "teams", "custom"],
+)
+def test_notify_url_picks_the_notification_block(
+    url: str, block: str | None, tmp_path: Path
+) -> None:
+    module = load_prw_deploy(bake_warehouse(tmp_path, notify_url=url))
+    assert module.NOTIFY_URL == url
+    if block is None:
+        return
+    chosen = module.notification_block(url)
+    assert type(chosen).__name__ == block
+    if block == "CustomWebhookNotificationBlock":
+        # The URL (and its token) is stored as a block secret, not in plain text.
+        assert chosen.url == "{{url}}"
+        assert chosen.secrets.get_secret_value() == {"url": url}
+        assert chosen.json_data == {"subject": "{{subject}}", "body": "{{body}}"}

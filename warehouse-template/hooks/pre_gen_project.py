@@ -27,6 +27,10 @@ ANSWERS: dict[str, Any] = json.loads(
     "work_pool": {{ cookiecutter.work_pool | tojson }},
     "worker_user": {{ cookiecutter.worker_user | tojson }},
     "prefect_api_url": {{ cookiecutter.prefect_api_url | tojson }},
+    "server_host": {{ cookiecutter.server_host | tojson }},
+    "server_port": {{ cookiecutter.server_port | tojson }},
+    "retention_days": {{ cookiecutter.retention_days | tojson }},
+    "notify_url": {{ cookiecutter.notify_url | tojson }},
     "timezone": {{ cookiecutter.timezone | tojson }},
     "flows": {{ cookiecutter.flows | tojson }}
 }"""
@@ -44,6 +48,15 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "prefect_api_url": (
         re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?"),
         "http(s)://host[:port]/path without credentials",
+    ),
+    "server_host": (
+        re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?"),
+        "an IPv4 address or host name such as 127.0.0.1 or 0.0.0.0",
+    ),
+    # Webhook URLs carry their token in the path or the query (Slack, Teams workflows).
+    "notify_url": (
+        re.compile(r"(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%@+=&?:,-]*)?)?"),
+        "empty or an http(s) URL without credentials, quotes or spaces",
     ),
     "deployment": (re.compile(r"[a-z0-9][a-z0-9_-]{0,62}"), "lowercase letters, digits, - and _"),
     "branch": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}"), "a plain git branch name"),
@@ -175,6 +188,15 @@ def check_concurrency_limit(where: str, value: Any) -> None:
         raise Invalid(f"{where}: {show(value)} is not a positive whole number")
 
 
+def check_whole_number(where: str, value: Any, low: int, high: int) -> None:
+    """A number answer (cookiecutter passes it as text) between *low* and *high*."""
+    text = str(value)
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,6}", text):
+        raise Invalid(f"{where}: {show(value)} is not a whole number")
+    if not low <= int(text) <= high:
+        raise Invalid(f"{where}: {show(value)} is not between {low} and {high}")
+
+
 def check_relative(where: str, value: Any, kind: str) -> None:
     """A branch or a path inside the repo: its pattern, and never a step up."""
     check_pattern(where, value, kind)
@@ -209,9 +231,15 @@ def check_flow(name: Any, entry: Any) -> None:
 
 
 def check_answers(answers: dict[str, Any]) -> None:
+    # First: prefect_api_url's default is built from these two.
+    check_pattern("server_host", answers["server_host"], "server_host")
+    # The server runs as an unprivileged user: ports below 1024 need a capability it lacks.
+    check_whole_number("server_port", answers["server_port"], 1024, 65535)
     for key in ("warehouse_name", "warehouse_slug", "work_pool", "worker_user", "prefect_api_url"):
         check_pattern(key, answers[key], key)
     check_timezone("timezone", answers["timezone"])
+    check_whole_number("retention_days", answers["retention_days"], 1, 3650)
+    check_pattern("notify_url", answers["notify_url"], "notify_url")
     flows = answers["flows"]
     if not isinstance(flows, dict):
         raise Invalid(

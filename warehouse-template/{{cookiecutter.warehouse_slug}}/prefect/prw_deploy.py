@@ -17,18 +17,25 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import prefect
 from cron_descriptor import get_description
 from prefect import get_client
 from prefect.automations import Automation
+from prefect.blocks.notifications import (
+    CustomWebhookNotificationBlock,
+    MicrosoftTeamsWebhook,
+    NotificationBlock,
+    SlackWebhook,
+)
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 from prefect.client.schemas.objects import StateType
 from prefect.context import SyncClientContext
 from prefect.deployments.runner import RunnerDeployment
-from prefect.events.actions import ChangeFlowRunState
+from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -44,6 +51,19 @@ NEXT_RUNS = 3
 # unit sends a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY).
 ZOMBIE_AUTOMATION = "crash-zombie-flow-runs"
 NO_HEARTBEAT_FOR = timedelta(seconds=90)
+# Every flow run of the work pool that ends Failed or Crashed is reported here (empty: no
+# notifications). A flow's retries pass through AwaitingRetry, not Failed: one message per
+# run that finally failed.
+NOTIFY_URL = {{ cookiecutter.notify_url | tojson }}
+NOTIFY_AUTOMATION = "notify-failed-flow-runs"
+NOTIFY_BLOCK = f"{WORK_POOL}-failed-flow-runs"
+{%- raw %}
+NOTIFY_SUBJECT = "Prefect: {{ deployment.name }} {{ flow_run.state.name }}"
+NOTIFY_BODY = """Deployment: {{ deployment.name }}
+Flow run: {{ flow_run.name }}
+State: {{ flow_run.state.name }}: {{ flow_run.state.message }}
+{{ flow_run|ui_url }}"""
+{%- endraw %}
 
 
 @dataclass(frozen=True)
@@ -159,6 +179,64 @@ def ensure_zombie_automation() -> None:
     automation.update()
 
 
+{% raw -%}
+def notification_block(url: str) -> NotificationBlock:
+    """Slack and Teams (a Power Automate workflow URL: Microsoft retired the office.com
+    webhooks) get their own block; any other URL gets a JSON POST of {"subject", "body"}.
+    The URL is kept as a secret on the server."""
+    host = urlsplit(url).hostname or ""
+    if host == "hooks.slack.com":
+        return SlackWebhook(url=url)
+    if host.endswith((".logic.azure.com", ".powerplatform.com")):
+        return MicrosoftTeamsWebhook(url=url)
+    return CustomWebhookNotificationBlock(
+        name=NOTIFY_BLOCK,
+        url="{{url}}",
+        method="POST",
+        json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        secrets={"url": url},
+    )
+{%- endraw %}
+
+
+def ensure_notify_automation() -> None:
+    """Create or update the automation that reports failed and crashed flow runs of the work
+    pool to NOTIFY_URL; delete it when NOTIFY_URL is empty."""
+    try:
+        existing = Automation.read(name=NOTIFY_AUTOMATION)
+    except ValueError:  # not there
+        existing = None
+    if not NOTIFY_URL:
+        if existing is not None:
+            existing.delete()
+            print(f"Deleted automation {NOTIFY_AUTOMATION!r} (no notify_url)")
+        return
+    block_id = notification_block(NOTIFY_URL).save(NOTIFY_BLOCK, overwrite=True)
+    automation = Automation(
+        name=NOTIFY_AUTOMATION,
+        description=f"Report failed and crashed flow runs of work pool {WORK_POOL!r}",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.role": "work-pool", "prefect.resource.name": WORK_POOL}
+            ),
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            SendNotification(block_document_id=block_id, subject=NOTIFY_SUBJECT, body=NOTIFY_BODY)
+        ],
+    )
+    if existing is None:
+        automation.create()
+        print(f"Created automation {NOTIFY_AUTOMATION!r}: failed runs are reported")
+        return
+    automation.id = existing.id
+    automation.update()
+
+
 def load_deployment(entry: FlowEntry) -> RunnerDeployment:
     """Clone the flow's repo once and build its deployment from the flow found there.
 
@@ -255,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     with SyncClientContext.get_or_create():
         ensure_work_pool()
         ensure_zombie_automation()
+        ensure_notify_automation()
         deployments, failed = load_deployments(FLOWS)
         ids, failed_to_apply = apply_deployments(deployments)
         failed += failed_to_apply
