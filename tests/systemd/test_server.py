@@ -424,8 +424,8 @@ def test_install_again_changes_nothing_and_says_so(server: Server) -> None:
 @pytest.mark.parametrize(
     ("service", "message"),
     [
-        ("postgresql", "ERROR: PostgreSQL is not reachable"),
-        ("redis-server", "ERROR: Redis is not reachable at 127.0.0.1:6379"),
+        ("postgresql", "error: PostgreSQL is not reachable"),
+        ("redis-server", "error: Redis is not reachable at 127.0.0.1:6379"),
     ],
 )
 def test_install_without_postgresql_or_redis_stops_with_one_line_and_enables_nothing(

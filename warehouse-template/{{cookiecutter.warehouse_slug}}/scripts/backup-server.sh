@@ -15,7 +15,7 @@ KEEP="${KEEP:-14}"
 cd /  # runuser -u postgres cannot enter the caller's directory
 
 fail() {
-  echo "ERROR: $*" >&2
+  echo "error: $*" >&2
   exit 1
 }
 

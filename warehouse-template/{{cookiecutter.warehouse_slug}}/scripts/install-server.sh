@@ -27,7 +27,7 @@ READY_SECONDS="${READY_SECONDS:-180}"
 CHANGES=0  # how many changes this run made
 
 fail() {
-  echo "ERROR: $*" >&2
+  echo "error: $*" >&2
   exit 1
 }
 
