@@ -61,11 +61,15 @@ def measure(ctx: Context) -> list[Section]:
         section.add("not-systemd", "everything else, wall time", "s", others)
     for group in sorted(groups):
         section.add(f"group-{group}", f"{group} ({counts[group]} tests)", "s", groups[group])
+    # The 10-minute budget is `make test`'s; the booted-systemd tests have their own mark and
+    # `make test-systemd` (CI runs both), so the target is on everything else when they ran.
+    budget_key, budget_what = ("not-systemd", "`make test`") if tests else ("whole", what)
     section.targets.append(
-        Target(f"{what} < 10 min on 2 cores", "whole", SUITE_LIMIT_SECONDS, at_most=True)
+        Target(f"{budget_what} < 10 min on 2 cores", budget_key, SUITE_LIMIT_SECONDS, at_most=True)
     )
     section.notes.append(
-        f"`python -m pytest` exactly as `make test` runs it, on {os.cpu_count()} cores; groups "
+        f"`python -m pytest` (what `make test` and `make test-systemd` run, in one go) on "
+        f"{os.cpu_count()} cores; groups "
         "are test files, their time is the sum of their tests' setup + call + teardown from "
         "pytest's JUnit report (a session fixture such as the Prefect server counts in the first "
         "test that uses it). The suite takes minutes, so a full bench runs it once (n = 1): three "
