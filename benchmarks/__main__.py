@@ -71,17 +71,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         ctx.close()
-    write(args.output, sections, args, started, loads)
+    partial_run = set(args.only) != set(BENCHMARKS)
+    previous = args.output.read_text() if partial_run and args.output.exists() else None
+    write(args.output, sections, args, started, loads, previous)
     progress(f"wrote {args.output}")
     return 0
 
 
 def write(
-    path: Path, sections: list, args: argparse.Namespace, started: float, loads: list
+    path: Path,
+    sections: list,
+    args: argparse.Namespace,
+    started: float,
+    loads: list,
+    previous: str | None = None,
 ) -> None:
-    """Render the report and replace *path* with it in one step."""
+    """Render the report and replace *path* with it in one step (with *previous*, the earlier
+    report's other sections are carried over)."""
     loads = [*loads, os.getloadavg()[0]]
-    text = render(sections, args.quick, time.monotonic() - started, loads)
+    text = render(sections, args.quick, time.monotonic() - started, loads, previous)
     partial = path.with_name(path.name + ".writing")
     partial.write_text(text)
     partial.replace(path)

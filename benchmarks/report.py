@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -41,9 +43,13 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def row_line(row: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += [row_line(row) for row in rows]
     return lines
 
 
@@ -131,8 +137,67 @@ def section_lines(section: Section) -> list[str]:
     return lines
 
 
-def render(sections: list[Section], quick: bool, seconds: float, loads: list[float]) -> str:
+SECTION_HEADING = re.compile(r"^## ([0-9]+)\. ")
+STAMP = re.compile(r" on ([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} UTC)")
+
+
+@dataclass
+class Carried:
+    """What an earlier BENCHMARKS.md measured that this run (`--only`) did not."""
+
+    stamp: str
+    target_lines: list[tuple[int, str]]  # (section number, the table row as written)
+    blocks: dict[int, list[str]]  # section number -> its lines, heading first
+
+
+def carried_over(previous: str, measured: set[int]) -> Carried:
+    """The earlier report's targets and sections other than *measured*, unchanged."""
+    stamp = STAMP.search(previous)
+    target_lines: list[tuple[int, str]] = []
+    blocks: dict[int, list[str]] = {}
+    heading, current = "", None
+    for line in previous.splitlines():
+        if line.startswith("## "):
+            heading = line
+            match = SECTION_HEADING.match(line)
+            current = int(match.group(1)) if match and int(match.group(1)) not in measured else None
+            if current is not None:
+                blocks[current] = []
+        if current is not None:
+            blocks[current].append(line)
+        elif heading == "## Targets" and re.match(r"^\| [0-9]+ \|", line):
+            number = int(line.split("|")[1])
+            if number not in measured:
+                target_lines.append((number, line))
+    return Carried(stamp.group(1) if stamp else "an earlier run", target_lines, blocks)
+
+
+def render(
+    sections: list[Section],
+    quick: bool,
+    seconds: float,
+    loads: list[float],
+    previous: str | None = None,
+) -> str:
+    """The report; with *previous* (a partial run), the sections it did not measure are
+    carried over unchanged from that earlier report, and the header says so."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    measured = {section.number for section in sections}
+    carried = carried_over(previous, measured) if previous else Carried("", [], {})
+    carried_note = (
+        [
+            f"{'Section' if len(carried.blocks) == 1 else 'Sections'} "
+            f"{', '.join(map(str, sorted(carried.blocks)))} not measured in this run (`--only`): "
+            f"carried over unchanged from the run of {carried.stamp}.",
+            "",
+        ]
+        if carried.blocks
+        else []
+    )
+    new_targets = [(int(row[0]), row_line(row)) for row in target_rows(sections)]
+    target_lines = [
+        line for _, line in sorted(new_targets + carried.target_lines, key=lambda x: x[0])
+    ]
     lines = [
         "# Benchmarks",
         "",
@@ -142,6 +207,7 @@ def render(sections: list[Section], quick: bool, seconds: float, loads: list[flo
         'run. Ratios read "how many times better ours is" (time, bytes: instead / ours; '
         "rates: ours / instead).",
         "",
+        *carried_note,
         "## Machine and versions",
         "",
         *table(
@@ -157,12 +223,12 @@ def render(sections: list[Section], quick: bool, seconds: float, loads: list[flo
         "",
         "## Targets",
         "",
-        *table(
-            ["#", "target", "measured", "status", "why missed, and what would reach it"],
-            target_rows(sections),
-        ),
+        *table(["#", "target", "measured", "status", "why missed, and what would reach it"], []),
+        *target_lines,
         "",
     ]
-    for section in sorted(sections, key=lambda s: s.number):
-        lines += section_lines(section)
+    blocks = {section.number: section_lines(section) for section in sections}
+    blocks.update({number: [*block, ""] for number, block in carried.blocks.items()})
+    for number in sorted(blocks):
+        lines += blocks[number]
     return "\n".join(lines).rstrip() + "\n"

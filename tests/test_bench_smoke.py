@@ -67,6 +67,33 @@ def test_quick_bench_writes_a_well_formed_table(tmp_path: Path) -> None:
     assert any(row[1] == "CSV into postgresql: peak RSS <= 100 MB" for row in targets[1:])
 
 
+def test_a_partial_run_carries_the_other_sections_over_unchanged() -> None:
+    """`--only` re-measures some sections; the rest of the earlier report stays as it was."""
+    from benchmarks.common import Section, Target
+    from benchmarks.report import render
+
+    def sections(seconds: float) -> list[Section]:
+        made = []
+        for number in (1, 2):
+            section = Section(number, f"thing {number}")
+            section.add("t", f"time of thing {number}", "s", [seconds])
+            section.targets.append(Target(f"thing {number} <= 5 s", "t", 5, at_most=True))
+            made.append(section)
+        return made
+
+    earlier = render(sections(3.0), quick=False, seconds=60, loads=[1.0])
+    partial = render(sections(9.0)[:1], quick=False, seconds=60, loads=[1.0], previous=earlier)
+    found = tables(partial)
+    assert found["1. thing 1"][0][1][:3] == ["time of thing 1", "s", "9"]
+    assert found["2. thing 2"][0][1][:3] == ["time of thing 2", "s", "3"]
+    assert [row[:4] for row in found["Targets"][0][1:]] == [
+        ["1", "thing 1 <= 5 s", "9 s", "**missed**"],
+        ["2", "thing 2 <= 5 s", "3 s", "met"],
+    ]
+    assert "Section 2 not measured in this run (`--only`): carried over" in partial
+    assert "Sections" not in earlier.split("## Machine")[0]
+
+
 def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
     result = bench(tmp_path, "--only", "ingest,nonsense", "--output", str(output))
