@@ -195,14 +195,24 @@ def test_bad_source_file_fails_the_run_with_one_line_and_keeps_the_sink(
 
 
 def test_two_runs_of_one_deployment_never_overlap(worker_site: WorkerSite) -> None:
+    """The first run is held in its ingest (busy sink) while the second is offered to the
+    worker (limit: CPU count): the deployment's limit 1 makes the second wait for the slot."""
     site = worker_site
-    run_ids = [site.run(UV.deployment), site.run(UV.deployment)]
-    runs = [site.api.wait_terminal(run_id, timeout=180) for run_id in run_ids]
+    locker = site.lock_sink(sink(UV))
+    try:
+        first_id = site.run(UV.deployment)
+        site.wait_for_process("ingest.py")
+        second_id = site.run(UV.deployment)
+        deadline = time.monotonic() + 60
+        while "AwaitingConcurrencySlot" not in site.api.state_names(second_id):
+            assert time.monotonic() < deadline, site.api.state_names(second_id)
+            time.sleep(0.5)
+    finally:
+        release(locker)
+    runs = [site.api.wait_terminal(run_id, timeout=180) for run_id in (first_id, second_id)]
     assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"], runs
-    first, second = sorted(runs, key=lambda run: run["start_time"])
+    first, second = runs
     assert second["start_time"] >= first["end_time"]
-    histories = [site.api.state_names(run_id) for run_id in run_ids]
-    assert any("AwaitingConcurrencySlot" in states for states in histories), histories
     assert site.rows(sink(UV), UV.table) == SAMPLE_ROWS
 
 
