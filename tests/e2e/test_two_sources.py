@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from support.regeneration import cruft_project, edit, regenerate, template_repo
 from support.services import PrefectServer, ProcessPool
 from support.site import Site
 from support.systemd import Unit
-from support.warehouse import UNIT, bake_warehouse, commit_all, git
+from support.warehouse import UNIT, bake_warehouse, commit_all, git, run_python
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
@@ -118,14 +117,7 @@ def test_two_sources_run_at_once_through_one_worker(
     warehouse = bake_warehouse(
         tmp_path / "warehouse", flows=flows, work_pool=POOL, prefect_api_url=prefect_server.api_url
     )
-    deployed = subprocess.run(
-        [sys.executable, "prefect/prw_deploy.py"],
-        cwd=warehouse,
-        env=prefect_server.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    deployed = run_python(["prefect/prw_deploy.py"], warehouse, prefect_server.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     unit, env_file = install_worker(warehouse, tmp_path / "vm", limit=2)
     api = PrefectApi(prefect_server.api_url)

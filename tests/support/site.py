@@ -21,7 +21,7 @@ from support.flow_runs import PrefectApi, run_deployment
 from support.postgres import PostgresServer
 from support.services import ManagedProcess, PrefectServer, ProcessPool, S3Server
 from support.systemd import StopReport, Unit, command_line, read_env_file, systemctl_stop
-from support.warehouse import UNIT, bake_warehouse, commit_all, git
+from support.warehouse import UNIT, bake_warehouse, commit_all, git, run_python
 
 POOL = "ingest"
 TIMEZONE = "America/New_York"  # has DST, so a wrong zone shows in the scheduled times
@@ -330,14 +330,7 @@ def build_site(root: Path, server: PrefectServer, postgres: PostgresServer) -> S
         work_pool=POOL,
         prefect_api_url=server.api_url,
     )
-    deployed = subprocess.run(
-        [sys.executable, "prefect/prw_deploy.py"],
-        cwd=warehouse,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    deployed = run_python(["prefect/prw_deploy.py"], warehouse, server.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     unit, env_file = install_worker(warehouse, root / "vm")
     api = PrefectApi(server.api_url)
