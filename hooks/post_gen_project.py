@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
-ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
+ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Files that belong to one option value only; every other value's files are removed.
 FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
@@ -20,8 +22,8 @@ FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
         "csv": ["data/sample.csv"],
     },
 }
+SETTINGS_FILE = Path("prefect/.env")
 SYNC_SCRIPT = Path("prefect/sync-venv.sh")  # the dependency step, pipenv and uv only
-DEFAULT_CRON = "0 6 * * *"
 REGENERATING = "PRH_TEMPLATE_REGENERATING"  # set by scripts/regenerate.py while cruft renders
 
 
@@ -36,6 +38,127 @@ def remove_unselected_files() -> None:
 def remove_sync_script_without_manager() -> None:
     if ANSWERS["dependency_manager"] == "none":
         SYNC_SCRIPT.unlink()
+
+
+# --- naming contract (one block, the same in every hook and script of both templates) ---
+SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
+SLUG_HINT = "lowercase words joined by '-', e.g. clinic-cal"
+FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deployment's name
+FLOW_HINT = "lowercase words joined by '-' or '_', starting with a letter"
+MAX_SLUG = 40  # a project, source, warehouse or work pool name
+MAX_FLOW = 63  # a flow and deployment name, derived or kept from the runbook era
+FLOW_SUFFIX = "-ingest"
+DEFAULT_CRON = "0 6 * * *"
+# https/ssh/file URLs, scp-style user@host:path or an absolute path; never a password.
+GIT_URL = re.compile(
+    r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
+    r"|ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
+    r"|file:///"
+    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
+    r"|/)"
+    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
+)
+GIT_URL_HINT = (
+    "https://host/org/repo.git, ssh://[user@]host/org/repo.git, git@host:org/repo.git "
+    "or /path/to/repo.git, without credentials or '..'"
+)
+
+
+class Invalid(ValueError):
+    """An answer breaks the contract; the message is one line naming it."""
+
+
+def shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_name(where: str, value: object, pattern: re.Pattern[str], hint: str, most: int) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{where} must be text, got {shown(value)}")
+    if len(value) > most:
+        raise Invalid(f"{where} is {len(value)} characters long; at most {most} allowed")
+    if not pattern.fullmatch(value):
+        raise Invalid(f"{where} {shown(value)} is not valid: {hint}")
+    return value
+
+
+def check_slug(where: str, value: object) -> str:
+    return check_name(where, value, SLUG, SLUG_HINT, MAX_SLUG)
+
+
+def check_flow_name(where: str, value: object) -> str:
+    return check_name(where, value, FLOW, FLOW_HINT, MAX_FLOW)
+
+
+def check_git_url(where: str, value: object) -> str:
+    if not isinstance(value, str) or not GIT_URL.fullmatch(value) or ".." in value:
+        raise Invalid(f"{where} {shown(value)} is not a git URL: use {GIT_URL_HINT}")
+    return value
+
+
+def json_mapping(where: str, value: object) -> dict[str, Any]:
+    """A mapping answer: a dict from cookiecutter.json or a prompt, JSON text from the CLI."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError as exc:
+            problem = f"{shown(value)} is not JSON ({exc})"
+            raise Invalid(f"{where} must be a JSON object; {problem}") from None
+    if not isinstance(value, dict):
+        raise Invalid(f"{where} must be a JSON object, got {shown(value)}")
+    return value
+
+
+def flow_name(slug: str, source: str) -> str:
+    """`clinic-cal` + `epic` -> `clinic-cal-epic-ingest`, checked to fit the warehouse."""
+    name = f"{slug}-{source}{FLOW_SUFFIX}"
+    if len(name) > MAX_FLOW:
+        raise Invalid(
+            f"source {source!r} of project {slug!r} makes the flow name {name!r}, "
+            f"{len(name)} characters long; at most {MAX_FLOW} allowed: shorten either"
+        )
+    return name
+
+
+def flow_function(flow: str) -> str:
+    return flow.replace("-", "_")
+
+
+def flow_entrypoint(flow: str) -> str:
+    return f"prefect/{flow}.py:{flow_function(flow)}"
+
+
+def env_prefix(slug: str) -> str:
+    return slug.upper().replace("-", "_")
+
+
+def source_key(slug: str, source: str) -> str:
+    return f"{env_prefix(slug)}_{source.upper().replace('-', '_')}"
+
+
+def source_setting(slug: str, source: str) -> str:
+    return f"{source_key(slug, source)}_SOURCE_FILE"
+
+
+def sink_setting(slug: str) -> str:
+    return f"{env_prefix(slug)}_DATABASE_URL"
+
+
+def table_name(slug: str, source: str) -> str:
+    return f"{slug}_{source}".replace("-", "_")
+
+
+def venv_name(slug: str) -> str:
+    return f"prefect-{slug}"
+
+
+def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
+    """What an ingest project prints and the warehouse's `flows` answer takes as is."""
+    return {flow: {"repo": repo, "entrypoint": flow_entrypoint(flow), "cron": DEFAULT_CRON}}
+
+
+# --- end of naming contract ---
 
 
 # Every source's flow file: the names only; what a flow does is prefect/ingest_flow.py's.
@@ -72,54 +195,59 @@ if __name__ == "__main__":
 
 def sources() -> dict[str, str]:
     """Each source's flow name: the first's from the answers (it may be a legacy name), the
-    others' by the `<slug>-<source>-ingest` rule."""
+    others' by the contract's `<slug>-<source>-ingest` rule."""
     slug = ANSWERS["project_slug"]
-    extra = {name: f"{slug}-{name}-ingest" for name in ANSWERS["extra_sources"]}
-    return {str(ANSWERS["source_name"]): str(ANSWERS["__flow_name"]), **extra}
-
-
-def source_setting(source: str) -> str:
-    return f"{ANSWERS['__env_prefix']}_{source.upper().replace('-', '_')}_SOURCE_FILE"
+    extra = json_mapping("extra_sources", ANSWERS["extra_sources"])
+    return {
+        str(ANSWERS["source_name"]): str(ANSWERS["__flow_name"]),
+        **{source: flow_name(slug, source) for source in extra},
+    }
 
 
 def write_flow_files() -> None:
-    for source, flow_name in sources().items():
-        Path(f"prefect/{flow_name}.py").write_text(
+    slug = ANSWERS["project_slug"]
+    for source, flow in sources().items():
+        Path(f"prefect/{flow}.py").write_text(
             FLOW_FILE.format(
-                flow_name=flow_name,
-                function=flow_name.replace("-", "_"),
+                flow_name=flow,
+                function=flow_function(flow),
                 source=source,
-                slug=ANSWERS["project_slug"],
-                setting=source_setting(source),
-                sink=ANSWERS["__sink_setting"],
+                slug=slug,
+                setting=source_setting(slug, source),
+                sink=sink_setting(slug),
                 sample=f"data/sample.{ANSWERS['source_format']}",
             )
         )
 
 
-def warehouse_entry(flow_name: str) -> str:
-    entry = {
-        flow_name: {
-            "repo": ANSWERS["git_repo_url"],
-            "entrypoint": f"prefect/{flow_name}.py:{flow_name.replace('-', '_')}",
-            "cron": DEFAULT_CRON,
-        }
-    }
-    return json.dumps(entry)
+def write_source_settings() -> None:
+    """Each extra source's `<PREFIX>_<SOURCE>_SOURCE_FILE` line, after the first source's
+    (here, not in the template: the answer may be JSON text from the command line)."""
+    slug = ANSWERS["project_slug"]
+    extra = json_mapping("extra_sources", ANSWERS["extra_sources"])
+    lines = SETTINGS_FILE.read_text().splitlines(keepends=True)
+    first = f"{ANSWERS['__source_setting']}="
+    after = next(number for number, line in enumerate(lines) if line.startswith(first)) + 1
+    lines[after:after] = [
+        f"{source_setting(slug, source)}=/srv/prh/landing/{slug}/{source}.{source_format}\n"
+        for source, source_format in sorted(extra.items())
+    ]
+    SETTINGS_FILE.write_text("".join(lines))
 
 
 def print_next_steps() -> None:
-    slug, flow_name = ANSWERS["project_slug"], ANSWERS["__flow_name"]
+    slug, first_flow = ANSWERS["project_slug"], ANSWERS["__flow_name"]
     sample = f"data/sample.{ANSWERS['source_format']}"
     entries = "\n".join(
-        f"    python scripts/regenerate.py --add '{warehouse_entry(name)}'"
-        for name in sources().values()
+        f"    python scripts/regenerate.py --add "
+        f"'{json.dumps(warehouse_entry(flow, ANSWERS['git_repo_url']))}'"
+        for flow in sources().values()
     )
     print(
         f"""
 Created {slug}/. Run the flow locally on the sample data:
 
-    cd {slug} && {ANSWERS["__source_setting"]}=$PWD/{sample} python prefect/{flow_name}.py
+    cd {slug} && {ANSWERS["__source_setting"]}=$PWD/{sample} python prefect/{first_flow}.py
 
 Commit it with its .cruft.json (the answers and template commit `cruft create` records):
 
@@ -140,5 +268,6 @@ if __name__ == "__main__":
     remove_unselected_files()
     remove_sync_script_without_manager()
     write_flow_files()
+    write_source_settings()
     if not os.environ.get(REGENERATING):  # scripts/regenerate.py prints its own report
         print_next_steps()

@@ -234,7 +234,9 @@ def test_a_bad_source_is_refused_and_changes_nothing(project: Path) -> None:
     before = tree(project)
     result = regenerate(project, "--add", json.dumps({"Cerner!": "csv"}))
     assert result.returncode == 1
-    assert "error: extra_sources key 'Cerner!': lowercase words joined by '-'" in result.stderr
+    assert "error: extra_sources key 'Cerner!' is not valid: lowercase words joined by '-'" in (
+        result.stderr
+    )
     assert tree(project) == before
 
 

@@ -36,14 +36,11 @@ ANSWERS: dict[str, Any] = json.loads(
 }"""
 )
 
-SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "warehouse_name": (
         re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}"),
         "letters, digits, spaces, . _ -",
     ),
-    "warehouse_slug": (SLUG, "lowercase words joined by -"),
-    "work_pool": (SLUG, "lowercase words joined by -"),
     "worker_user": (re.compile(r"[a-z_][a-z0-9_-]{0,31}"), "a Linux user name"),
     "prefect_api_url": (
         re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?"),
@@ -58,7 +55,6 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%@+=&?:,-]*)?)?"),
         "empty or an http(s) URL without credentials, quotes or spaces",
     ),
-    "deployment": (re.compile(r"[a-z0-9][a-z0-9_-]{0,62}"), "lowercase letters, digits, - and _"),
     "branch": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}"), "a plain git branch name"),
     "entrypoint": (
         re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*"),
@@ -71,16 +67,6 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     ),
     "parameter": (re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"), "a Python parameter name"),
 }
-# Git URLs: https/ssh/file URLs, scp-style git@host:path, or an absolute path to a bare repo.
-# No credentials in https URLs: they would be committed to the warehouse.
-GIT_URL = re.compile(
-    r"(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/"
-    r"|ssh://[A-Za-z0-9._-]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/"
-    r"|file:///"
-    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
-    r"|/)"
-    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
-)
 # Env entries that must never be committed: secret-looking names, URLs with a password.
 SECRET_SUFFIXES = ("PASSWORD", "SECRET", "TOKEN", "API_KEY")
 URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:[^/@\s]*@")
@@ -98,19 +84,130 @@ FLOW_KEYS = {
 REQUIRED_FLOW_KEYS = ("repo", "entrypoint", "cron")
 
 
+# --- naming contract (one block, the same in every hook and script of both templates) ---
+SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
+SLUG_HINT = "lowercase words joined by '-', e.g. clinic-cal"
+FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deployment's name
+FLOW_HINT = "lowercase words joined by '-' or '_', starting with a letter"
+MAX_SLUG = 40  # a project, source, warehouse or work pool name
+MAX_FLOW = 63  # a flow and deployment name, derived or kept from the runbook era
+FLOW_SUFFIX = "-ingest"
+DEFAULT_CRON = "0 6 * * *"
+# https/ssh/file URLs, scp-style user@host:path or an absolute path; never a password.
+GIT_URL = re.compile(
+    r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
+    r"|ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
+    r"|file:///"
+    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
+    r"|/)"
+    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
+)
+GIT_URL_HINT = (
+    "https://host/org/repo.git, ssh://[user@]host/org/repo.git, git@host:org/repo.git "
+    "or /path/to/repo.git, without credentials or '..'"
+)
+
+
 class Invalid(ValueError):
-    """One answer is unusable; the message names it and says what is expected."""
+    """An answer breaks the contract; the message is one line naming it."""
 
 
-def show(value: Any) -> str:
-    """A one-line, bounded rendering of a rejected value."""
+def shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def check_name(where: str, value: object, pattern: re.Pattern[str], hint: str, most: int) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{where} must be text, got {shown(value)}")
+    if len(value) > most:
+        raise Invalid(f"{where} is {len(value)} characters long; at most {most} allowed")
+    if not pattern.fullmatch(value):
+        raise Invalid(f"{where} {shown(value)} is not valid: {hint}")
+    return value
+
+
+def check_slug(where: str, value: object) -> str:
+    return check_name(where, value, SLUG, SLUG_HINT, MAX_SLUG)
+
+
+def check_flow_name(where: str, value: object) -> str:
+    return check_name(where, value, FLOW, FLOW_HINT, MAX_FLOW)
+
+
+def check_git_url(where: str, value: object) -> str:
+    if not isinstance(value, str) or not GIT_URL.fullmatch(value) or ".." in value:
+        raise Invalid(f"{where} {shown(value)} is not a git URL: use {GIT_URL_HINT}")
+    return value
+
+
+def json_mapping(where: str, value: object) -> dict[str, Any]:
+    """A mapping answer: a dict from cookiecutter.json or a prompt, JSON text from the CLI."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError as exc:
+            problem = f"{shown(value)} is not JSON ({exc})"
+            raise Invalid(f"{where} must be a JSON object; {problem}") from None
+    if not isinstance(value, dict):
+        raise Invalid(f"{where} must be a JSON object, got {shown(value)}")
+    return value
+
+
+def flow_name(slug: str, source: str) -> str:
+    """`clinic-cal` + `epic` -> `clinic-cal-epic-ingest`, checked to fit the warehouse."""
+    name = f"{slug}-{source}{FLOW_SUFFIX}"
+    if len(name) > MAX_FLOW:
+        raise Invalid(
+            f"source {source!r} of project {slug!r} makes the flow name {name!r}, "
+            f"{len(name)} characters long; at most {MAX_FLOW} allowed: shorten either"
+        )
+    return name
+
+
+def flow_function(flow: str) -> str:
+    return flow.replace("-", "_")
+
+
+def flow_entrypoint(flow: str) -> str:
+    return f"prefect/{flow}.py:{flow_function(flow)}"
+
+
+def env_prefix(slug: str) -> str:
+    return slug.upper().replace("-", "_")
+
+
+def source_key(slug: str, source: str) -> str:
+    return f"{env_prefix(slug)}_{source.upper().replace('-', '_')}"
+
+
+def source_setting(slug: str, source: str) -> str:
+    return f"{source_key(slug, source)}_SOURCE_FILE"
+
+
+def sink_setting(slug: str) -> str:
+    return f"{env_prefix(slug)}_DATABASE_URL"
+
+
+def table_name(slug: str, source: str) -> str:
+    return f"{slug}_{source}".replace("-", "_")
+
+
+def venv_name(slug: str) -> str:
+    return f"prefect-{slug}"
+
+
+def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
+    """What an ingest project prints and the warehouse's `flows` answer takes as is."""
+    return {flow: {"repo": repo, "entrypoint": flow_entrypoint(flow), "cron": DEFAULT_CRON}}
+
+
+# --- end of naming contract ---
+
+
 def require_str(where: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise Invalid(f"{where}: expected a string, got {show(value)}")
+        raise Invalid(f"{where}: expected a string, got {shown(value)}")
     return value
 
 
@@ -118,43 +215,33 @@ def check_pattern(where: str, value: Any, kind: str) -> None:
     pattern, expected = PATTERNS[kind]
     text = require_str(where, value)
     if not pattern.fullmatch(text):
-        raise Invalid(f"{where}: {show(value)} is not {expected}")
+        raise Invalid(f"{where}: {shown(value)} is not {expected}")
 
 
 def check_no_dotdot(where: str, value: str) -> None:
     if ".." in value:
-        raise Invalid(f"{where}: {show(value)} must not contain '..'")
+        raise Invalid(f"{where}: {shown(value)} must not contain '..'")
 
 
 def check_timezone(where: str, value: Any) -> None:
     text = require_str(where, value)
     if text not in zoneinfo.available_timezones():
-        raise Invalid(f"{where}: {show(value)} is not an IANA timezone such as America/New_York")
-
-
-def check_repo(where: str, value: Any) -> None:
-    text = require_str(where, value)
-    if not GIT_URL.fullmatch(text):
-        raise Invalid(
-            f"{where}: {show(value)} is not a git URL (https://host/org/repo.git, "
-            "git@host:org/repo.git or /path/to/repo.git; no credentials in the URL)"
-        )
-    check_no_dotdot(where, text)
+        raise Invalid(f"{where}: {shown(value)} is not an IANA timezone such as America/New_York")
 
 
 def check_cron(where: str, value: Any) -> None:
     text = require_str(where, value)
     if not CRON_CHARS.fullmatch(text):
-        raise Invalid(f"{where}: {show(value)} is not a 5-field cron expression like '0 6 * * *'")
+        raise Invalid(f"{where}: {shown(value)} is not a 5-field cron expression like '0 6 * * *'")
     try:
         CronSim(text, datetime.datetime(2000, 1, 1))
     except CronSimError as exc:
-        raise Invalid(f"{where}: {show(value)} is not a valid cron expression ({exc})") from None
+        raise Invalid(f"{where}: {shown(value)} is not a valid cron expression ({exc})") from None
 
 
 def check_env(where: str, value: Any) -> None:
     if not isinstance(value, dict):
-        raise Invalid(f"{where}: expected a mapping of NAME to text, got {show(value)}")
+        raise Invalid(f"{where}: expected a mapping of NAME to text, got {shown(value)}")
     for key, text in value.items():
         check_pattern(f"{where} key", key, "env_key")
         check_pattern(f"{where}[{key!r}]", text, "env_value")
@@ -173,7 +260,7 @@ def check_not_secret(where: str, key: str, text: str) -> None:
 
 def check_parameters(where: str, value: Any) -> None:
     if not isinstance(value, dict):
-        raise Invalid(f"{where}: expected a mapping of parameter name to value, got {show(value)}")
+        raise Invalid(f"{where}: expected a mapping of parameter name to value, got {shown(value)}")
     for key in value:
         check_pattern(f"{where} key", key, "parameter")
     try:
@@ -185,16 +272,16 @@ def check_parameters(where: str, value: Any) -> None:
 def check_concurrency_limit(where: str, value: Any) -> None:
     # cookiecutter renders every answer inside a mapping as text, so 2 arrives as "2".
     if not re.fullmatch(r"[1-9][0-9]{0,3}", str(value)) or isinstance(value, bool):
-        raise Invalid(f"{where}: {show(value)} is not a positive whole number")
+        raise Invalid(f"{where}: {shown(value)} is not a positive whole number")
 
 
 def check_whole_number(where: str, value: Any, low: int, high: int) -> None:
     """A number answer (cookiecutter passes it as text) between *low* and *high*."""
     text = str(value)
     if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,6}", text):
-        raise Invalid(f"{where}: {show(value)} is not a whole number")
+        raise Invalid(f"{where}: {shown(value)} is not a whole number")
     if not low <= int(text) <= high:
-        raise Invalid(f"{where}: {show(value)} is not between {low} and {high}")
+        raise Invalid(f"{where}: {shown(value)} is not between {low} and {high}")
 
 
 def check_relative(where: str, value: Any, kind: str) -> None:
@@ -204,7 +291,7 @@ def check_relative(where: str, value: Any, kind: str) -> None:
 
 
 FLOW_CHECKS: dict[str, Callable[[str, Any], None]] = {
-    "repo": check_repo,
+    "repo": check_git_url,
     "branch": partial(check_relative, kind="branch"),
     "entrypoint": partial(check_relative, kind="entrypoint"),
     "cron": check_cron,
@@ -216,13 +303,13 @@ FLOW_CHECKS: dict[str, Callable[[str, Any], None]] = {
 
 
 def check_flow(name: Any, entry: Any) -> None:
-    check_pattern(f"flows key {show(name)}", name, "deployment")
+    check_flow_name("flows key", name)
     where = f"flows[{name!r}]"
     if not isinstance(entry, dict):
         raise Invalid(f"{where}: expected a mapping with repo, entrypoint and cron")
     unknown = sorted(set(entry) - FLOW_KEYS)
     if unknown:
-        raise Invalid(f"{where}: unknown key(s) {', '.join(map(show, unknown))}")
+        raise Invalid(f"{where}: unknown key(s) {', '.join(map(shown, unknown))}")
     missing = [key for key in REQUIRED_FLOW_KEYS if key not in entry]
     if missing:
         raise Invalid(f"{where}: missing {', '.join(missing)}")
@@ -235,16 +322,14 @@ def check_answers(answers: dict[str, Any]) -> None:
     check_pattern("server_host", answers["server_host"], "server_host")
     # The server runs as an unprivileged user: ports below 1024 need a capability it lacks.
     check_whole_number("server_port", answers["server_port"], 1024, 65535)
-    for key in ("warehouse_name", "warehouse_slug", "work_pool", "worker_user", "prefect_api_url"):
+    for key in ("warehouse_name", "worker_user", "prefect_api_url"):
         check_pattern(key, answers[key], key)
+    check_slug("warehouse_slug", answers["warehouse_slug"])
+    check_slug("work_pool", answers["work_pool"])
     check_timezone("timezone", answers["timezone"])
     check_whole_number("retention_days", answers["retention_days"], 1, 3650)
     check_pattern("notify_url", answers["notify_url"], "notify_url")
-    flows = answers["flows"]
-    if not isinstance(flows, dict):
-        raise Invalid(
-            f"flows: expected a JSON object of deployment name to entry, got {show(flows)}"
-        )
+    flows = json_mapping("flows", answers["flows"])
     for name, entry in flows.items():
         check_flow(name, entry)
 

@@ -65,10 +65,130 @@ INGEST = Template(
     "source",
     ("transform.py",),
 )
-DEFAULT_CRON = "0 6 * * *"  # as the ingest template's post-generation message
 WAREHOUSE = Template(
     "warehouse template", "warehouse-template", ("warehouse-template",), "flows", "flow", ()
 )
+
+
+# --- naming contract (one block, the same in every hook and script of both templates) ---
+SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
+SLUG_HINT = "lowercase words joined by '-', e.g. clinic-cal"
+FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deployment's name
+FLOW_HINT = "lowercase words joined by '-' or '_', starting with a letter"
+MAX_SLUG = 40  # a project, source, warehouse or work pool name
+MAX_FLOW = 63  # a flow and deployment name, derived or kept from the runbook era
+FLOW_SUFFIX = "-ingest"
+DEFAULT_CRON = "0 6 * * *"
+# https/ssh/file URLs, scp-style user@host:path or an absolute path; never a password.
+GIT_URL = re.compile(
+    r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
+    r"|ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
+    r"|file:///"
+    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
+    r"|/)"
+    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
+)
+GIT_URL_HINT = (
+    "https://host/org/repo.git, ssh://[user@]host/org/repo.git, git@host:org/repo.git "
+    "or /path/to/repo.git, without credentials or '..'"
+)
+
+
+class Invalid(ValueError):
+    """An answer breaks the contract; the message is one line naming it."""
+
+
+def shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_name(where: str, value: object, pattern: re.Pattern[str], hint: str, most: int) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{where} must be text, got {shown(value)}")
+    if len(value) > most:
+        raise Invalid(f"{where} is {len(value)} characters long; at most {most} allowed")
+    if not pattern.fullmatch(value):
+        raise Invalid(f"{where} {shown(value)} is not valid: {hint}")
+    return value
+
+
+def check_slug(where: str, value: object) -> str:
+    return check_name(where, value, SLUG, SLUG_HINT, MAX_SLUG)
+
+
+def check_flow_name(where: str, value: object) -> str:
+    return check_name(where, value, FLOW, FLOW_HINT, MAX_FLOW)
+
+
+def check_git_url(where: str, value: object) -> str:
+    if not isinstance(value, str) or not GIT_URL.fullmatch(value) or ".." in value:
+        raise Invalid(f"{where} {shown(value)} is not a git URL: use {GIT_URL_HINT}")
+    return value
+
+
+def json_mapping(where: str, value: object) -> dict[str, Any]:
+    """A mapping answer: a dict from cookiecutter.json or a prompt, JSON text from the CLI."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError as exc:
+            problem = f"{shown(value)} is not JSON ({exc})"
+            raise Invalid(f"{where} must be a JSON object; {problem}") from None
+    if not isinstance(value, dict):
+        raise Invalid(f"{where} must be a JSON object, got {shown(value)}")
+    return value
+
+
+def flow_name(slug: str, source: str) -> str:
+    """`clinic-cal` + `epic` -> `clinic-cal-epic-ingest`, checked to fit the warehouse."""
+    name = f"{slug}-{source}{FLOW_SUFFIX}"
+    if len(name) > MAX_FLOW:
+        raise Invalid(
+            f"source {source!r} of project {slug!r} makes the flow name {name!r}, "
+            f"{len(name)} characters long; at most {MAX_FLOW} allowed: shorten either"
+        )
+    return name
+
+
+def flow_function(flow: str) -> str:
+    return flow.replace("-", "_")
+
+
+def flow_entrypoint(flow: str) -> str:
+    return f"prefect/{flow}.py:{flow_function(flow)}"
+
+
+def env_prefix(slug: str) -> str:
+    return slug.upper().replace("-", "_")
+
+
+def source_key(slug: str, source: str) -> str:
+    return f"{env_prefix(slug)}_{source.upper().replace('-', '_')}"
+
+
+def source_setting(slug: str, source: str) -> str:
+    return f"{source_key(slug, source)}_SOURCE_FILE"
+
+
+def sink_setting(slug: str) -> str:
+    return f"{env_prefix(slug)}_DATABASE_URL"
+
+
+def table_name(slug: str, source: str) -> str:
+    return f"{slug}_{source}".replace("-", "_")
+
+
+def venv_name(slug: str) -> str:
+    return f"prefect-{slug}"
+
+
+def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
+    """What an ingest project prints and the warehouse's `flows` answer takes as is."""
+    return {flow: {"repo": repo, "entrypoint": flow_entrypoint(flow), "cron": DEFAULT_CRON}}
+
+
+# --- end of naming contract ---
 
 
 class RegenerateError(Exception):
@@ -165,23 +285,19 @@ def updated_answers(
     """The answers --add and --remove change (None: none); the template's hook validates them."""
     if not add and not remove:
         return None
-    entries = dict(answers.get(template.collection, {}))
+    # JSON text when the project was made with the answer on cookiecutter's command line
+    before = json_mapping(template.collection, answers.get(template.collection, {}))
+    entries = dict(before)
     for text in add:
         if any(marker in text for marker in ("{{", "{%", "{#")):
             raise RegenerateError("--add must not contain template markers ({{, {%, {#)")
-        try:
-            added = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RegenerateError(f"--add is not valid JSON: {exc}") from None
-        if not isinstance(added, dict):
-            raise RegenerateError('--add takes a JSON object: {"<name>": {...}}')
-        entries.update(added)
+        entries.update(json_mapping("--add", text))
     for name in remove:
         if name not in entries:
             have = ", ".join(entries) or "none"
             raise RegenerateError(f"--remove {name}: no such {template.noun} (have: {have})")
         del entries[name]
-    if entries == answers.get(template.collection, {}):
+    if entries == before:
         return None
     return {template.collection: entries}
 
@@ -290,26 +406,21 @@ def report(template: Template, old_commit: str, commits: list[str]) -> None:
         print("`python prefect/prw_deploy.py` (add --prune after removing a flow).")
 
 
-def warehouse_entry(answers: dict[str, Any], source: str) -> str:
-    """The warehouse entry of a source's flow (the `<slug>-<source>-ingest` rule)."""
-    flow_name = f"{answers['project_slug']}-{source}-ingest"
-    entrypoint = f"prefect/{flow_name}.py:{flow_name.replace('-', '_')}"
-    entry = {"repo": answers["git_repo_url"], "entrypoint": entrypoint, "cron": DEFAULT_CRON}
-    return json.dumps({flow_name: entry})
-
-
 def report_sources(old: dict[str, Any], new: dict[str, Any]) -> None:
     """What the warehouse must change for the sources added or removed."""
-    before, after = old.get("extra_sources", {}), new.get("extra_sources", {})
+    slug = new["project_slug"]
+    before = json_mapping("extra_sources", old.get("extra_sources", {}))
+    after = json_mapping("extra_sources", new.get("extra_sources", {}))
     added = [source for source in after if source not in before]
     removed = [source for source in before if source not in after]
     if added:
         print("Commit and push, then register the new flow in the warehouse repo:")
         for source in added:
-            print(f"    python scripts/regenerate.py --add '{warehouse_entry(new, source)}'")
+            entry = warehouse_entry(flow_name(slug, source), new["git_repo_url"])
+            print(f"    python scripts/regenerate.py --add '{json.dumps(entry)}'")
     for source in removed:
-        flow_name = f"{new['project_slug']}-{source}-ingest"
-        print(f"In the warehouse repo: python scripts/regenerate.py --remove {flow_name}")
+        flow = flow_name(slug, source)
+        print(f"In the warehouse repo: python scripts/regenerate.py --remove {flow}")
 
 
 def record_resolved() -> None:
@@ -356,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             record_resolved()
         else:
             regenerate(template, args.add, args.remove)
-    except RegenerateError as exc:
+    except (RegenerateError, Invalid) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if args.check else 1
     return 0
