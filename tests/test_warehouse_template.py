@@ -62,6 +62,7 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
         ".gitignore",
         "README.md",
         "prefect/prw_deploy.py",
+        "prefect/flows.json",
         "requirements-deploy.txt",
         "constraints-worker.txt",
         "requirements-worker.txt",
@@ -341,7 +342,7 @@ def test_env_without_secrets_is_accepted(tmp_path: Path) -> None:
     url = "postgresql+psycopg://etl@db.prh.org/warehouse"
     env = {"CLINIC_CAL_DATABASE_URL": url, "TOKENS": "3"}
     warehouse = bake_warehouse(tmp_path, flows={"x": {**ENTRY, "env": env}})
-    assert url in (warehouse / "prefect" / "prw_deploy.py").read_text()
+    assert url in (warehouse / "prefect" / "flows.json").read_text()
 
 
 @pytest.mark.parametrize(("answers", "message"), REJECTED)

@@ -1,8 +1,8 @@
 """Every scheduled ingest flow of the {{ cookiecutter.warehouse_name }}, as code.
 
-FLOWS below is generated from the answers in .cruft.json: change it with
-scripts/regenerate.py (see the README), not by hand, or the next regeneration
-will conflict with your edit.
+The flows are in prefect/flows.json, written from the `flows` answer in .cruft.json:
+change them with scripts/regenerate.py (see the README), not by hand, or the next
+regeneration will conflict with your edit.
 
     python prefect/prw_deploy.py --dry-run   # show what would be deployed; needs no server
     python prefect/prw_deploy.py             # create or update every deployment below
@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -81,21 +83,13 @@ class FlowEntry:
     concurrency_limit: int = 1  # runs of one project share a venv: never overlap them
 
 
-FLOWS: list[FlowEntry] = [
-{%- for name, entry in cookiecutter.flows | dictsort %}
-    FlowEntry(
-        deployment={{ name | tojson }},
-        repo={{ entry["repo"] | tojson }},
-        branch={{ entry.get("branch", "main") | tojson }},
-        entrypoint={{ entry["entrypoint"] | tojson }},
-        cron={{ entry["cron"] | tojson }},
-        timezone={{ entry.get("timezone", cookiecutter.timezone) | tojson }},
-        parameters={{ entry.get("parameters", {}) | pprint }},
-        env={{ entry.get("env", {}) | tojson }},
-        concurrency_limit={{ entry.get("concurrency_limit", 1) | int }},
-    ),
-{%- endfor %}
-]
+def load_flows(path: Path) -> list[FlowEntry]:
+    """flows.json: each deployment's entry with every field filled in."""
+    entries: dict[str, dict[str, Any]] = json.loads(path.read_text())
+    return [FlowEntry(deployment=name, **entry) for name, entry in entries.items()]
+
+
+FLOWS = load_flows(Path(__file__).with_name("flows.json"))
 
 
 def next_runs(entry: FlowEntry, count: int = NEXT_RUNS) -> list[datetime]:
@@ -312,7 +306,7 @@ def prune(keep: set[UUID]) -> None:
             offset += len(page)
         for deployment in stale:
             client.delete_deployment(deployment.id)
-            print(f"Deleted deployment {deployment.name!r} (no longer in FLOWS)")
+            print(f"Deleted deployment {deployment.name!r} (no longer in flows.json)")
 
 
 def main(argv: list[str] | None = None) -> int:
