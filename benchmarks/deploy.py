@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from support.baking import FLOW_FILE, bake_ingest_project
+from support.baking import FLOW_NAME, bake_ingest_project
 from support.site import bare_repo
 from support.warehouse import bake_warehouse
 
@@ -24,9 +24,10 @@ from benchmarks.common import (
     run_timed,
     with_server,
 )
+from contract import naming
 
 POOL = "bench-deploy"
-ENTRYPOINT = f"{FLOW_FILE}:clinic_cal_epic_ingest"
+ENTRYPOINT = naming.flow_entrypoint(FLOW_NAME)
 FLATNESS = 1.5  # the marginal cost per flow may grow this much from the 1->20 to the 20->100 step
 
 

@@ -227,16 +227,14 @@ POSTGRES_NOTE = (
 )
 XLSX_RATE_NOTE = (
     "the data changed: ids are zero-padded text and a third of the cells unicode or quoted "
-    "text, where the earlier data was mostly numbers and dates. On the same 100,001-row file "
-    "the previous ingest.py took the same CPU time (2.7-3.1 s against 3.1-3.3 s, by hand), so "
-    "the reader and the per-cell conversion set the rate, and the machine's load (wall time "
-    "about 3x CPU time in this run) the rest; a faster rate needs the conversion out of Python"
+    "text, where the earlier data was mostly numbers and dates, so the reader and the per-cell "
+    "conversion in Python set the rate; a faster rate needs the conversion out of Python"
 )
 XLSX_NOTE = (
     "python-calamine 0.9.1 reads a sheet whole into memory before the first row (its Rust "
     "reader holds every cell); it has no streaming API. Reaching the limit needs a streaming "
-    "reader: openpyxl's read-only mode is flat in memory (46 MB) but took 16x calamine's CPU on "
-    "the 100,001-row file (23 s against 1.5 s, measured by hand on this machine)"
+    "reader such as openpyxl's read-only mode, which trades the memory for several times "
+    "calamine's CPU"
 )
 
 

@@ -59,7 +59,6 @@ def measure(ctx: Context) -> list[Section]:
     default_argv = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"]
     for config, label, argv, worker_env in (
         ("unit", "generated unit", unit_argv, unit_env),
-        ("fast-poll", f"unit + {FAST_POLL}=1", unit_argv, {**unit_env, FAST_POLL: "1"}),
         ("defaults", "Prefect's defaults", default_argv, env),
     ):
         progress(f"latency: worker with {label}, 1 warm-up + {reps} runs")

@@ -20,15 +20,22 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cruft
 from cookiecutter.main import cookiecutter
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_DIR))
+from contract import naming  # noqa: E402 (the template repo's naming contract)
+
 SCRATCH = REPO_DIR / ".scratch"
 BIN = Path(sys.executable).parent
-FLOW_NAME = "clinic-cal-epic-ingest"
-TABLE = "clinic_cal_epic"
+
+
+def answers(project: Path) -> dict[str, Any]:
+    """The answers cruft recorded in the project's .cruft.json."""
+    return json.loads((project / ".cruft.json").read_text())["context"]["cookiecutter"]
 
 
 def step(message: str) -> None:
@@ -43,15 +50,11 @@ def bake_ingest_project() -> Path:
     return Path(project)
 
 
-def bake_warehouse() -> Path:
+def bake_warehouse(project: Path) -> Path:
     step("Baking a warehouse that schedules it (cookiecutter . --directory warehouse-template)")
-    entry = {
-        FLOW_NAME: {
-            "repo": "https://github.com/org/clinic-cal.git",
-            "entrypoint": f"prefect/{FLOW_NAME}.py:clinic_cal_epic_ingest",
-            "cron": "0 6 * * *",
-        }
-    }
+    given = answers(project)
+    flow = naming.flow_name(given["project_slug"], given["source_name"])
+    entry = naming.warehouse_entry(flow, given["git_repo_url"])
     warehouse = Path(
         cookiecutter(
             str(REPO_DIR),
@@ -77,35 +80,39 @@ def offline_env() -> dict[str, str]:
     }
 
 
-def run_flow_locally(project: Path) -> Path:
-    database = SCRATCH / "prh-data" / "clinic-cal.db"
-    sample = project / "data" / "sample.xlsx"
+def run_flow_locally(project: Path) -> tuple[Path, str]:
+    """Run the project's flow on its sample; returns the database and the table."""
+    given = answers(project)
+    slug, source = given["project_slug"], given["source_name"]
+    flow, setting = naming.flow_name(slug, source), naming.source_setting(slug, source)
+    database = SCRATCH / "prh-data" / f"{slug}.db"
+    sample = next((project / "data").glob("sample.*"))
     step(
         f"Running the flow locally: cd {project.relative_to(REPO_DIR)} && "
-        f"CLINIC_CAL_EPIC_SOURCE_FILE=$PWD/data/sample.xlsx python prefect/{FLOW_NAME}.py"
+        f"{setting}=$PWD/data/{sample.name} python prefect/{flow}.py"
     )
     env = offline_env() | {
-        "CLINIC_CAL_EPIC_SOURCE_FILE": str(sample),
-        "CLINIC_CAL_DATABASE_URL": f"sqlite:///{database}",  # instead of ~/prh-data
+        setting: str(sample),
+        naming.sink_setting(slug): f"sqlite:///{database}",  # instead of ~/prh-data
         "WORKON_HOME": str(SCRATCH / "virtualenvs"),  # the shared venv, instead of ~/.local
     }
-    subprocess.run([sys.executable, f"prefect/{FLOW_NAME}.py"], cwd=project, env=env, check=True)
-    return database
+    subprocess.run([sys.executable, f"prefect/{flow}.py"], cwd=project, env=env, check=True)
+    return database, naming.table_name(slug, source)
 
 
 def main() -> int:
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir()
     project = bake_ingest_project()
-    bake_warehouse()
+    bake_warehouse(project)
     try:
-        database = run_flow_locally(project)
+        database, table = run_flow_locally(project)
     except subprocess.CalledProcessError as error:
         print(f"error: the flow failed (exit {error.returncode}); see above", file=sys.stderr)
         return 1
     with sqlite3.connect(database) as connection:
-        rows = connection.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]  # noqa: S608
-    step(f"{rows} rows landed in table {TABLE} of {database}")
+        rows = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+    step(f"{rows} rows landed in table {table} of {database}")
     print(f"Inspect them with: sqlite3 {database} .dump")
     return 0
 

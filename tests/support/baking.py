@@ -11,15 +11,18 @@ from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 
+from contract import naming
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SAMPLE_ROWS = 20
-# The default bake's contract names (see ARCHITECTURE.md).
-FLOW_NAME = "clinic-cal-epic-ingest"
+# The default bake's names, by the naming contract.
+SLUG, SOURCE = "clinic-cal", "epic"
+FLOW_NAME = naming.flow_name(SLUG, SOURCE)
 FLOW_FILE = f"prefect/{FLOW_NAME}.py"
-SOURCE_SETTING = "CLINIC_CAL_EPIC_SOURCE_FILE"
-SINK_SETTING = "CLINIC_CAL_DATABASE_URL"
-TABLE = "clinic_cal_epic"
+SOURCE_SETTING = naming.source_setting(SLUG, SOURCE)
+SINK_SETTING = naming.sink_setting(SLUG)
+TABLE = naming.table_name(SLUG, SOURCE)
 
 
 def bake_ingest_project(output_dir: Path, **answers: object) -> Path:
@@ -70,7 +73,7 @@ def local_run_env(base: Mapping[str, str], project: Path, venvs: Path, database:
             SOURCE_SETTING: str(sample),
             SINK_SETTING: f"sqlite:///{database}",
             "WORKON_HOME": str(venvs),
-            "UV_PROJECT_ENVIRONMENT": str(venvs / f"prefect-{project.name}"),
+            "UV_PROJECT_ENVIRONMENT": str(venvs / naming.venv_name(project.name)),
             "UV_CACHE_DIR": str(venvs.parent / "uv-cache"),
         }
     )
