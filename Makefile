@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not systemd"
 
 lint: $(STAMP)
-	$(BIN)/ruff check hooks warehouse-template/hooks tests scripts benchmarks
+	$(BIN)/ruff check contract hooks warehouse-template/hooks tests scripts benchmarks
 
 ## Benchmarks: writes BENCHMARKS.md (about 15 min). Never part of `make test`.
 ## Bench-only dependencies (pandas, for the baseline) come from benchmarks/requirements.txt.

@@ -77,6 +77,8 @@ def offline_env() -> dict[str, str]:
         "PREFECT_HOME": str(SCRATCH / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        # the ephemeral server's first start migrates a new database: 20 s is short on a busy VM
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract import naming
 from support.warehouse import commit_all, git
 
 RUNBOOK_FLOW = """from pathlib import Path
@@ -62,20 +63,23 @@ def runbook_project(
     """A runbook-era project: a Prefect 2 flow wrapping `pipenv install` and the ingest,
     `prefect/.env` with PIPENV_CUSTOM_VENV_NAME, its own ingest.py and Pipfile."""
     project = root / slug
-    prefix = slug.upper().replace("-", "_")
+    # The runbook's conventions, which the naming contract kept.
+    sink_setting = naming.sink_setting(slug)
     files = {
         f"prefect/{flow_name}.py": RUNBOOK_FLOW.format(
-            flow_name=flow_name, function=flow_name.replace("-", "_"), extra_imports=extra_imports
+            flow_name=flow_name,
+            function=naming.flow_function(flow_name),
+            extra_imports=extra_imports,
         ),
         "prefect/.env": (
             f"{source_setting}=/mnt/landing/{slug}/export.xlsx\n"
-            f"{prefix}_DATABASE_URL=sqlite:////srv/prh/{slug}.db\n"
-            f"PIPENV_CUSTOM_VENV_NAME=prefect-{slug}\n"
+            f"{sink_setting}=sqlite:////srv/prh/{slug}.db\n"
+            f"PIPENV_CUSTOM_VENV_NAME={naming.venv_name(slug)}\n"
         ),
         "ingest.py": RUNBOOK_INGEST.format(
             slug=slug,
             source_setting=source_setting,
-            sink_setting=f"{prefix}_DATABASE_URL",
+            sink_setting=sink_setting,
             table=table,
         ),
         "Pipfile": RUNBOOK_PIPFILE,
