@@ -10,6 +10,7 @@ import re
 import stat
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -324,8 +325,6 @@ HOSTILE_ANSWERS = {
     "server-port-privileged": ({"server_port": "80"}, "between 1024 and 65535"),
     "server-port-text": ({"server_port": "42OO"}, "whole number"),
     "retention-zero": ({"retention_days": "0"}, "retention_days"),
-    "notify-url-quote": ({"notify_url": "https://h.example/x'y"}, "notify_url"),
-    "notify-url-credentials": ({"notify_url": "https://u:p@h.example/x"}, "notify_url"),
     "timezone-unknown": ({"timezone": "Nowhere"}, "IANA timezone"),
     "flows-not-a-mapping": ({"flows": ["x"]}, "JSON object"),
 }
@@ -477,6 +476,11 @@ def test_server_requirements_are_prefect_with_redis_at_the_tested_pin(
     assert "prefect-redis==0.3.0" in constraints
 
 
+@pytest.fixture(scope="module")
+def notify_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return load_prw_deploy(bake_warehouse(tmp_path_factory.mktemp("notify")))
+
+
 @pytest.mark.parametrize(
     ("url", "block"),
     [
@@ -492,10 +496,11 @@ def test_server_requirements_are_prefect_with_redis_at_the_tested_pin(
     ids=["none", "slack", "teams", "custom"],
 )
 def test_notify_url_picks_the_notification_block(
-    url: str, block: str | None, tmp_path: Path
+    url: str, block: str | None, notify_module: ModuleType
 ) -> None:
-    module = load_prw_deploy(bake_warehouse(tmp_path, notify_url=url))
-    assert module.NOTIFY_URL == url
+    """The webhook comes from the deploy environment (PRH_NOTIFY_URL), never the repo."""
+    module = notify_module
+    assert module.notify_url({"PRH_NOTIFY_URL": url}) == url
     if block is None:
         return
     chosen = module.notification_block(url)
@@ -505,3 +510,26 @@ def test_notify_url_picks_the_notification_block(
         assert chosen.url == "{{url}}"
         assert chosen.secrets.get_secret_value() == {"url": url}
         assert chosen.json_data == {"subject": "{{subject}}", "body": "{{body}}"}
+
+
+def test_a_webhook_url_never_reaches_the_repo(tmp_path: Path) -> None:
+    """Warehouses made before kept the URL in their answers (notify_url); it is no longer
+    an answer, so baking or updating with it writes it nowhere."""
+    url = "https://hooks.slack.com/services/T0/B0/token"
+    warehouse = bake_warehouse(tmp_path, notify_url=url)
+    assert [name for name, text in texts(warehouse).items() if "T0/B0/token" in text] == []
+
+
+@pytest.mark.parametrize(
+    "url", ["https://h.example/x'y", "https://u:p@h.example/x", "hooks.slack.com/x", "http://h/ x"]
+)
+def test_a_bad_notify_url_stops_the_deploy_with_one_line(
+    url: str, notify_module: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setenv("PRH_NOTIFY_URL", url)
+    assert notify_module.main(["--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "error: PRH_NOTIFY_URL is not an http(s) URL without credentials, quotes or spaces\n"
+    )
+    assert captured.out == ""

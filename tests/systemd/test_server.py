@@ -159,7 +159,6 @@ def flow_repo() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def server(
     booted_system: BootedSystem,
-    hooks: int,
     flow_repo: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Server:
@@ -179,7 +178,6 @@ def server(
         work_pool=POOL,
         worker_user=WORKER_USER,
         server_port=str(port),
-        notify_url=f"http://127.0.0.1:{hooks}/prefect",
         flows=flows,
     )
     booted_system.copy_in(warehouse, INSIDE)
@@ -194,13 +192,13 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def deployed(server: Server) -> str:
+def deployed(server: Server, hooks: int) -> str:
     """prw_deploy.py from a deploy machine (this host, the README's deploy venv) with the
-    auth string: the pool, the two automations and both deployments."""
+    auth string and the webhook: the pool, the two automations and both deployments."""
     result = subprocess.run(
         [sys.executable, "prefect/prw_deploy.py"],
         cwd=server.warehouse,
-        env=server.client_env(),
+        env={**server.client_env(), "PRH_NOTIFY_URL": f"http://127.0.0.1:{hooks}/prefect"},
         capture_output=True,
         text=True,
         timeout=300,

@@ -30,7 +30,6 @@ ANSWERS: dict[str, Any] = json.loads(
     "server_host": {{ cookiecutter.server_host | tojson }},
     "server_port": {{ cookiecutter.server_port | tojson }},
     "retention_days": {{ cookiecutter.retention_days | tojson }},
-    "notify_url": {{ cookiecutter.notify_url | tojson }},
     "timezone": {{ cookiecutter.timezone | tojson }},
     "flows": {{ cookiecutter.flows | tojson }}
 }"""
@@ -49,11 +48,6 @@ PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
     "server_host": (
         re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?"),
         "an IPv4 address or host name such as 127.0.0.1 or 0.0.0.0",
-    ),
-    # Webhook URLs carry their token in the path or the query (Slack, Teams workflows).
-    "notify_url": (
-        re.compile(r"(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%@+=&?:,-]*)?)?"),
-        "empty or an http(s) URL without credentials, quotes or spaces",
     ),
     "branch": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}"), "a plain git branch name"),
     "entrypoint": (
@@ -328,7 +322,6 @@ def check_answers(answers: dict[str, Any]) -> None:
     check_slug("work_pool", answers["work_pool"])
     check_timezone("timezone", answers["timezone"])
     check_whole_number("retention_days", answers["retention_days"], 1, 3650)
-    check_pattern("notify_url", answers["notify_url"], "notify_url")
     flows = json_mapping("flows", answers["flows"])
     for name, entry in flows.items():
         check_flow(name, entry)

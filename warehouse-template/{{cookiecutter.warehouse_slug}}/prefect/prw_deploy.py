@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,10 +55,13 @@ NEXT_RUNS = 3
 # unit sends a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY).
 ZOMBIE_AUTOMATION = "crash-zombie-flow-runs"
 NO_HEARTBEAT_FOR = timedelta(seconds=90)
-# Every flow run of the work pool that ends Failed or Crashed is reported here (empty: no
-# notifications). A flow's retries pass through AwaitingRetry, not Failed: one message per
-# run that finally failed.
-NOTIFY_URL = {{ cookiecutter.notify_url | tojson }}
+# Every flow run of the work pool that ends Failed or Crashed is reported to the webhook in
+# this deploy-environment variable. A webhook URL carries its token, so it never goes in this
+# repository: prw_deploy.py saves it on the server as a block secret. Unset: the notification
+# setup on the server stays as it is. A flow's retries pass through AwaitingRetry, not
+# Failed: one message per run that finally failed.
+NOTIFY_URL_SETTING = "PRH_NOTIFY_URL"
+NOTIFY_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%@+=&?:,-]*)?")
 NOTIFY_AUTOMATION = "notify-failed-flow-runs"
 NOTIFY_BLOCK = f"{WORK_POOL}-failed-flow-runs"
 {%- raw %}
@@ -193,19 +198,36 @@ def notification_block(url: str) -> NotificationBlock:
 {%- endraw %}
 
 
-def ensure_notify_automation() -> None:
+class SettingError(ValueError):
+    """A deploy-environment setting is unusable; the message says which and why."""
+
+
+def notify_url(environ: dict[str, str]) -> str | None:
+    """The webhook from the deploy environment: None when unset, "" to stop notifying."""
+    url = environ.get(NOTIFY_URL_SETTING)
+    if url and not NOTIFY_URL.fullmatch(url):
+        raise SettingError(
+            f"{NOTIFY_URL_SETTING} is not an http(s) URL without credentials, quotes or spaces"
+        )
+    return url
+
+
+def ensure_notify_automation(url: str | None) -> None:
     """Create or update the automation that reports failed and crashed flow runs of the work
-    pool to NOTIFY_URL; delete it when NOTIFY_URL is empty."""
+    pool to *url*; delete it when *url* is empty; leave it as it is when None."""
+    if url is None:
+        print(f"Notifications unchanged ({NOTIFY_URL_SETTING} is not set)")
+        return
     try:
         existing = Automation.read(name=NOTIFY_AUTOMATION)
     except ValueError:  # not there
         existing = None
-    if not NOTIFY_URL:
+    if not url:
         if existing is not None:
             existing.delete()
-            print(f"Deleted automation {NOTIFY_AUTOMATION!r} (no notify_url)")
+            print(f"Deleted automation {NOTIFY_AUTOMATION!r} ({NOTIFY_URL_SETTING} is empty)")
         return
-    block_id = notification_block(NOTIFY_URL).save(NOTIFY_BLOCK, overwrite=True)
+    block_id = notification_block(url).save(NOTIFY_BLOCK, overwrite=True)
     automation = Automation(
         name=NOTIFY_AUTOMATION,
         description=f"Report failed and crashed flow runs of work pool {WORK_POOL!r}",
@@ -315,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prune", action="store_true", help="delete unlisted deployments")
     args = parser.parse_args(argv)
 
+    try:
+        url = notify_url(dict(os.environ))
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(FLOWS)} deployment(s) for work pool {WORK_POOL!r}\n")
     for entry in FLOWS:
         print(describe(entry) + "\n")
@@ -327,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     with SyncClientContext.get_or_create():
         ensure_work_pool()
         ensure_zombie_automation()
-        ensure_notify_automation()
+        ensure_notify_automation(url)
         deployments, failed = load_deployments(FLOWS)
         ids, failed_to_apply = apply_deployments(deployments)
         failed += failed_to_apply
