@@ -8,11 +8,21 @@ from pathlib import Path
 
 ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# Files that belong to one option value only; every other value's files are removed.
-FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
+# Files that belong to one option value only: the chosen value's stay, every other value's
+# are removed. A pair is one plain file per value in the template, kept under one name.
+FILES_BY_OPTION: dict[str, dict[object, list[str | tuple[str, str]]]] = {
     "dependency_manager": {
-        "pipenv": ["Pipfile"],
-        "uv": ["pyproject.toml", ".python-version"],
+        "pipenv": [
+            "Pipfile",
+            ("prefect/sync-venv-pipenv.sh", "prefect/sync-venv.sh"),
+            "prefect/shared-venv.sh",
+        ],
+        "uv": [
+            "pyproject.toml",
+            ".python-version",
+            ("prefect/sync-venv-uv.sh", "prefect/sync-venv.sh"),
+            "prefect/shared-venv.sh",
+        ],
         "none": ["requirements.txt", "requirements-dev.txt"],
     },
     "source_format": {
@@ -20,22 +30,24 @@ FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
         "csv": ["data/sample.csv"],
     },
 }
-SYNC_SCRIPT = Path("prefect/sync-venv.sh")  # the dependency step, pipenv and uv only
 DEFAULT_CRON = "0 6 * * *"
 REGENERATING = "PRH_TEMPLATE_REGENERATING"  # set by scripts/regenerate.py while cruft renders
 
 
-def remove_unselected_files() -> None:
+def template_name(entry: str | tuple[str, str]) -> str:
+    return entry if isinstance(entry, str) else entry[0]
+
+
+def keep_chosen_files() -> None:
+    """Remove the files of the values not chosen; give a chosen pair's file its kept name."""
     for option, files_by_value in FILES_BY_OPTION.items():
-        for value, files in files_by_value.items():
-            if value != ANSWERS[option]:
-                for name in files:
-                    Path(name).unlink()
-
-
-def remove_sync_script_without_manager() -> None:
-    if ANSWERS["dependency_manager"] == "none":
-        SYNC_SCRIPT.unlink()
+        chosen = files_by_value[ANSWERS[option]]
+        every = {template_name(entry) for entries in files_by_value.values() for entry in entries}
+        for name in every - {template_name(entry) for entry in chosen}:
+            Path(name).unlink()
+        for entry in chosen:
+            if isinstance(entry, tuple):
+                Path(entry[0]).rename(entry[1])
 
 
 # Every source's flow file: the names only; what a flow does is prefect/ingest_flow.py's.
@@ -137,8 +149,7 @@ Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 
 
 if __name__ == "__main__":
-    remove_unselected_files()
-    remove_sync_script_without_manager()
+    keep_chosen_files()
     write_flow_files()
     if not os.environ.get(REGENERATING):  # scripts/regenerate.py prints its own report
         print_next_steps()
