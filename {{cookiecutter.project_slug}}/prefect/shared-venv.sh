@@ -20,10 +20,11 @@ python=$(command -v python3 || command -v python) || {
   exit 1
 }
 
-lock() {  # lock FD exclusive|shared|unlock: wait for that lock on the open descriptor FD
+lock() {  # lock FD exclusive|shared|unlock [FD MODE...]: each in turn, waiting for it
   "$python" -I -S -c 'import fcntl, sys
 modes = {"exclusive": fcntl.LOCK_EX, "shared": fcntl.LOCK_SH, "unlock": fcntl.LOCK_UN}
-fcntl.flock(int(sys.argv[1]), modes[sys.argv[2]])' "$@"
+for fd, mode in zip(sys.argv[1::2], sys.argv[2::2]):  # no strict=: macOS ships python3 3.9
+    fcntl.flock(int(fd), modes[mode])' "$@"
 }
 
 inputs_hash() {  # of the dependency files there are, printed as `sha256sum -` prints it
@@ -54,8 +55,8 @@ else
 fi
 
 if [ "$#" -gt 0 ]; then
-  lock 9 shared  # before the install lock goes, so no install slips in; held until the end
-  lock 8 unlock
+  # The shared lock before the install lock goes, so no install slips in; held until the end.
+  lock 9 shared 8 unlock
   exec 8>&-
   exec "$@"
 fi
