@@ -29,6 +29,10 @@ FILES_BY_OPTION: dict[str, dict[object, list[str | tuple[str, str]]]] = {
         "xlsx": ["data/sample.xlsx"],
         "csv": ["data/sample.csv"],
     },
+    "use_s3": {
+        True: [("prefect/source_file-s3.py", "prefect/source_file.py")],
+        False: [("prefect/source_file-local.py", "prefect/source_file.py")],
+    },
 }
 DEFAULT_CRON = "0 6 * * *"
 REGENERATING = "PRH_TEMPLATE_REGENERATING"  # set by scripts/regenerate.py while cruft renders

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -47,11 +48,29 @@ COMBINATIONS = [
     | {"database": "postgresql"}
     for manager in DEPENDENCY_MANAGERS
 ]
-# Files only one option value may leave behind.
+# What every project has; then the files each option value adds (exact sets).
+COMMON_FILES = {
+    ".gitattributes",
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    "README.md",
+    "ingest.py",
+    "prefect/.env",
+    FLOW_FILE,
+    "prefect/ingest_flow.py",
+    "prefect/source_file.py",
+    "ruff.toml",
+    "scripts/regenerate.py",
+    "tests/test_flow.py",
+    "tests/test_ingest.py",
+    "transform.py",
+}
 FILES_OF = {
-    "pipenv": {"Pipfile", "prefect/sync-venv.sh"},
-    "uv": {"pyproject.toml", ".python-version", "prefect/sync-venv.sh"},
+    "pipenv": {"Pipfile", "prefect/sync-venv.sh", "prefect/shared-venv.sh"},
+    "uv": {"pyproject.toml", ".python-version", "prefect/sync-venv.sh", "prefect/shared-venv.sh"},
     "none": {"requirements.txt", "requirements-dev.txt"},
+    "xlsx": {"data/sample.xlsx"},
+    "csv": {"data/sample.csv"},
 }
 
 
@@ -80,16 +99,15 @@ def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
     assert not unrendered_files(project)
 
 
-def test_keeps_only_the_chosen_options_files(project: Path, answers: dict) -> None:
+def test_generates_exactly_the_chosen_options_files(project: Path, answers: dict) -> None:
     present = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
-    chosen = answers["dependency_manager"]
-    assert FILES_OF[chosen] <= present
-    for other, files in FILES_OF.items():
-        if other != chosen:
-            assert not (files - FILES_OF[chosen]) & present, f"{other} files left"
-    assert len(list((project / "data").iterdir())) == 1
-    if chosen != "none":
+    chosen = FILES_OF[answers["dependency_manager"]] | FILES_OF[answers["source_format"]]
+    assert present == COMMON_FILES | chosen
+    if answers["dependency_manager"] != "none":
         assert os.access(project / "prefect" / "sync-venv.sh", os.X_OK)
+    # use_s3 picks which prefect/source_file.py the project gets
+    source_file = (project / "prefect" / "source_file.py").read_text()
+    assert ("from prefect_aws import S3Bucket" in source_file) == answers["use_s3"]
 
 
 def test_settings_file_has_production_values(project: Path, answers: dict) -> None:
@@ -138,6 +156,59 @@ def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) 
     assert {"sqlalchemy==2.1.9", "python-calamine==0.9.1"} <= found
     assert (DRIVER <= found) == (answers.get("database") == "postgresql")
     assert found - DRIVER == {"sqlalchemy==2.1.9", "python-calamine==0.9.1"}
+
+
+PIN = re.compile(r'(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?: = "|)==(?P<version>[0-9][0-9a-z.]*)')
+
+
+def versions_table() -> dict[str, str]:
+    return json.loads((REPO_DIR / "cookiecutter.json").read_text())["__versions"]
+
+
+def pinned_in(requirements: Path) -> dict[str, str]:
+    """`name[extra]==version` lines as {normalized name: version}."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.split("[")[0].lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_the_version_table_pins_what_this_repo_tests() -> None:
+    """cookiecutter.json's __versions is the one table of what generated projects install:
+    each version is the one constraints.txt pins (and requirements.txt, where it names it)."""
+    versions = versions_table()
+    constraints = pinned_in(REPO_DIR / "constraints.txt")
+    assert {name: constraints.get(name) for name in versions} == versions
+    requirements = pinned_in(REPO_DIR / "requirements.txt")
+    assert {name: requirements[name] for name in versions if name in requirements} == {
+        name: version for name, version in versions.items() if name in requirements
+    }
+
+
+def test_the_template_pins_versions_only_through_the_table() -> None:
+    """No generated file writes a version of its own: every pin comes from __versions."""
+    template = REPO_DIR / "{{cookiecutter.project_slug}}"
+    written = [
+        f"{path.relative_to(template)}: {match.group()}"
+        for path in sorted(template.rglob("*"))
+        if path.is_file() and path.suffix != ".xlsx"
+        for match in PIN.finditer(path.read_text())
+    ]
+    assert written == []
+
+
+def test_every_pin_in_a_project_is_the_table_s(project: Path) -> None:
+    versions = versions_table()
+    found = {
+        (match["name"].lower(), match["version"])
+        for path in project.rglob("*")
+        if path.is_file() and path.suffix != ".xlsx"
+        for match in PIN.finditer(path.read_text())
+    }
+    assert found, "no pins found"
+    assert {(name, versions.get(name)) for name, _ in found} == found
 
 
 def test_generated_code_passes_ruff(project: Path) -> None:
