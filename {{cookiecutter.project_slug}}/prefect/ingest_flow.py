@@ -34,7 +34,7 @@ BAD_INPUT_EXIT_CODE = 65  # ingest.py's exit code for a missing, unreadable or m
 # command fail the run. The second runs the ingest the way this project's dependency manager
 # does: with pipenv or uv, prefect/sync-venv.sh first brings the project's one shared venv up
 # to date (under a lock); `{python}` stands for the interpreter running this flow.
-INGEST_COMMAND = "{{ cookiecutter.__ingest_command }}"
+INGEST_COMMAND = {{ cookiecutter.__ingest_command | tojson }}
 
 
 def source_setting(source: str) -> str:
