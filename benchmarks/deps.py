@@ -160,7 +160,7 @@ def measure(ctx: Context) -> list[Section]:
         "The project is the default bake (xlsx source): ingest.py needs SQLAlchemy and "
         'python-calamine, the generated Pipfile / pyproject.toml. "Warm": the shared venv exists '
         "and the dependency files match the ones it was built from; the step is the whole "
-        "`prefect/sync-venv.sh` process (bash, hash of the dependency files, flock). The "
+        "`prefect/sync-venv.sh` process (bash, and python3 for the hash and the locks). The "
         "runbook's plain `pipenv install` runs in the same project with the same shared venv "
         "(PIPENV_CUSTOM_VENV_NAME from prefect/.env): in a fresh clone of the generated project "
         "there is no Pipfile.lock, so it re-locks on every run; with a committed lock it still "

@@ -10,34 +10,50 @@ from typing import Any
 
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# Files that belong to one option value only; every other value's files are removed.
-FILES_BY_OPTION: dict[str, dict[object, list[str]]] = {
+# Files that belong to one option value only: the chosen value's stay, every other value's
+# are removed. A pair is one plain file per value in the template, kept under one name.
+FILES_BY_OPTION: dict[str, dict[object, list[str | tuple[str, str]]]] = {
     "dependency_manager": {
-        "pipenv": ["Pipfile"],
-        "uv": ["pyproject.toml", ".python-version"],
+        "pipenv": [
+            "Pipfile",
+            ("prefect/sync-venv-pipenv.sh", "prefect/sync-venv.sh"),
+            "prefect/shared-venv.sh",
+        ],
+        "uv": [
+            "pyproject.toml",
+            ".python-version",
+            ("prefect/sync-venv-uv.sh", "prefect/sync-venv.sh"),
+            "prefect/shared-venv.sh",
+        ],
         "none": ["requirements.txt", "requirements-dev.txt"],
     },
     "source_format": {
         "xlsx": ["data/sample.xlsx"],
         "csv": ["data/sample.csv"],
     },
+    "use_s3": {
+        True: [("prefect/source_file-s3.py", "prefect/source_file.py")],
+        False: [("prefect/source_file-local.py", "prefect/source_file.py")],
+    },
 }
 SETTINGS_FILE = Path("prefect/.env")
-SYNC_SCRIPT = Path("prefect/sync-venv.sh")  # the dependency step, pipenv and uv only
 REGENERATING = "PRH_TEMPLATE_REGENERATING"  # set by scripts/regenerate.py while cruft renders
 
 
-def remove_unselected_files() -> None:
+def template_name(entry: str | tuple[str, str]) -> str:
+    return entry if isinstance(entry, str) else entry[0]
+
+
+def keep_chosen_files() -> None:
+    """Remove the files of the values not chosen; give a chosen pair's file its kept name."""
     for option, files_by_value in FILES_BY_OPTION.items():
-        for value, files in files_by_value.items():
-            if value != ANSWERS[option]:
-                for name in files:
-                    Path(name).unlink()
-
-
-def remove_sync_script_without_manager() -> None:
-    if ANSWERS["dependency_manager"] == "none":
-        SYNC_SCRIPT.unlink()
+        chosen = files_by_value[ANSWERS[option]]
+        every = {template_name(entry) for entries in files_by_value.values() for entry in entries}
+        for name in every - {template_name(entry) for entry in chosen}:
+            Path(name).unlink()
+        for entry in chosen:
+            if isinstance(entry, tuple):
+                Path(entry[0]).rename(entry[1])
 
 
 # --- naming contract (one block, the same in every hook and script of both templates) ---
@@ -265,8 +281,7 @@ Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 
 
 if __name__ == "__main__":
-    remove_unselected_files()
-    remove_sync_script_without_manager()
+    keep_chosen_files()
     write_flow_files()
     write_source_settings()
     if not os.environ.get(REGENERATING):  # scripts/regenerate.py prints its own report

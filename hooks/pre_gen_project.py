@@ -18,6 +18,7 @@ ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&()-]*")
 PYTHON_VERSION = re.compile(r"3\.(1[0-3])")
 REQUIREMENT = re.compile(r"[a-z0-9][a-z0-9._-]*==[0-9][0-9a-z.]*")  # name==version, as pinned
+SETTING_LINE = re.compile(r"[A-Z][A-Z0-9_]*=[A-Za-z0-9_./{}$:-]*")  # a prefect/.env line
 MAX_NAME = 80
 MAX_SOURCES = 20
 
@@ -181,9 +182,13 @@ def validate() -> None:
     check_git_url("git_repo_url", text("git_repo_url"))
     check_name("python_version", text("python_version"), PYTHON_VERSION,
                "one of 3.10, 3.11, 3.12, 3.13", 4)
-    requirements = text("__ingest_requirements").split(" ")
-    if not all(REQUIREMENT.fullmatch(requirement) for requirement in requirements):
-        raise Invalid("__ingest_requirements must be pins (name==version) separated by spaces")
+    # Computed values that become code, pins or settings lines: never anything else.
+    for key in ("__ingest_requirements", "__dev_requirements"):
+        if not all(REQUIREMENT.fullmatch(pin) for pin in text(key).split(" ")):
+            raise Invalid(f"{key} must be pins (name==version) separated by spaces")
+    for key in ("__manager_settings", "__s3_settings"):
+        if not all(SETTING_LINE.fullmatch(line) for line in text(key).split()):
+            raise Invalid(f"{key} must be NAME=value settings separated by spaces")
     check_extra_sources(slug, source)
     legacy = text("legacy_flow_name")
     if legacy:

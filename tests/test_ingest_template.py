@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ from support.baking import (
     bake_ingest_project,
     cookiecutter_cli,
     local_run_env,
+    portable_bin,
     run,
     run_flow_script,
     table_count,
@@ -46,11 +48,29 @@ COMBINATIONS = [
     | {"database": "postgresql"}
     for manager in DEPENDENCY_MANAGERS
 ]
-# Files only one option value may leave behind.
+# What every project has; then the files each option value adds (exact sets).
+COMMON_FILES = {
+    ".gitattributes",
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    "README.md",
+    "ingest.py",
+    "prefect/.env",
+    FLOW_FILE,
+    "prefect/ingest_flow.py",
+    "prefect/source_file.py",
+    "ruff.toml",
+    "scripts/regenerate.py",
+    "tests/test_flow.py",
+    "tests/test_ingest.py",
+    "transform.py",
+}
 FILES_OF = {
-    "pipenv": {"Pipfile", "prefect/sync-venv.sh"},
-    "uv": {"pyproject.toml", ".python-version", "prefect/sync-venv.sh"},
+    "pipenv": {"Pipfile", "prefect/sync-venv.sh", "prefect/shared-venv.sh"},
+    "uv": {"pyproject.toml", ".python-version", "prefect/sync-venv.sh", "prefect/shared-venv.sh"},
     "none": {"requirements.txt", "requirements-dev.txt"},
+    "xlsx": {"data/sample.xlsx"},
+    "csv": {"data/sample.csv"},
 }
 
 
@@ -79,16 +99,15 @@ def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
     assert not unrendered_files(project)
 
 
-def test_keeps_only_the_chosen_options_files(project: Path, answers: dict) -> None:
+def test_generates_exactly_the_chosen_options_files(project: Path, answers: dict) -> None:
     present = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
-    chosen = answers["dependency_manager"]
-    assert FILES_OF[chosen] <= present
-    for other, files in FILES_OF.items():
-        if other != chosen:
-            assert not (files - FILES_OF[chosen]) & present, f"{other} files left"
-    assert len(list((project / "data").iterdir())) == 1
-    if chosen != "none":
+    chosen = FILES_OF[answers["dependency_manager"]] | FILES_OF[answers["source_format"]]
+    assert present == COMMON_FILES | chosen
+    if answers["dependency_manager"] != "none":
         assert os.access(project / "prefect" / "sync-venv.sh", os.X_OK)
+    # use_s3 picks which prefect/source_file.py the project gets
+    source_file = (project / "prefect" / "source_file.py").read_text()
+    assert ("from prefect_aws import S3Bucket" in source_file) == answers["use_s3"]
 
 
 def test_settings_file_has_production_values(project: Path, answers: dict) -> None:
@@ -137,6 +156,59 @@ def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) 
     assert {"sqlalchemy==2.1.9", "python-calamine==0.9.1"} <= found
     assert (DRIVER <= found) == (answers.get("database") == "postgresql")
     assert found - DRIVER == {"sqlalchemy==2.1.9", "python-calamine==0.9.1"}
+
+
+PIN = re.compile(r'(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?: = "|)==(?P<version>[0-9][0-9a-z.]*)')
+
+
+def versions_table() -> dict[str, str]:
+    return json.loads((REPO_DIR / "cookiecutter.json").read_text())["__versions"]
+
+
+def pinned_in(requirements: Path) -> dict[str, str]:
+    """`name[extra]==version` lines as {normalized name: version}."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.split("[")[0].lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_the_version_table_pins_what_this_repo_tests() -> None:
+    """cookiecutter.json's __versions is the one table of what generated projects install:
+    each version is the one constraints.txt pins (and requirements.txt, where it names it)."""
+    versions = versions_table()
+    constraints = pinned_in(REPO_DIR / "constraints.txt")
+    assert {name: constraints.get(name) for name in versions} == versions
+    requirements = pinned_in(REPO_DIR / "requirements.txt")
+    assert {name: requirements[name] for name in versions if name in requirements} == {
+        name: version for name, version in versions.items() if name in requirements
+    }
+
+
+def test_the_template_pins_versions_only_through_the_table() -> None:
+    """No generated file writes a version of its own: every pin comes from __versions."""
+    template = REPO_DIR / "{{cookiecutter.project_slug}}"
+    written = [
+        f"{path.relative_to(template)}: {match.group()}"
+        for path in sorted(template.rglob("*"))
+        if path.is_file() and path.suffix != ".xlsx"
+        for match in PIN.finditer(path.read_text())
+    ]
+    assert written == []
+
+
+def test_every_pin_in_a_project_is_the_table_s(project: Path) -> None:
+    versions = versions_table()
+    found = {
+        (match["name"].lower(), match["version"])
+        for path in project.rglob("*")
+        if path.is_file() and path.suffix != ".xlsx"
+        for match in PIN.finditer(path.read_text())
+    }
+    assert found, "no pins found"
+    assert {(name, versions.get(name)) for name, _ in found} == found
 
 
 def test_generated_code_passes_ruff(project: Path) -> None:
@@ -256,75 +328,114 @@ def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
     assert not database.exists()
 
 
-FAKE_PIPENV = """#!/bin/sh
-# `pipenv install` takes a second and builds the venv; `pipenv run` records that it ran.
-venv="$WORKON_HOME/$PIPENV_CUSTOM_VENV_NAME"
+FAKE_MANAGER = """#!/bin/sh
+# A stand-in for pipenv and uv: `pipenv install` / `uv sync` takes a second and builds the
+# venv; `pipenv run` / `uv run` records that it ran.
+venv="${UV_PROJECT_ENVIRONMENT:-$WORKON_HOME/$PIPENV_CUSTOM_VENV_NAME}"
 case "$1" in
-  install) echo install-start >>"$CALLS"; sleep 1; mkdir -p "$venv/bin"
-           ln -sf "$REAL_PYTHON" "$venv/bin/python"; echo install-end >>"$CALLS" ;;
+  install|sync) echo install-start >>"$CALLS"; sleep 1; mkdir -p "$venv/bin"
+                ln -sf "$REAL_PYTHON" "$venv/bin/python"; echo install-end >>"$CALLS" ;;
   run) echo run >>"$CALLS" ;;
 esac
 """
+RUN_INGEST = {
+    "pipenv": ["pipenv", "run", "python", "ingest.py"],
+    "uv": ["uv", "run", "--no-sync", "python", "ingest.py"],
+}
+GNU_ONLY_TOOLS = ("flock", "sha256sum", "readlink")
+PATH_KINDS = ["linux-path", "no-gnu-tools"]  # this machine's PATH; a macOS-like one
 
 
-def test_two_first_runs_at_once_install_the_venv_once(tmp_path: Path) -> None:
-    """The dependency step's lock: the second run waits for the first install, then finds the
-    venv up to date; both then run their ingest."""
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+def sync_step_env(tmp_path: Path, manager: str, path_kind: str = "linux-path") -> dict:
+    """The dependency step's environment with a stand-in *manager* first on PATH; with
+    `no-gnu-tools` the rest of PATH has only the tools a laptop without GNU tools has."""
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()
-    (fake_bin / "pipenv").write_text(FAKE_PIPENV)
-    (fake_bin / "pipenv").chmod(0o755)
-    calls = tmp_path / "calls"
-    env = {
-        **os.environ,
-        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
-        "WORKON_HOME": str(tmp_path / "venvs"),
-        "PIPENV_CUSTOM_VENV_NAME": "prefect-clinic-cal",
-        "CALLS": str(calls),
+    (fake_bin / manager).write_text(FAKE_MANAGER)
+    (fake_bin / manager).chmod(0o755)
+    if path_kind == "no-gnu-tools":
+        path = str(portable_bin(tmp_path / "portable-bin"))
+        assert not [tool for tool in GNU_ONLY_TOOLS if shutil.which(tool, path=path)]
+    else:
+        path = os.environ["PATH"]
+    venvs = tmp_path / "venvs"
+    manager_settings = {"PIPENV_CUSTOM_VENV_NAME", "WORKON_HOME", "UV_PROJECT_ENVIRONMENT"}
+    env = {name: value for name, value in os.environ.items() if name not in manager_settings}
+    env |= {
+        "PATH": f"{fake_bin}{os.pathsep}{path}",
+        "CALLS": str(tmp_path / "calls"),
         "REAL_PYTHON": sys.executable,
     }
-    argv = ["prefect/sync-venv.sh", "pipenv", "run", "python", "ingest.py"]
+    if manager == "pipenv":
+        return env | {"WORKON_HOME": str(venvs), "PIPENV_CUSTOM_VENV_NAME": "prefect-clinic-cal"}
+    return env | {"UV_PROJECT_ENVIRONMENT": str(venvs / "prefect-clinic-cal")}
+
+
+@pytest.mark.parametrize("path_kind", PATH_KINDS)
+@pytest.mark.parametrize("manager", ["pipenv", "uv"])
+def test_two_first_runs_at_once_install_the_venv_once(
+    manager: str, path_kind: str, tmp_path: Path
+) -> None:
+    """The dependency step's lock: the second run waits for the first install, then finds the
+    venv up to date; both then run their ingest. With `no-gnu-tools` it runs as on a laptop
+    without flock(1), sha256sum or readlink."""
+    project = bake_ingest_project(tmp_path / "out", dependency_manager=manager)
+    env = sync_step_env(tmp_path, manager, path_kind)
+    argv = ["prefect/sync-venv.sh", *RUN_INGEST[manager]]
     runs = [
-        subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in "ab"
     ]
-    outputs = [run.communicate(timeout=60)[0] for run in runs]
+    outputs = [run.communicate(timeout=60) for run in runs]
 
-    assert [run.returncode for run in runs] == [0, 0]
-    assert calls.read_text().split() == ["install-start", "install-end", "run", "run"]
-    assert sum("is up to date" in output for output in outputs) == 1
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    calls = (tmp_path / "calls").read_text().split()
+    assert calls == ["install-start", "install-end", "run", "run"]
+    assert sum("is up to date" in stdout for stdout, _ in outputs) == 1
+    assert [stderr for _, stderr in outputs] == ["", ""]
 
 
-def test_a_venv_whose_install_never_finished_is_built_again_from_scratch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path_kind", PATH_KINDS)
+def test_a_venv_whose_install_never_finished_is_built_again_from_scratch(
+    path_kind: str, tmp_path: Path
+) -> None:
     """A stop during the first install leaves a venv with a python but no stamp: the next
     run removes it before installing (the booted-systemd tests stop a real install)."""
     project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
-    fake_bin = tmp_path / "fake-bin"
-    fake_bin.mkdir()
-    (fake_bin / "pipenv").write_text(FAKE_PIPENV)
-    (fake_bin / "pipenv").chmod(0o755)
+    env = sync_step_env(tmp_path, "pipenv", path_kind)
     venv = tmp_path / "venvs" / "prefect-clinic-cal"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)
     (venv / "half-installed-package").write_text("left by the interrupted install\n")
-    env = {
-        **os.environ,
-        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
-        "WORKON_HOME": str(tmp_path / "venvs"),
-        "PIPENV_CUSTOM_VENV_NAME": venv.name,
-        "CALLS": str(tmp_path / "calls"),
-        "REAL_PYTHON": sys.executable,
-    }
-    argv = ["prefect/sync-venv.sh", "pipenv", "run", "python", "ingest.py"]
 
-    result = run(argv, cwd=project, env=env)
+    result = run(["prefect/sync-venv.sh", *RUN_INGEST["pipenv"]], cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     assert "installing dependencies" in result.stdout
     assert not (venv / "half-installed-package").exists()
     assert (venv / ".prefect-installed").exists()
     assert (tmp_path / "calls").read_text().split() == ["install-start", "install-end", "run"]
+
+
+def test_a_venv_stamped_by_the_flock_era_script_stays_up_to_date(tmp_path: Path) -> None:
+    """The stamp holds the hash as `sha256sum -` printed it, so a worker's venv installed
+    before the step became portable is not reinstalled on the template update."""
+    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    env = sync_step_env(tmp_path, "pipenv")
+    venv = tmp_path / "venvs" / "prefect-clinic-cal"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    pipfile = (project / "Pipfile").read_bytes()
+    old_hash = subprocess.run(["sha256sum"], input=pipfile, capture_output=True, check=True)
+    (venv / ".prefect-installed").write_bytes(old_hash.stdout * 2)
+
+    result = run(["prefect/sync-venv.sh", *RUN_INGEST["pipenv"]], cwd=project, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert f"venv {venv} is up to date" in result.stdout
+    assert (tmp_path / "calls").read_text().split() == ["run"]
 
 
 # --- S3 source, against the loopback S3 server ------------------------------------------------

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from support.baking import REPO_DIR, SINK_SETTING, bake_ingest_project, run
+from support.baking import REPO_DIR, SINK_SETTING, bake_ingest_project, portable_bin, run
 from support.regeneration import cruft_project, template_repo
 
 CERNER_ENTRY = {
@@ -77,13 +77,13 @@ def test_each_source_loads_into_its_own_table(tmp_path: Path) -> None:
 
 
 def sync_env(tmp_path: Path) -> dict[str, str]:
-    fake_bin = tmp_path / "fake-bin"
-    fake_bin.mkdir()
+    """Run with only the tools a laptop without GNU tools has (no flock(1) or sha256sum)."""
+    fake_bin = portable_bin(tmp_path / "fake-bin")
     (fake_bin / "pipenv").write_text(FAKE_PIPENV)
     (fake_bin / "pipenv").chmod(0o755)
     return {
         **os.environ,
-        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+        "PATH": str(fake_bin),
         "WORKON_HOME": str(tmp_path / "venvs"),
         "PIPENV_CUSTOM_VENV_NAME": "prefect-clinic-cal",
         "CALLS": str(tmp_path / "calls"),

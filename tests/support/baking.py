@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -87,3 +88,20 @@ def run_flow_script(project: Path, env: Mapping[str, str]) -> subprocess.Complet
 def table_count(database: Path, table: str = TABLE) -> int:
     with sqlite3.connect(database) as connection:
         return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+
+
+# What prefect/sync-venv.sh may run (macOS has them all), and what the tests' stand-ins for
+# pipenv, uv and a load run. No flock(1), sha256sum or readlink: macOS ships none of them.
+SYNC_STEP_TOOLS = ("bash", "cat", "dirname", "grep", "mkdir", "rm", "python3")
+STAND_IN_TOOLS = ("sh", "sleep", "ln")
+
+
+def portable_bin(directory: Path) -> Path:
+    """A bin folder with links to only the tools the dependency step may use, to run it
+    with `PATH=<folder>` as on a laptop without GNU tools; returns the folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tool in (*SYNC_STEP_TOOLS, *STAND_IN_TOOLS):
+        found = sys.executable if tool == "python3" else shutil.which(tool)
+        assert found, f"{tool} is not installed"
+        (directory / tool).symlink_to(found)
+    return directory
