@@ -270,9 +270,9 @@ class Context:
 
     @property
     def postgres(self):
-        """One throwaway PostgreSQL 15 (tests/support/postgres.py: 127.0.0.1, free port)."""
+        """One throwaway PostgreSQL 15 (tests/support/services.py: 127.0.0.1, free port)."""
         if self._postgres is None:
-            from support.postgres import running_postgres
+            from support.services import running_postgres
 
             self._postgres = self._stack.enter_context(running_postgres())
         return self._postgres

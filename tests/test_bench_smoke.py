@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.baking import REPO_DIR
+from support.commands import REPO_DIR
 
 NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?(e[-+][0-9]+)?$")
 

@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.baking import REPO_DIR, bake_ingest_project
+from support.baking import bake_ingest_project
+from support.commands import REPO_DIR
+from support.git import commit_all, git, head, tree
 from support.regeneration import (
     INGEST_TEMPLATE,
     cruft_project,
     cruft_state,
+    cruft_warehouse,
     edit,
     edit_ingest_template,
-    head,
     regenerate,
     template_repo,
 )
-from support.warehouse import CLINIC_CAL, commit_all, cruft_warehouse, git, tree
+from support.warehouse import CLINIC_CAL
 
 WAREHOUSE_SCRIPT = "warehouse-template/{{cookiecutter.warehouse_slug}}/scripts/regenerate.py"
 RUN_HEADING = "## Run it locally"

@@ -15,21 +15,19 @@ from pathlib import Path
 
 import pytest
 from support.baking import (
-    BIN,
     FLOW_FILE,
     FLOW_NAME,
-    REPO_DIR,
     SAMPLE_ROWS,
     SINK_SETTING,
     SOURCE_SETTING,
     bake_ingest_project,
     cookiecutter_cli,
     local_run_env,
-    run,
     run_flow_script,
     table_count,
     unrendered_files,
 )
+from support.commands import BIN, REPO_DIR, run
 from support.services import offline_env
 
 DEPENDENCY_MANAGERS = ["pipenv", "uv", "none"]
@@ -333,17 +331,9 @@ def test_a_venv_whose_install_never_finished_is_built_again_from_scratch(tmp_pat
 def test_s3_source_is_fetched_loaded_and_archived(
     tmp_path: Path, s3_server, prefect_server
 ) -> None:
-    import boto3
-
     project = bake_ingest_project(tmp_path / "out", dependency_manager="none", use_s3=True)
     database = tmp_path / "sink" / "clinic-cal.db"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        aws_access_key_id=s3_server.access_key_id,
-        aws_secret_access_key=s3_server.secret_access_key,
-        region_name=s3_server.region,
-    )
+    s3 = s3_server.client()
     s3.create_bucket(Bucket="prh-landing-test")
     s3.upload_file(str(project / "data" / "sample.xlsx"), "prh-landing-test", "epic/today.xlsx")
     env = local_run_env(prefect_server.env, project, tmp_path / "v", database)

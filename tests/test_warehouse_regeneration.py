@@ -8,20 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from support.warehouse import (
-    CLINIC_CAL,
-    LAB_RESULTS,
-    PRH_DASH,
+from support.git import commit_all, git, tree
+from support.regeneration import (
     TEMPLATE_SUBDIR,
-    bake_warehouse,
-    commit_all,
     cruft_flows,
     cruft_warehouse,
-    git,
     regenerate,
     template_repo,
-    tree,
 )
+from support.warehouse import CLINIC_CAL, LAB_RESULTS, PRH_DASH, bake_warehouse
 
 TEMPLATE_PROJECT = f"{TEMPLATE_SUBDIR}/{{{{cookiecutter.warehouse_slug}}}}"
 README_INTRO = "Where the team schedules every ingest flow"

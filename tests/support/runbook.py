@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.warehouse import commit_all, git
+from support.git import commit_all, git
 
 RUNBOOK_FLOW = """from pathlib import Path
 
