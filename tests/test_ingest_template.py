@@ -58,14 +58,16 @@ def combination_id(answers: dict) -> str:
     return f"{answers['dependency_manager']}-{answers['source_format']}-{s3}-{database}"
 
 
-@pytest.fixture(params=COMBINATIONS, ids=combination_id)
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
 def answers(request: pytest.FixtureRequest) -> dict:
     return request.param
 
 
-@pytest.fixture
-def project(answers: dict, tmp_path: Path) -> Path:
-    return bake_ingest_project(tmp_path / "out", **answers)
+@pytest.fixture(scope="module")
+def project(answers: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bake per combination, shared by the tests below: they only read it (a test that
+    runs something in the project runs it in its own copy)."""
+    return bake_ingest_project(tmp_path_factory.mktemp("bake") / "out", **answers)
 
 
 def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
@@ -142,8 +144,9 @@ def test_generated_code_passes_ruff(project: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_baked_projects_own_tests_pass(project: Path) -> None:
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+def test_baked_projects_own_tests_pass(project: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(project, tmp_path / project.name)  # __pycache__ stays out of the bake
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=copy)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
