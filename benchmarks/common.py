@@ -34,7 +34,7 @@ class Sizes:
     deploy_counts: tuple[int, ...] = (1, 20, 100)
     disk_runs: int = 10
     warm_repetitions: int = 5  # the warm dependency step is short: more samples
-    # The test suite takes minutes: one run. () = the whole suite, as `make test` runs it.
+    # The test suite takes minutes: one run. () = all of each make target's tests.
     suite_repetitions: int = 1
     suite_selection: tuple[str, ...] = ()
 
