@@ -48,7 +48,7 @@ def measure(ctx: Context) -> list[Section]:
                 counts[group] = tests
     what = " ".join(selection) if selection else "the whole suite"
     for target in MAKE_TARGETS:
-        options = " ".join(make_recipe(target))
+        options = shlex.join(make_recipe(target))
         section.add(target, f"`make {target}` (pytest {options}), wall time", "s", runs[target])
     for group in sorted(groups):
         section.add(f"group-{group}", f"{group} ({counts[group]} tests)", "s", groups[group])
