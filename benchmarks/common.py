@@ -34,7 +34,7 @@ class Sizes:
     deploy_counts: tuple[int, ...] = (1, 20, 100)
     disk_runs: int = 10
     warm_repetitions: int = 5  # the warm dependency step is short: more samples
-    # The test suite takes minutes: one run. () = the whole suite, as `make test` runs it.
+    # The test suite takes minutes: one run. () = all of each make target's tests.
     suite_repetitions: int = 1
     suite_selection: tuple[str, ...] = ()
 
@@ -270,9 +270,9 @@ class Context:
 
     @property
     def postgres(self):
-        """One throwaway PostgreSQL 15 (tests/support/postgres.py: 127.0.0.1, free port)."""
+        """One throwaway PostgreSQL 15 (tests/support/services.py: 127.0.0.1, free port)."""
         if self._postgres is None:
-            from support.postgres import running_postgres
+            from support.services import running_postgres
 
             self._postgres = self._stack.enter_context(running_postgres())
         return self._postgres

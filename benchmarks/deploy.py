@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from support.baking import FLOW_NAME, bake_ingest_project
-from support.site import bare_repo
+from support.git import bare_repo
 from support.warehouse import bake_warehouse
 
 from benchmarks.common import (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 from support.baking import FLOW_FILE, bake_ingest_project, local_run_env
-from support.site import bare_repo
+from support.git import bare_repo
 
 from benchmarks.common import (
     PYTHON,

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from support.flow_runs import TERMINAL, PrefectApi, run_deployment
-from support.services import managed_process
-from support.site import bare_repo
+from support.git import bare_repo
+from support.processes import managed_process
 from support.systemd import Unit, command_line
 from support.warehouse import bake_warehouse
 

@@ -20,7 +20,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from support.services import FAST_SERVER_SETTINGS, free_port, managed_process, offline_env
+from support.processes import free_port, managed_process
+from support.services import FAST_SERVER_SETTINGS, offline_env
 from support.systemd import Unit, command_line, read_env_file
 from support.warehouse import bake_warehouse
 

@@ -1,5 +1,4 @@
 """Shared fixtures. pytest puts tests/ on sys.path, so helpers import as `support.*`."""
 
 from support.booted import booted_system  # noqa: F401 (fixture)
-from support.postgres import postgres_server  # noqa: F401 (fixture)
-from support.services import prefect_server, s3_server  # noqa: F401 (fixtures)
+from support.services import postgres_server, prefect_server, s3_server  # noqa: F401 (fixtures)

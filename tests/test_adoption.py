@@ -9,17 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.baking import REPO_DIR, run
-from support.regeneration import (
-    cruft_state,
-    edit,
-    edit_ingest_template,
-    head,
-    regenerate,
-    template_repo,
-)
+from support.commands import REPO_DIR, run
+from support.git import commit_all, git, head, tree
+from support.regeneration import cruft_state, edit, edit_ingest_template, regenerate, template_repo
 from support.runbook import CLINIC_CAL_ANSWERS, PRH_DASH_ANSWERS, clinic_cal, prh_dash
-from support.warehouse import commit_all, git, tree
 
 RUN_HEADING = "## Run it locally"
 LOADER_OLD, LOADER_NEW = "COPY_CHUNK_BYTES = 1 << 20", "COPY_CHUNK_BYTES = 1 << 22"

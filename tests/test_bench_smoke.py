@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.baking import REPO_DIR
+from support.commands import REPO_DIR
 
 NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?(e[-+][0-9]+)?$")
 
@@ -102,18 +102,22 @@ def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None
     assert not output.exists()
 
 
-def test_suite_reports_the_systemd_marked_tests_apart(tmp_path: Path) -> None:
-    from benchmarks.suite import group_times, systemd_share
+def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path: Path) -> None:
+    from benchmarks.suite import group_times, make_recipe
 
+    assert make_recipe("test")[:2] == ["-m", "not systemd"]  # with the Makefile's xdist options
+    assert make_recipe("test-systemd") == ["-m", "systemd"]
     report = tmp_path / "junit.xml"
     report.write_text(
         '<testsuites><testsuite tests="3">'
         '<testcase classname="tests.systemd.test_booted" name="a" time="7.5"/>'
         '<testcase classname="tests.systemd.test_worker_service" name="b" time="500"/>'
         '<testcase classname="tests.test_ingest_hooks" name="c" time="2"/>'
+        '<testcase classname="tests.test_ingest_hooks" name="d" time="1.5"/>'
         "</testsuite></testsuites>"
     )
-    found = group_times(report)
-    groups = {name: [seconds] for name, (seconds, _) in found.items()}
-    counts = {name: tests for name, (_, tests) in found.items()}
-    assert systemd_share(groups, counts, runs=1) == ([507.5], 2)
+    assert group_times(report) == {
+        "tests/systemd/test_booted.py": (7.5, 1),
+        "tests/systemd/test_worker_service.py": (500.0, 1),
+        "tests/test_ingest_hooks.py": (3.5, 2),
+    }

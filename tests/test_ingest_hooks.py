@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.baking import REPO_DIR, cookiecutter_cli
+from support.baking import cookiecutter_cli
+from support.commands import REPO_DIR
 
 # (answer, value, what the one-line error must say)
 REJECTED = [

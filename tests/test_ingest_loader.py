@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 from support.baking import SINK_SETTING, SOURCE_SETTING, TABLE, bake_ingest_project
-from support.postgres import PostgresServer
+from support.services import PostgresServer
 
 BAD_INPUT = 65
 SHEET_SETTING = "CLINIC_CAL_EPIC_SHEET"

@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.baking import REPO_DIR, bake_ingest_project
+from support.baking import bake_ingest_project
+from support.commands import REPO_DIR
+from support.git import commit_all, git, head, tree
 from support.regeneration import (
     INGEST_TEMPLATE,
     cruft_project,
     cruft_state,
+    cruft_warehouse,
     edit,
     edit_ingest_template,
-    head,
     regenerate,
     template_repo,
 )
-from support.warehouse import CLINIC_CAL, commit_all, cruft_warehouse, git, tree
+from support.warehouse import CLINIC_CAL
 
 WAREHOUSE_SCRIPT = "warehouse-template/{{cookiecutter.warehouse_slug}}/scripts/regenerate.py"
 RUN_HEADING = "## Run it locally"
@@ -123,6 +125,7 @@ def test_a_conflict_exits_1_and_keeps_cruft_json_at_the_old_commit(
 def test_deleting_a_file_the_team_edited_exits_1(template: Path, project: Path) -> None:
     old_state = (project / ".cruft.json").read_bytes()
     edit(project, "ruff.toml", "line-length", "# ours\nline-length", "our lint settings")
+    ours = (project / "ruff.toml").read_text()
     git(template, "rm", "-q", f"{INGEST_TEMPLATE}/ruff.toml")
     commit_all(template, "ingest template: drop ruff.toml")
 
@@ -130,7 +133,7 @@ def test_deleting_a_file_the_team_edited_exits_1(template: Path, project: Path) 
 
     assert result.returncode == 1
     assert "merge conflicts to resolve by hand: ruff.toml;" in result.stderr
-    assert "# ours\n" in (project / "ruff.toml").read_text()
+    assert (project / "ruff.toml").read_text() == ours  # kept as edited: no markers
     assert (project / ".cruft.json").read_bytes() == old_state
 
 

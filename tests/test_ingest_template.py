@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 from support.baking import (
-    BIN,
     FLOW_FILE,
     FLOW_NAME,
-    REPO_DIR,
     SAMPLE_ROWS,
     SINK_SETTING,
     SOURCE_SETTING,
@@ -27,11 +25,11 @@ from support.baking import (
     cookiecutter_cli,
     local_run_env,
     portable_bin,
-    run,
     run_flow_script,
     table_count,
     unrendered_files,
 )
+from support.commands import BIN, REPO_DIR, run
 from support.services import offline_env
 
 DEPENDENCY_MANAGERS = ["pipenv", "uv", "none"]
@@ -80,14 +78,16 @@ def combination_id(answers: dict) -> str:
     return f"{answers['dependency_manager']}-{answers['source_format']}-{s3}-{database}"
 
 
-@pytest.fixture(params=COMBINATIONS, ids=combination_id)
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
 def answers(request: pytest.FixtureRequest) -> dict:
     return request.param
 
 
-@pytest.fixture
-def project(answers: dict, tmp_path: Path) -> Path:
-    return bake_ingest_project(tmp_path / "out", **answers)
+@pytest.fixture(scope="module")
+def project(answers: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bake per combination, shared by the tests below: they only read it (a test that
+    runs something in the project runs it in its own copy)."""
+    return bake_ingest_project(tmp_path_factory.mktemp("bake") / "out", **answers)
 
 
 def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
@@ -216,8 +216,9 @@ def test_generated_code_passes_ruff(project: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_baked_projects_own_tests_pass(project: Path) -> None:
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+def test_baked_projects_own_tests_pass(project: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(project, tmp_path / project.name)  # __pycache__ stays out of the bake
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=copy)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
@@ -444,17 +445,9 @@ def test_a_venv_stamped_by_the_flock_era_script_stays_up_to_date(tmp_path: Path)
 def test_s3_source_is_fetched_loaded_and_archived(
     tmp_path: Path, s3_server, prefect_server
 ) -> None:
-    import boto3
-
     project = bake_ingest_project(tmp_path / "out", dependency_manager="none", use_s3=True)
     database = tmp_path / "sink" / "clinic-cal.db"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        aws_access_key_id=s3_server.access_key_id,
-        aws_secret_access_key=s3_server.secret_access_key,
-        region_name=s3_server.region,
-    )
+    s3 = s3_server.client()
     s3.create_bucket(Bucket="prh-landing-test")
     s3.upload_file(str(project / "data" / "sample.xlsx"), "prh-landing-test", "epic/today.xlsx")
     env = local_run_env(prefect_server.env, project, tmp_path / "v", database)

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from support.baking import REPO_DIR, SINK_SETTING, bake_ingest_project, portable_bin, run
+from support.baking import SINK_SETTING, bake_ingest_project, portable_bin
+from support.commands import REPO_DIR, run
 from support.regeneration import cruft_project, template_repo
 
 CERNER_ENTRY = {

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 from support.baking import SINK_SETTING, SOURCE_SETTING, bake_ingest_project
+from support.git import commit_all, git, head
 from support.regeneration import (
     cruft_project,
     cruft_state,
     edit_ingest_template,
-    head,
     regenerate,
     template_repo,
 )
-from support.warehouse import commit_all, git
 
 # The team's code: a rename, a type fix and a filter (the transform.py docstring's example).
 TEAM_TRANSFORM = '''"""Clinic Cal's own fixes."""

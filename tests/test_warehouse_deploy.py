@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.commands import run_python
 from support.flow_runs import PrefectApi
+from support.git import bare_repo
 from support.services import PrefectServer
-from support.site import bare_repo
-from support.warehouse import bake_warehouse, run_python
+from support.warehouse import bake_warehouse
 
 pytestmark = pytest.mark.e2e
 

@@ -8,20 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from support.warehouse import (
-    CLINIC_CAL,
-    LAB_RESULTS,
-    PRH_DASH,
+from support.git import commit_all, git, tree
+from support.regeneration import (
     TEMPLATE_SUBDIR,
-    bake_warehouse,
-    commit_all,
     cruft_flows,
     cruft_warehouse,
-    git,
     regenerate,
     template_repo,
-    tree,
 )
+from support.warehouse import CLINIC_CAL, LAB_RESULTS, PRH_DASH, bake_warehouse
 
 TEMPLATE_PROJECT = f"{TEMPLATE_SUBDIR}/{{{{cookiecutter.warehouse_slug}}}}"
 README_INTRO = "Where the team schedules every ingest flow"
@@ -113,6 +108,19 @@ def test_hand_edits_and_files_survive_a_template_update(template: Path, tmp_path
     assert (warehouse / "prefect/notes.md").read_text() == "Written by hand.\n"
 
 
+# Built from parts so that this file holds no line a conflict-marker check would flag.
+CONFLICT = "\n".join(
+    [
+        "<" * 7 + " ours",
+        "Our own intro and installs the Prefect worker that runs them.",
+        "=" * 7,
+        "The template's new intro and installs the Prefect worker that runs them.",
+        ">" * 7 + " theirs",
+        "",
+    ]
+)
+
+
 def test_conflicting_edit_is_reported_not_lost(template: Path, tmp_path: Path) -> None:
     warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
     readme = warehouse / "README.md"
@@ -126,8 +134,7 @@ def test_conflicting_edit_is_reported_not_lost(template: Path, tmp_path: Path) -
     assert result.returncode == 1
     assert (warehouse / ".cruft.json").read_bytes() == old_state  # cruft alone advances it
     assert "merge conflicts to resolve by hand" in result.stderr and "README.md" in result.stderr
-    text = readme.read_text()
-    assert "<<<<<<<" in text and "Our own intro" in text and "The template's new intro" in text
+    assert CONFLICT in readme.read_text()
 
 
 def test_files_the_template_drops_are_removed(template: Path, tmp_path: Path) -> None:
@@ -144,6 +151,7 @@ def test_a_dropped_file_you_edited_is_kept_and_reported(template: Path, tmp_path
     ruff_toml = warehouse / "ruff.toml"
     ruff_toml.write_text(ruff_toml.read_text() + "# ours\n")
     commit_all(warehouse, "hand edit")
+    ours = ruff_toml.read_text()
     git(template, "rm", "-q", f"{TEMPLATE_PROJECT}/ruff.toml")
     commit_all(template, "template: drop ruff.toml")
 
@@ -151,7 +159,7 @@ def test_a_dropped_file_you_edited_is_kept_and_reported(template: Path, tmp_path
 
     assert result.returncode == 1
     assert "merge conflicts to resolve by hand: ruff.toml;" in result.stderr
-    assert ruff_toml.read_text().endswith("# ours\n")
+    assert ruff_toml.read_text() == ours  # kept as edited: no markers, nothing dropped
 
 
 @pytest.mark.parametrize("change", ["modified", "untracked"])

@@ -15,18 +15,9 @@ from typing import Any
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
-from support.baking import BIN, REPO_DIR, run
-from support.systemd import read_env_file
-from support.warehouse import (
-    CLINIC_CAL,
-    FLOW_SETS,
-    UNIT,
-    bake_warehouse,
-    dry_run_env,
-    exposure,
-    run_python,
-    with_exec_start,
-)
+from support.commands import BIN, REPO_DIR, run, run_python
+from support.systemd import exposure, read_env_file, with_exec_start
+from support.warehouse import CLINIC_CAL, FLOW_SETS, UNIT, bake_warehouse, dry_run_env
 
 MAX_EXPOSURE = 2.5
 JINJA = re.compile(r"\{\{-?\s*cookiecutter\.|\{%-?\s*(if|for|end|set|raw)")

@@ -7,14 +7,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support.services import (
-    free_port,
-    group_pids,
-    managed_process,
-    offline_env,
-    running_prefect_server,
-    running_s3_server,
-)
+from support.processes import free_port, group_pids, managed_process
+from support.services import offline_env, running_prefect_server, running_s3_server
 
 CHILD_AND_SERVER = f"sleep 300 & exec {sys.executable} -m http.server --bind 127.0.0.1 {{port}}"
 

@@ -7,38 +7,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
+from support.commands import run_python
 from support.flow_runs import PrefectApi, run_deployment
-from support.postgres import PostgresServer
+from support.git import commit_all, git
+from support.processes import ProcessPool
 from support.regeneration import cruft_project, edit, regenerate, template_repo
-from support.services import PrefectServer, ProcessPool
-from support.site import Site
-from support.systemd import Unit
-from support.warehouse import UNIT, bake_warehouse, commit_all, git, run_python
+from support.services import PostgresServer, PrefectServer
+from support.site import POOL, Site, install_worker
+from support.warehouse import bake_warehouse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
-POOL = "ingest"
 FLOWS = ("clinic-cal-epic-ingest", "clinic-cal-cerner-ingest")
 CERNER_CSV = "mrn,visit\n000123,2026-11-02\n000456,2026-11-03\n"
-
-
-def install_worker(warehouse: Path, root: Path, limit: int) -> tuple[Unit, Path]:
-    """The warehouse's installer in dry-run mode, WORKER_LIMIT flow runs at once."""
-    result = subprocess.run(
-        ["bash", "scripts/install-worker.sh", "--dry-run", str(root)],
-        cwd=warehouse,
-        env={"PATH": "/usr/bin:/bin", "WORKER_LIMIT": str(limit)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return Unit.read(root / "etc/systemd/system" / UNIT), root / "etc/prefect-worker/ingest.env"
 
 
 def add_cerner(project: Path) -> dict:

@@ -13,8 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from support.baking import SAMPLE_ROWS
 from support.flow_runs import run_deployment
-from support.postgres import PostgresServer
-from support.services import S3Server
+from support.services import PostgresServer, S3Server
 from support.site import (
     CLINIC_CAL,
     CRON,

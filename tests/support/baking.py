@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -13,9 +12,8 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 from contract import naming
+from support.commands import BIN, REPO_DIR, run, tool_env
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 SAMPLE_ROWS = 20
 # The default bake's names, by the naming contract.
 SLUG, SOURCE = "clinic-cal", "epic"
@@ -50,18 +48,6 @@ def unrendered_files(project: Path) -> list[str]:
             if "{{" in text or "{%" in text or "cookiecutter." in text:
                 leftovers.append(str(path.relative_to(project)))
     return leftovers
-
-
-def run(argv: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300):
-    """Run a command, capturing text output; never raises on a non-zero exit."""
-    return subprocess.run(
-        argv, cwd=cwd, env=dict(env or os.environ), capture_output=True, text=True, timeout=timeout
-    )
-
-
-def tool_env(base: Mapping[str, str]) -> dict[str, str]:
-    """*base* with this venv's tools (pipenv, uv, prefect, ruff) first on PATH."""
-    return {**base, "PATH": f"{BIN}{os.pathsep}{base.get('PATH', os.defpath)}"}
 
 
 def local_run_env(base: Mapping[str, str], project: Path, venvs: Path, database: Path) -> dict:

@@ -41,6 +41,8 @@ from typing import IO
 
 import pytest
 
+from support.processes import proc_stats
+
 LOCK_VARIABLE = "PRH_NSPAWN_LOCK"
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 CLEAN_ENV = {
@@ -76,15 +78,7 @@ def _check(argv: Sequence[str]) -> None:
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat_file.parent.name))
-    return found
+    return [child for child, fields in proc_stats() if int(fields[1]) == pid]
 
 
 class BootedSystem:

@@ -13,11 +13,9 @@ home); only the hard-kill deployment has its own sink.
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,10 +26,12 @@ import pytest
 
 from support.baking import bake_ingest_project
 from support.booted import BootedSystem
+from support.commands import run_python
 from support.flow_runs import PrefectApi, run_deployment
+from support.git import bare_repo, commit_all, git
 from support.services import PrefectServer
-from support.site import Project, bare_repo, project
-from support.warehouse import bake_warehouse, commit_all, git
+from support.site import Project, project
+from support.warehouse import bake_warehouse
 
 POOL = "booted"  # not the e2e site's pool: its emulated workers must not take these runs
 WORKER_USER = "deploy"
@@ -194,14 +194,7 @@ def deploy(warehouse_repo: Path, root: Path, server: PrefectServer) -> Path:
     """`prw_deploy.py` from a checkout on the host, as the team deploys; returns it."""
     checkout = root / "deploy-checkout"
     subprocess.run(["git", "clone", "-q", str(warehouse_repo), str(checkout)], check=True)
-    deployed = subprocess.run(
-        [sys.executable, "prefect/prw_deploy.py"],
-        cwd=checkout,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    deployed = run_python(["prefect/prw_deploy.py"], checkout, server.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     return checkout
 
@@ -265,9 +258,3 @@ def readme_install_commands(warehouse: Path) -> list[str]:
     section = (warehouse / "README.md").read_text().split("## Install the worker on a VM")[1]
     block = section.split("```")[1]
     return [line.strip().removeprefix("sudo ") for line in block.strip().splitlines()]
-
-
-def exposure(text: str) -> float:
-    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", text)
-    assert match, text
-    return float(match.group(1))

@@ -1,5 +1,6 @@
 """A whole template repository under tmp_path (both templates, as a user's clone holds them),
-and ingest projects made from it with `cruft create`, each in its own git repo."""
+and ingest projects and warehouses made from it with `cruft create`, each in its own git repo;
+`scripts/regenerate.py` run in them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 
 import cruft
 
-from support.baking import REPO_DIR
-from support.warehouse import commit_all, git, run_python
+from support.commands import REPO_DIR, run_python
+from support.git import commit_all, git
+from support.warehouse import WAREHOUSE
 
 INGEST_TEMPLATE = "{{cookiecutter.project_slug}}"
+TEMPLATE_SUBDIR = "warehouse-template"
 # The repository's parts that make the two templates (tests, scripts and docs are not).
 TEMPLATE_PARTS = ("cookiecutter.json", "hooks", INGEST_TEMPLATE, "warehouse-template")
 OWN_CODE = ["transform.py"]  # what `cruft create --skip` lists, as the README says
@@ -35,10 +38,6 @@ def template_repo(root: Path) -> Path:
     return repo
 
 
-def head(repo: Path) -> str:
-    return git(repo, "rev-parse", "HEAD").strip()
-
-
 def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:
     """`cruft create <template> --skip transform.py` with *answers*, committed in its own repo."""
     project = cruft.create(
@@ -51,6 +50,21 @@ def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:
     git(project, "init", "-q", "-b", "main")
     commit_all(project, "baked")
     return Path(project)
+
+
+def cruft_warehouse(template: Path, output_dir: Path, flows: dict[str, Any]) -> Path:
+    """`cruft create --directory warehouse-template` with *flows*, committed in its own repo."""
+    cruft.create(
+        str(template),
+        output_dir=output_dir,
+        directory=TEMPLATE_SUBDIR,
+        extra_context={"flows": flows},
+        no_input=True,
+    )
+    warehouse = output_dir / WAREHOUSE
+    git(warehouse, "init", "-q", "-b", "main")
+    commit_all(warehouse, "baked")
+    return warehouse
 
 
 def edit(root: Path, relative: str, old: str, new: str, message: str | None = None) -> None:
@@ -74,3 +88,8 @@ def regenerate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def cruft_state(project: Path) -> dict[str, Any]:
     return json.loads((project / ".cruft.json").read_text())
+
+
+def cruft_flows(warehouse: Path) -> dict[str, Any]:
+    state = json.loads((warehouse / ".cruft.json").read_text())
+    return state["context"]["cookiecutter"]["flows"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from contract import naming
-from support.warehouse import commit_all, git
+from support.git import commit_all, git
 
 RUNBOOK_FLOW = """from pathlib import Path
 

@@ -1,30 +1,30 @@
-"""Live services for the tests: a Prefect server, a loopback S3 server, the processes behind them.
+"""The live services the tests run on 127.0.0.1, each on a free port with its state under a temp
+folder, stopped at teardown also when a test fails: a Prefect server (SQLite), moto's S3 server,
+and a throwaway PostgreSQL 15 (`initdb` + `pg_ctl` as the `postgres` user).
 
-Every process starts in its own session (``start_new_session=True``) and is stopped at teardown
-by its process-group id, SIGTERM first and SIGKILL after a grace period, also when the test
-fails. Everything binds to 127.0.0.1 on a free port and keeps its state under pytest's tmp dirs.
+The PostgreSQL cluster lives in its own temp folder (owned by `postgres`, which may not enter
+pytest's private tmp dirs), with its unix socket in that folder, trusts local connections, and is
+deleted at teardown. Durability is off (fsync, synchronous_commit): the data is thrown away.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
+import pwd
+import shutil
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-LOOPBACK = "127.0.0.1"
-BIN = Path(sys.executable).parent
+from support.commands import BIN
+from support.processes import LOOPBACK, ManagedProcess, free_port, managed_process
 
 # Test-only speed-ups, all real Prefect 3.9 settings (prefect/settings/models/):
 # a worker polls every second instead of every 10 and heartbeats every 5 s instead of 30;
@@ -37,13 +37,6 @@ FAST_SERVER_SETTINGS = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
     "PREFECT_SERVER_UI_ENABLED": "false",
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def offline_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -62,202 +55,6 @@ def offline_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, 
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
     )
     return env
-
-
-def process_alive(pid: int) -> bool:
-    """True while *pid* exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Live processes whose process group is *pgid* (from /proc)."""
-    pids = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat_file.parent.name))
-    return pids
-
-
-def descendants(pid: int) -> list[int]:
-    """*pid* and every live process below it."""
-    children: dict[int, list[int]] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += children.get(current, [])
-    return found
-
-
-def signal_all(pids: Iterable[int], sig: int) -> None:
-    """Send *sig* to each of *pids* that still exists."""
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-@dataclass
-class ManagedProcess:
-    """One command running in its own session, logging to *log_path*."""
-
-    argv: Sequence[str]
-    env: Mapping[str, str] = field(repr=False)
-    log_path: Path
-    cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None, "process not started"
-        return self.popen.pid
-
-    def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            list(self.argv),
-            env=dict(self.env),
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def describe(self, lines: int = 30) -> str:
-        """The command and the tail of its log, for failure messages."""
-        tail = "\n".join(self.log_text().splitlines()[-lines:])
-        return f"{' '.join(self.argv)}\n--- last lines of {self.log_path} ---\n{tail}"
-
-    def wait_http(self, url: str, timeout: float = 60.0) -> None:
-        """Block until *url* answers with a non-5xx status; fail early if the process exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"process exited before {url} answered:\n{self.describe()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback URL)
-                    return
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{url} did not answer within {timeout:.0f}s:\n{self.describe()}")
-
-    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
-        """Block until *text* appears in the log; fail early if the process exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log_text():
-                return
-            if not self.alive():
-                raise RuntimeError(f"process exited before logging {text!r}:\n{self.describe()}")
-            time.sleep(0.2)
-        raise TimeoutError(f"{text!r} not logged within {timeout:.0f}s:\n{self.describe()}")
-
-    def send_signal(self, sig: int) -> None:
-        """Signal the main process only (as systemd's KillMode=mixed does first)."""
-        os.kill(self.pid, sig)
-
-    def kill_tree(self) -> None:
-        """SIGKILL the process and everything below it at once, as a power loss would."""
-        signal_all(set(descendants(self.pid)) | set(group_pids(self.pid)), signal.SIGKILL)
-        assert self.popen is not None
-        self.popen.wait(timeout=10)
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the whole process group, SIGKILL what is left after *grace* seconds."""
-        if self.popen is None:
-            return
-        try:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.popen.wait(timeout=grace)
-            # Children that outlived the leader (e.g. a flow run) are still in its group.
-            deadline = time.monotonic() + grace
-            while group_pids(self.pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            self._signal_group(signal.SIGKILL)
-        finally:
-            if self._log is not None:
-                self._log.close()
-
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-@contextmanager
-def managed_process(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    log_path: Path,
-    ready_url: str | None = None,
-    cwd: Path | None = None,
-    timeout: float = 60.0,
-) -> Iterator[ManagedProcess]:
-    """Run *argv* for the duration of the block, ready once *ready_url* answers."""
-    process = ManagedProcess(argv, env, log_path, cwd)
-    try:
-        process.start()
-        if ready_url:
-            process.wait_http(ready_url, timeout)
-        yield process
-    finally:
-        process.stop()
-
-
-class ProcessPool:
-    """Processes a test starts (workers, ...); all of them are stopped at teardown."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.started: list[ManagedProcess] = []
-
-    def start(
-        self, argv: Sequence[str], *, env: Mapping[str, str], name: str, cwd: Path | None = None
-    ) -> ManagedProcess:
-        log_path = self.log_dir / f"{name}-{len(self.started)}.log"
-        process = ManagedProcess(argv, env, log_path, cwd).start()
-        self.started.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self.started):
-            process.stop()
 
 
 @dataclass(frozen=True)
@@ -344,4 +141,111 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One loopback S3 server for the whole test session."""
     with running_s3_server(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SUPERUSER = "prh"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    port: int
+    socket_dir: Path
+
+    def url(self, database: str = "postgres") -> str:
+        """SQLAlchemy URL of *database* on this server (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{SUPERUSER}@{LOOPBACK}:{self.port}/{database}"
+
+    def conninfo(self, database: str = "postgres") -> str:
+        return f"host={LOOPBACK} port={self.port} user={SUPERUSER} dbname={database}"
+
+    def create_database(self, prefix: str = "warehouse") -> str:
+        """A new empty database; returns its name."""
+        import psycopg
+
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.conninfo(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def query(self, database: str, sql: str) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.conninfo(database)) as connection:
+            return connection.execute(sql).fetchall()
+
+
+def as_postgres(argv: list[str]) -> list[str]:
+    """*argv* run as the `postgres` user (initdb refuses root)."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing)")
+    root = Path(tempfile.mkdtemp(prefix="prh-postgres-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+    data, log = root / "data", root / "server.log"
+    server = PostgresServer(free_port(), root)
+    options = (
+        f"-c listen_addresses={LOOPBACK} -p {server.port} -k {root} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
+    try:
+        subprocess.run(
+            as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        started = subprocess.run(
+            as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if started.returncode != 0:
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{tail}")
+        yield server
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                as_postgres([str(PG_BIN / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate"]),
+                capture_output=True,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
         yield server

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from support.baking import bake_ingest_project, table_count
+from support.commands import run_python
 from support.flow_runs import PrefectApi, run_deployment
-from support.postgres import PostgresServer
-from support.services import ManagedProcess, PrefectServer, ProcessPool, S3Server
+from support.git import bare_repo
+from support.processes import ManagedProcess, ProcessPool
+from support.services import PostgresServer, PrefectServer, S3Server
 from support.systemd import StopReport, Unit, command_line, read_env_file, systemctl_stop
-from support.warehouse import UNIT, bake_warehouse, commit_all, git, run_python
+from support.warehouse import UNIT, bake_warehouse
 
 POOL = "ingest"
 TIMEZONE = "America/New_York"  # has DST, so a wrong zone shows in the scheduled times
@@ -263,24 +265,13 @@ class Site(Layout):
         assert saved.returncode == 0, saved.stderr
 
 
-def bare_repo(project_dir: Path, repos: Path) -> Path:
-    """Commit the baked project and publish it as `<repos>/<slug>.git`, as a push would."""
-    git(project_dir, "init", "-q", "-b", "main")
-    commit_all(project_dir, "baked from prh-ingest-template")
-    bare = repos / f"{project_dir.name}.git"
-    subprocess.run(
-        ["git", "clone", "-q", "--bare", str(project_dir), str(bare)], check=True, timeout=60
-    )
-    return bare
-
-
-def install_worker(warehouse: Path, root: Path) -> tuple[Unit, Path]:
+def install_worker(warehouse: Path, root: Path, limit: int = 1) -> tuple[Unit, Path]:
     """The warehouse's own installer in dry-run mode writes the unit, its drop-in and the
-    env file under *root*; one flow run per worker (WORKER_LIMIT=1)."""
+    env file under *root*; *limit* flow runs at once per worker (WORKER_LIMIT)."""
     result = subprocess.run(
         ["bash", "scripts/install-worker.sh", "--dry-run", str(root)],
         cwd=warehouse,
-        env={"PATH": "/usr/bin:/bin", "WORKER_LIMIT": "1"},
+        env={"PATH": "/usr/bin:/bin", "WORKER_LIMIT": str(limit)},
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,5 @@
-"""Run a worker the way its systemd unit says, without systemd.
+"""Systemd unit files in the tests: run a worker the way its unit says, without systemd;
+rewrite a unit's ExecStart=; score a unit's hardening offline.
 
 The tests take the command, environment and stop behaviour from the generated unit file
 itself (ExecStart=, Environment=, EnvironmentFile=, ExecStop=, KillMode=, KillSignal=,
@@ -17,13 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.services import (
-    ManagedProcess,
-    descendants,
-    group_pids,
-    process_alive,
-    signal_all,
-)
+from support.commands import run
+from support.processes import ManagedProcess, descendants, group_pids, process_alive, signal_all
 
 VARIABLE = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)")
 
@@ -183,3 +179,21 @@ def systemctl_stop(
     if worker.popen is not None:
         worker.popen.wait(timeout=10)
     return StopReport(codes, sigkilled, time.monotonic() - started)
+
+
+def with_exec_start(unit_text: str, executable: Path) -> str:
+    """The unit with ExecStart's program replaced by *executable*, arguments kept."""
+    return re.sub(r"^ExecStart=\S+", f"ExecStart={executable}", unit_text, flags=re.MULTILINE)
+
+
+def exposure_level(text: str) -> float:
+    """The overall exposure (0 safe … 10 exposed) in `systemd-analyze security` output."""
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", text)
+    assert match, text
+    return float(match.group(1))
+
+
+def exposure(unit: Path) -> float:
+    """`systemd-analyze security --offline=true` overall exposure of the unit file *unit*."""
+    result = run(["systemd-analyze", "security", "--offline=true", str(unit)], cwd=unit.parent)
+    return exposure_level(result.stdout + result.stderr)

@@ -22,8 +22,11 @@ from pathlib import Path
 
 import pytest
 from support.booted import BootedSystem
-from support.services import free_port, offline_env
-from support.warehouse import bake_warehouse, commit_all, git
+from support.git import commit_all, git
+from support.processes import free_port
+from support.services import offline_env
+from support.systemd import exposure_level
+from support.warehouse import bake_warehouse
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(1800)]
 
@@ -255,8 +258,7 @@ def test_api_needs_the_auth_string_but_health_and_ready_do_not(server: Server) -
 @pytest.mark.parametrize("unit", UNITS)
 def test_units_score_at_most_2_5_inside(server: Server, unit: str) -> None:
     result = server.system.run(["systemd-analyze", "security", "--no-pager", unit])
-    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
-    assert score and float(score.group(1)) <= 2.5, result.stdout[-2000:]
+    assert exposure_level(result.stdout) <= 2.5, result.stdout[-2000:]
 
 
 RUN_DEPLOYMENT = """

@@ -27,7 +27,6 @@ from support.booted_worker import (
     WORKER_VENV,
     WorkerSite,
     build_warehouse,
-    exposure,
     landing,
     logs_of,
     release,
@@ -35,6 +34,7 @@ from support.booted_worker import (
 )
 from support.services import PrefectServer
 from support.site import ZOMBIE_AUTOMATION
+from support.systemd import exposure_level
 
 pytestmark = [pytest.mark.systemd, pytest.mark.e2e, pytest.mark.network, pytest.mark.timeout(900)]
 
@@ -286,7 +286,7 @@ def test_after_a_reboot_the_service_is_back_and_takes_the_next_run(
 
 def test_systemd_analyze_security_scores_the_unit_at_most_2_5(worker_site: WorkerSite) -> None:
     result = worker_site.system.run(["systemd-analyze", "security", "--no-pager", UNIT])
-    assert exposure(result.stdout) <= 2.5, result.stdout
+    assert exposure_level(result.stdout) <= 2.5, result.stdout
 
 
 # --- 8. re-install ----------------------------------------------------------------------------
