@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.baking import BIN, REPO_DIR, cookiecutter_cli, run
-from support.warehouse import dry_run_env, run_python
+from support.baking import cookiecutter_cli
+from support.commands import BIN, REPO_DIR, run, run_python
+from support.warehouse import dry_run_env
 
 from contract import copies, naming
 
