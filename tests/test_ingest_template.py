@@ -126,6 +126,8 @@ def test_settings_file_has_production_values(project: Path, answers: dict) -> No
         answers["dependency_manager"] == "pipenv"
     )
     assert ("CLINIC_CAL_S3_BUCKET_BLOCK=" in settings) == answers["use_s3"]
+    # uv trusts the machine's certificate store, as pip does (a proxy's own CA)
+    assert ("\nUV_SYSTEM_CERTS=1\n" in settings) == (answers["dependency_manager"] == "uv")
 
 
 DRIVER = {"psycopg==3.3.9", "psycopg-binary==3.3.9"}
