@@ -15,10 +15,9 @@ $(STAMP): requirements.txt constraints.txt
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## The test suite, but the booted-systemd tests (CI runs both: .ci/run), on two pytest-xdist
-## workers; the tests that share the e2e site run on one of them (tests/e2e/conftest.py).
+## The test suite, but the booted-systemd tests (CI runs both: .ci/run).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not systemd" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not systemd"
 
 ## The slow tests that boot a real systemd in a container (root, systemd-nspawn; see BENCHMARKS.md).
 test-systemd: $(STAMP)
