@@ -172,6 +172,12 @@ def carried_over(previous: str, measured: set[int]) -> Carried:
     return Carried(stamp.group(1) if stamp else "an earlier run", target_lines, blocks)
 
 
+def _trimmed(lines: list[str]) -> list[str]:
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return lines
+
+
 def render(
     sections: list[Section],
     quick: bool,
@@ -228,7 +234,8 @@ def render(
         "",
     ]
     blocks = {section.number: section_lines(section) for section in sections}
-    blocks.update({number: [*block, ""] for number, block in carried.blocks.items()})
+    # A carried block ends with its blank lines; trimmed, so carrying it again adds none.
+    blocks.update({number: [*_trimmed(block), ""] for number, block in carried.blocks.items()})
     for number in sorted(blocks):
         lines += blocks[number]
     return "\n".join(lines).rstrip() + "\n"
