@@ -444,6 +444,7 @@ def test_a_venv_stamped_by_the_flock_era_script_stays_up_to_date(tmp_path: Path)
 # --- S3 source, against the loopback S3 server ------------------------------------------------
 
 
+@pytest.mark.e2e  # a live Prefect server and the loopback S3 server
 def test_s3_source_is_fetched_loaded_and_archived(
     tmp_path: Path, s3_server, prefect_server
 ) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import naming
 from support.baking import bake_ingest_project
 from support.booted import BootedSystem
 from support.commands import run_python
@@ -172,10 +173,10 @@ def build_projects(root: Path) -> dict[str, dict[str, object]]:
         bare_repo(baked, root / "git")
         flows[spec.flow] = {
             "repo": str(bare),
-            "entrypoint": f"prefect/{spec.flow}.py:{spec.flow.replace('-', '_')}",
+            "entrypoint": naming.flow_entrypoint(spec.flow),
             "cron": CRON,
         }
-    hard_kill_env = {f"{UV.prefix}_DATABASE_URL": f"sqlite:///{HARD_KILL_SINK}"}
+    hard_kill_env = {UV.sink_setting: f"sqlite:///{HARD_KILL_SINK}"}
     flows[HARD_KILL] = {**flows[UV.flow], "env": hard_kill_env}
     return flows
 

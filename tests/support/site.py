@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import naming
 from support.baking import bake_ingest_project, table_count
 from support.commands import run_python
 from support.flow_runs import PrefectApi, run_deployment
@@ -66,7 +67,7 @@ class Project:
 
     @property
     def flow(self) -> str:
-        return f"{self.slug}-{self.source_name}-ingest"
+        return naming.flow_name(self.slug, self.source_name)
 
     @property
     def deployment(self) -> str:
@@ -74,16 +75,16 @@ class Project:
         return f"{self.flow}/{self.flow}"
 
     @property
-    def prefix(self) -> str:
-        return self.slug.upper().replace("-", "_")
-
-    @property
     def table(self) -> str:
-        return f"{self.slug}_{self.source_name}".replace("-", "_")
+        return naming.table_name(self.slug, self.source_name)
 
     @property
     def source_setting(self) -> str:
-        return f"{self.prefix}_{self.source_name.upper()}_SOURCE_FILE"
+        return naming.source_setting(self.slug, self.source_name)
+
+    @property
+    def sink_setting(self) -> str:
+        return naming.sink_setting(self.slug)
 
 
 def project(slug: str, source_name: str, **answers: object) -> Project:
@@ -139,7 +140,7 @@ class Layout:
         return self.root / "venvs" / "pipenv"
 
     def uv_environment(self, project: Project) -> Path:
-        return self.root / "venvs" / "uv" / f"prefect-{project.slug}"
+        return self.root / "venvs" / "uv" / naming.venv_name(project.slug)
 
     def flow_env(self, project: Project) -> dict[str, str]:
         """The warehouse `env` of one flow: absolute temp paths for source, sink and venvs."""
@@ -150,7 +151,7 @@ class Layout:
         )
         env = {
             project.source_setting: source,
-            f"{project.prefix}_DATABASE_URL": f"sqlite:///{self.sink(project)}",
+            project.sink_setting: f"sqlite:///{self.sink(project)}",
         }
         if project.answers["dependency_manager"] == "pipenv":
             env["WORKON_HOME"] = str(self.pipenv_home())
@@ -294,7 +295,7 @@ def build_site(root: Path, server: PrefectServer, postgres: PostgresServer) -> S
         shutil.copy(layout.sample(spec), layout.landing(spec))
         flows[spec.flow] = {
             "repo": str(bare),
-            "entrypoint": f"prefect/{spec.flow}.py:{spec.flow.replace('-', '_')}",
+            "entrypoint": naming.flow_entrypoint(spec.flow),
             "cron": CRON,
             "env": layout.flow_env(spec),
         }
@@ -302,7 +303,7 @@ def build_site(root: Path, server: PrefectServer, postgres: PostgresServer) -> S
         **flows[IMAGING.flow],
         "env": {
             IMAGING.source_setting: str(layout.landing(IMAGING)),
-            f"{IMAGING.prefix}_DATABASE_URL": f"sqlite:///{layout.hard_kill_sink()}",
+            IMAGING.sink_setting: f"sqlite:///{layout.hard_kill_sink()}",
         },
     }
     postgres_database = postgres.create_database("e2e")
@@ -310,7 +311,7 @@ def build_site(root: Path, server: PrefectServer, postgres: PostgresServer) -> S
         **flows[LAB_RESULTS.flow],
         "env": {
             **layout.flow_env(LAB_RESULTS),
-            f"{LAB_RESULTS.prefix}_DATABASE_URL": postgres.url(postgres_database),
+            LAB_RESULTS.sink_setting: postgres.url(postgres_database),
         },
     }
     (root / "sink").mkdir()
