@@ -144,6 +144,7 @@ class StopReport:
     exec_stop_codes: list[int]
     sigkilled: bool
     seconds: float
+    leftovers: list[str]  # the command lines SIGKILL ended, for the failure message
 
 
 def systemctl_stop(
@@ -174,11 +175,21 @@ def systemctl_stop(
     ) and time.monotonic() < deadline:
         time.sleep(0.1)
     sigkilled = bool(leftovers)
+    killed = [command_of(pid) for pid in leftovers]
     if sigkilled:
         signal_all(leftovers, signal.SIGKILL)
     if worker.popen is not None:
         worker.popen.wait(timeout=10)
-    return StopReport(codes, sigkilled, time.monotonic() - started)
+    return StopReport(codes, sigkilled, time.monotonic() - started, killed)
+
+
+def command_of(pid: int) -> str:
+    """*pid* and its command line, as far as /proc still has it."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"{pid}: (gone)"
+    return f"{pid}: " + " ".join(arg.decode(errors="replace") for arg in argv if arg)
 
 
 def with_exec_start(unit_text: str, executable: Path) -> str:
