@@ -1,13 +1,16 @@
 """The live-service fixtures start, answer, and leave no process behind."""
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from support.processes import free_port, group_pids, managed_process
+from support.processes import ManagedProcess, free_port, group_pids, managed_process
 from support.services import offline_env, running_prefect_server, running_s3_server
 
 CHILD_AND_SERVER = f"sleep 300 & exec {sys.executable} -m http.server --bind 127.0.0.1 {{port}}"
@@ -78,3 +81,21 @@ def test_s3_server_answers_and_is_stopped(tmp_path: Path) -> None:
         assert b"ListAllMyBucketsResult" in _get(server.endpoint_url + "/")
         pid = server.process.pid
     assert group_pids(pid) == []
+
+
+def test_a_managed_process_starts_with_sigint_at_its_default_as_under_systemd(
+    tmp_path: Path,
+) -> None:
+    """Run from a background shell, the tests inherit SIGINT ignored; a worker started so
+    would ignore `systemctl stop` (Prefect's worker turns SIGTERM into SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = ManagedProcess(["sleep", "60"], os.environ, tmp_path / "log").start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
+        assert not ignored & (1 << (signal.SIGINT - 1)), status
+    finally:
+        process.stop()

@@ -75,6 +75,15 @@ def signal_all(pids: Iterable[int], sig: int) -> None:
             pass
 
 
+def default_signals() -> None:
+    """In the child, before exec: SIGINT and SIGQUIT back to their defaults, as systemd starts
+    a service. A run from a background shell (`make test &`, some CI runners) inherits them
+    ignored, and a Prefect worker stops on SIGTERM by sending itself SIGINT: it would ignore
+    the stop."""
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @dataclass
 class ManagedProcess:
     """One command running in its own session, logging to *log_path*."""
@@ -102,6 +111,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=default_signals,
         )
         return self
 
