@@ -15,9 +15,10 @@ $(STAMP): requirements.txt constraints.txt
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## The test suite, but the booted-systemd tests (CI runs both: .ci/run).
+## The test suite, but the booted-systemd tests (CI runs both: .ci/run). Two xdist workers;
+## the e2e tests stay together on one (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not systemd"
+	$(BIN)/python -m pytest -m "not systemd" -n 2 --dist loadgroup
 
 ## The slow tests that boot a real systemd in a container (root, systemd-nspawn; see BENCHMARKS.md).
 test-systemd: $(STAMP)
