@@ -218,9 +218,35 @@ def test_generated_code_passes_ruff(project: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_baked_projects_own_tests_pass(project: Path, tmp_path: Path) -> None:
-    copy = shutil.copytree(project, tmp_path / project.name)  # __pycache__ stays out of the bake
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=copy)
+# The project's own tests run on this repo's python, not in the project's venv, so the manager
+# and database answers only change settings those tests read. They run for a covering set:
+# every value of every answer once, and each source format with and without S3 (the two
+# answers that choose code files). The tests above still read every combination's bake.
+OWN_TESTS_COMBINATIONS = [
+    {"dependency_manager": "pipenv", "source_format": "xlsx", "use_s3": False},
+    {"dependency_manager": "uv", "source_format": "xlsx", "use_s3": True},
+    {"dependency_manager": "none", "source_format": "csv", "use_s3": True},
+    {"dependency_manager": "pipenv", "source_format": "csv", "use_s3": False}
+    | {"database": "postgresql"},
+]
+
+
+def answer_values(combinations: list[dict]) -> list[set[str]]:
+    """The values each answer takes (manager, format, S3 or local, database)."""
+    ids = [combination_id(answers).split("-") for answers in combinations]
+    return [set(values) for values in zip(*ids, strict=True)]
+
+
+def test_own_tests_combinations_cover_every_answer_and_code_choice() -> None:
+    assert answer_values(OWN_TESTS_COMBINATIONS) == answer_values(COMBINATIONS)
+    code_choices = {(a["source_format"], a["use_s3"]) for a in OWN_TESTS_COMBINATIONS}
+    assert code_choices == set(itertools.product(SOURCE_FORMATS, USE_S3))
+
+
+@pytest.mark.parametrize("own_answers", OWN_TESTS_COMBINATIONS, ids=combination_id)
+def test_baked_projects_own_tests_pass(own_answers: dict, tmp_path: Path) -> None:
+    project = bake_ingest_project(tmp_path / "out", **own_answers)
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
