@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## The test suite, but the booted-systemd tests (CI runs both: .ci/run). Two xdist workers;
-## the e2e tests stay together on one (tests/conftest.py).
+## the e2e tests stay together on one (tests/support/live_site_group.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not systemd" -n 2 --dist loadgroup
 
