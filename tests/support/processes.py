@@ -154,10 +154,6 @@ class ManagedProcess:
             time.sleep(0.2)
         raise TimeoutError(f"{text!r} not logged within {timeout:.0f}s:\n{self.describe()}")
 
-    def send_signal(self, sig: int) -> None:
-        """Signal the main process only (as systemd's KillMode=mixed does first)."""
-        os.kill(self.pid, sig)
-
     def kill_tree(self) -> None:
         """SIGKILL the process and everything below it at once, as a power loss would."""
         signal_all(set(descendants(self.pid)) | set(group_pids(self.pid)), signal.SIGKILL)
