@@ -86,7 +86,10 @@ def make_recipe(target: str) -> list[str]:
     """The pytest arguments of *target*'s recipe in the Makefile (`$(BIN)/python -m pytest
     ARGS`): the Makefile owns them, the bench times what `make <target>` runs."""
     lines = (REPO_DIR / "Makefile").read_text().splitlines()
-    recipe = shlex.split(lines[lines.index(f"{target}: $(STAMP)") + 1])
+    rule = f"{target}: $(STAMP)"
+    if rule not in lines:
+        raise BenchError(f"Makefile: no `{rule}` rule")
+    recipe = shlex.split(lines[lines.index(rule) + 1])
     if recipe[:3] != ["$(BIN)/python", "-m", "pytest"]:
         raise BenchError(f"Makefile: `{target}` no longer runs `$(BIN)/python -m pytest`")
     return recipe[3:]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.commands import REPO_DIR
 
 NUMBER = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?(e[-+][0-9]+)?$")
@@ -103,10 +104,13 @@ def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None
 
 
 def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path: Path) -> None:
+    from benchmarks.common import BenchError
     from benchmarks.suite import group_times, make_recipe
 
     assert make_recipe("test")[:2] == ["-m", "not systemd"]  # with the Makefile's xdist options
     assert make_recipe("test-systemd") == ["-m", "systemd"]
+    with pytest.raises(BenchError, match=re.escape("Makefile: no `nonsense: $(STAMP)` rule")):
+        make_recipe("nonsense")
     report = tmp_path / "junit.xml"
     report.write_text(
         '<testsuites><testsuite tests="3">'
