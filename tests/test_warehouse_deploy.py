@@ -64,7 +64,10 @@ def test_a_failed_deployment_is_named_and_the_rest_deployed(
     }
     result = deploy(prefect_server, cookies, flows)
     assert result.returncode == 1
-    assert "FAILED deployments: broken-ingest\n" in result.stderr
+    assert result.stderr == (
+        "error: broken-ingest: cannot read prefect/hello.py:no_such_flow: "
+        "Could not find object 'no_such_flow' in 'prefect/hello.py'\n"
+    ), result.stderr
     api = PrefectApi(prefect_server.api_url)
     assert api.get(f"/work_pools/{POOL}")["type"] == "process"
     deployment = api.deployment("hello-ingest/hello-ingest")
@@ -107,3 +110,63 @@ def test_deploy_keeps_exactly_one_zombie_run_automation(
     assert (trigger["posture"], trigger["within"]) == ("Proactive", 90.0)
     assert trigger["after"] == ["prefect.flow-run.heartbeat"]
     assert (action["type"], action["state"]) == ("change-flow-run-state", "CRASHED")
+
+
+def schedules_of(api: PrefectApi, name: str) -> list[tuple[str, bool]]:
+    """(cron, active) of each schedule of deployment `<flow>/<deployment>`."""
+    schedules = api.deployment(name)["schedules"]
+    return [(schedule["schedule"]["cron"], schedule["active"]) for schedule in schedules]
+
+
+def test_a_paused_deployment_stays_paused_through_a_deploy_until_resumed(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    """An operator's pause (deployment and schedule, as the UI's toggles do) survives a
+    deploy that changes the cron; only --resume undoes it."""
+    api = PrefectApi(prefect_server.api_url)
+    name = "hello-ingest/paused-ingest"
+    first = deploy(prefect_server, tmp_path / "first", {"paused-ingest": entry(repo)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    deployment = api.deployment(name)
+    assert deployment["paused"] is False
+    api.patch(f"/deployments/{deployment['id']}", {"paused": True})
+    schedule_id = deployment["schedules"][0]["id"]
+    api.patch(f"/deployments/{deployment['id']}/schedules/{schedule_id}", {"active": False})
+
+    later = {"paused-ingest": entry(repo, cron="0 7 * * *")}
+    changed = deploy(prefect_server, tmp_path / "changed", later)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "update    paused-ingest, paused (kept)\n" in changed.stdout
+    assert api.deployment(name)["paused"] is True
+    assert schedules_of(api, name) == [("0 7 * * *", False)]
+    assert api.flow_runs(deployment["id"], ["SCHEDULED"]) == []
+
+    warehouse = tmp_path / "changed" / "prh-warehouse"
+    resumed = run_python(
+        ["prefect/prw_deploy.py", "--resume", "paused-ingest"], warehouse, prefect_server.env
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert api.deployment(name)["paused"] is False
+    assert schedules_of(api, name) == [("0 7 * * *", True)]
+
+    paused = run_python(
+        ["prefect/prw_deploy.py", "--pause", "paused-ingest"], warehouse, prefect_server.env
+    )
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    assert api.deployment(name)["paused"] is True
+    assert schedules_of(api, name) == [("0 7 * * *", False)]
+
+
+def test_resume_names_each_deployment_it_cannot_find(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    first = deploy(prefect_server, tmp_path, {"resumed-ingest": entry(repo)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    resumed = run_python(
+        ["prefect/prw_deploy.py", "--resume", "resumed-ingest", "no-such-ingest"],
+        tmp_path / "prh-warehouse",
+        prefect_server.env,
+    )
+    assert resumed.returncode == 1
+    assert resumed.stderr == "error: no-such-ingest: 0 deployments of that name in 'deploy-check'\n"
+    assert "Resumed deployment 'resumed-ingest'" in resumed.stdout
