@@ -4,13 +4,14 @@ its own keeps these deployments apart from the end-to-end site's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from pytest_cookies.plugin import Cookies
 from support.commands import run_python
 from support.flow_runs import PrefectApi
 from support.git import bare_repo
 from support.services import PrefectServer
-from support.warehouse import WAREHOUSE_TEMPLATE_DIR as WAREHOUSE
+from support.warehouse import bake_warehouse
 
 pytestmark = pytest.mark.e2e
 
@@ -42,11 +43,9 @@ def entry(repo: str, function: str = "hello_ingest", **extra: object) -> dict:
     }
 
 
-def deploy(server: PrefectServer, cookies: Cookies, flows: dict, *args: str):
-    """Bake a warehouse with *flows* and run its prw_deploy.py."""
-    result = cookies.bake(extra_context={"work_pool": POOL, "flows": flows}, template=WAREHOUSE)
-    assert result.exit_code == 0, result.exception
-    warehouse = result.project_path
+def deploy(server: PrefectServer, output_dir: Path, flows: dict, *args: str):
+    """Bake a warehouse with *flows* into *output_dir* and run its prw_deploy.py."""
+    warehouse = bake_warehouse(output_dir, work_pool=POOL, flows=flows)
     return run_python(["prefect/prw_deploy.py", *args], warehouse, server.env)
 
 
@@ -56,13 +55,13 @@ def pool_deployments(api: PrefectApi) -> list[str]:
 
 
 def test_a_failed_deployment_is_named_and_the_rest_deployed(
-    prefect_server: PrefectServer, repo: str, cookies: Cookies
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
 ) -> None:
     flows = {
         "hello-ingest": entry(repo, timezone="America/New_York", env={"HELLO_MODE": "test"}),
         "broken-ingest": entry(repo, function="no_such_flow"),
     }
-    result = deploy(prefect_server, cookies, flows)
+    result = deploy(prefect_server, tmp_path, flows)
     assert result.returncode == 1
     assert result.stderr == (
         "error: broken-ingest: cannot read prefect/hello.py:no_such_flow: "
@@ -78,27 +77,27 @@ def test_a_failed_deployment_is_named_and_the_rest_deployed(
 
 
 def test_prune_removes_deployments_no_longer_listed(
-    prefect_server: PrefectServer, repo: str, cookies: Cookies
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
 ) -> None:
     both = {"hello-ingest": entry(repo), "retired-ingest": entry(repo)}
     api = PrefectApi(prefect_server.api_url)
-    first = deploy(prefect_server, cookies, both)
+    first = deploy(prefect_server, tmp_path / "both", both)
     assert first.returncode == 0, first.stdout + first.stderr
     assert {"hello-ingest", "retired-ingest"} <= set(pool_deployments(api))
 
-    second = deploy(prefect_server, cookies, {"hello-ingest": entry(repo)}, "--prune")
+    second = deploy(prefect_server, tmp_path / "one", {"hello-ingest": entry(repo)}, "--prune")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Deleted deployment 'retired-ingest'" in second.stdout
     assert pool_deployments(api) == ["hello-ingest"]
 
 
 def test_deploy_keeps_exactly_one_zombie_run_automation(
-    prefect_server: PrefectServer, repo: str, cookies: Cookies
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
 ) -> None:
     """Runs whose heartbeats stop are crashed by one automation, however often we deploy."""
     api = PrefectApi(prefect_server.api_url)
-    for _attempt in ("first", "again"):
-        result = deploy(prefect_server, cookies, {"hello-ingest": entry(repo)})
+    for attempt in ("first", "again"):
+        result = deploy(prefect_server, tmp_path / attempt, {"hello-ingest": entry(repo)})
         assert result.returncode == 0, result.stdout + result.stderr
     named = [
         automation
