@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pytest_cookies.plugin import Cookies
 from support.baking import INGEST_TEMPLATE_DIR, baked
-from support.commands import REPO_DIR
+from support.commands import REPO_DIR, run_python
 from support.git import commit_all, git, head, tree
 from support.regeneration import (
     INGEST_TEMPLATE,
@@ -48,11 +48,16 @@ def assert_ok(result) -> None:
 
 
 @pytest.mark.parametrize("kind", list(TEMPLATES))
-def test_every_project_carries_the_one_script_copied_as_is(kind: str, cookies: Cookies) -> None:
+def test_every_project_carries_the_one_script_copied_as_is(
+    kind: str, cookies: Cookies, tmp_path: Path
+) -> None:
     result = cookies.bake(template=TEMPLATES[kind])
     assert result.exit_code == 0, result.exception
     for name, source in PROJECT_SCRIPTS.items():
         assert (result.project_path / name).read_bytes() == (CONTRACT / source).read_bytes()
+    # It stands alone: run from anywhere, it imports only what the project holds.
+    alone = run_python([str(result.project_path / "scripts/regenerate.py"), "--help"], tmp_path)
+    assert alone.returncode == 0 and "--check" in alone.stdout, alone.stderr
 
 
 def test_cruft_create_records_the_answers_and_the_commit(template: Path, project: Path) -> None:
