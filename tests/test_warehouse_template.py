@@ -540,3 +540,21 @@ def test_a_bad_notify_url_stops_the_deploy_with_one_line(
         "error: PRH_NOTIFY_URL is not an http(s) URL without credentials, quotes or spaces\n"
     )
     assert captured.out == ""
+
+
+def test_an_empty_cron_bakes_an_unscheduled_entry(cookies, tmp_path: Path) -> None:
+    """`"cron": ""` is how an entry drops its schedule (the deploy deletes it on the server)."""
+    flows = {"clinic-cal-epic-ingest": {**CLINIC_CAL["clinic-cal-epic-ingest"], "cron": ""}}
+    result = cookies.bake(
+        extra_context={"flows": flows}, template=str(REPO_DIR / "warehouse-template")
+    )
+    assert result.exit_code == 0, result.exception
+    warehouse = Path(result.project_path)
+    assert (
+        json.loads((warehouse / "prefect/flows.json").read_text())["clinic-cal-epic-ingest"]["cron"]
+        == ""
+    )
+    dry_run = run_python(["prefect/prw_deploy.py", "--dry-run"], warehouse, dry_run_env(tmp_path))
+    assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
+    assert "  schedule:   none (cron is empty" in dry_run.stdout
+    assert "  next runs:  -\n" in dry_run.stdout

@@ -106,7 +106,10 @@ def check_timezone(where: str, value: Any) -> None:
 
 
 def check_cron(where: str, value: Any) -> None:
+    """A 5-field cron, or "" for no schedule (the flow runs only when started)."""
     text = require_str(where, value)
+    if text == "":
+        return
     if not CRON_CHARS.fullmatch(text):
         raise Invalid(f"{where}: {shown(value)} is not a 5-field cron expression like '0 6 * * *'")
     try:

@@ -126,20 +126,28 @@ FLOWS = load_flows(Path(__file__).with_name("flows.json"))
 
 def next_runs(entry: FlowEntry, count: int = NEXT_RUNS) -> list[datetime]:
     """The next run times, computed the way the Prefect scheduler computes them."""
+    if not entry.cron:
+        return []
     schedule = CronSchedule(cron=entry.cron, timezone=entry.timezone)
     return list(asyncio.run(schedule.get_dates(count, start=datetime.now(timezone.utc))))
 
 
+def schedule_in_words(entry: FlowEntry) -> str:
+    if not entry.cron:
+        return "none (cron is empty: runs only when started by hand or by an automation)"
+    return f"{entry.cron} = {get_description(entry.cron)} ({entry.timezone})"
+
+
 def describe(entry: FlowEntry) -> str:
     """A few lines a person can check before deploying."""
-    runs = ", ".join(f"{run:%a %Y-%m-%d %H:%M %Z}" for run in next_runs(entry))
+    runs = ", ".join(f"{run:%a %Y-%m-%d %H:%M %Z}" for run in next_runs(entry)) or "-"
     env = ", ".join(sorted(entry.env)) or "-"
     return "\n".join(
         [
             f"{entry.deployment}",
             f"  source:     {entry.repo} (branch {entry.branch})",
             f"  entrypoint: {entry.entrypoint}",
-            f"  schedule:   {entry.cron} = {get_description(entry.cron)} ({entry.timezone})",
+            f"  schedule:   {schedule_in_words(entry)}",
             f"  next runs:  {runs}",
             f"  limit:      {entry.concurrency_limit} concurrent run(s)",
             f"  parameters: {entry.parameters or '-'}",
