@@ -14,6 +14,23 @@ import httpx
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+# Prefect client code: create a run of deployment %r, wait up to %r s for its final state and
+# print {"id", "name", "state"} as JSON (run where PREFECT_API_URL and its trust are set).
+RUN_DEPLOYMENT = """
+import json, time
+from prefect import get_client
+from prefect.deployments import run_deployment
+
+run = run_deployment(%r, timeout=0)
+deadline = time.monotonic() + %r
+with get_client(sync_client=True) as client:
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run.id)
+        if run.state and run.state.is_final():
+            break
+        time.sleep(1)
+print(json.dumps({"id": str(run.id), "name": run.name, "state": run.state.name}))
+"""
 
 
 class PrefectApi:
@@ -31,6 +48,9 @@ class PrefectApi:
         response = self.http.post(path, json=dict(body))
         response.raise_for_status()
         return response.json()
+
+    def patch(self, path: str, body: Mapping[str, Any]) -> None:
+        self.http.patch(path, json=dict(body)).raise_for_status()
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.get(f"/flow_runs/{run_id}")
