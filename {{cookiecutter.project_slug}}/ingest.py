@@ -51,7 +51,7 @@ import re
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +76,7 @@ DELIMITER_SETTING = f"{SOURCE_KEY}_DELIMITER"
 QUOTE_SETTING = f"{SOURCE_KEY}_QUOTE"
 FOOTER_ROWS_SETTING = f"{SOURCE_KEY}_FOOTER_ROWS"
 LOAD_MODE_SETTING = f"{SOURCE_KEY}_LOAD_MODE"
+NEW_COLUMNS_SETTING = f"{SOURCE_KEY}_NEW_COLUMNS"
 SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
 
 LOADS_TABLE = f"{TABLE}_loads"
@@ -122,6 +123,7 @@ class Settings:
     quote: str | None  # None: no text qualifier (QUOTE=none)
     footer_rows: int
     load_mode: str | None = None  # None: the table's default (see LOAD_MODES)
+    add_columns: bool = False  # NEW_COLUMNS=add: a file's new columns are added to the table
 
 
 @dataclass
@@ -461,6 +463,9 @@ def read_settings() -> Settings:
     load_mode = os.environ.get(LOAD_MODE_SETTING) or None
     if load_mode is not None and load_mode not in LOAD_MODES:
         raise BadInput(f"{LOAD_MODE_SETTING}={load_mode}: one of {', '.join(LOAD_MODES)}")
+    new_columns = os.environ.get(NEW_COLUMNS_SETTING) or None
+    if new_columns not in (None, "add"):
+        raise BadInput(f"{NEW_COLUMNS_SETTING}={new_columns}: add, or unset (a new column is refused)")
     delimiter = os.environ.get(DELIMITER_SETTING) or None
     if delimiter is not None:
         delimiter = text_character(DELIMITER_SETTING, delimiter, "tab")
@@ -474,6 +479,7 @@ def read_settings() -> Settings:
         quote,
         int(footer_rows),
         load_mode,
+        new_columns == "add",
     )
 
 
@@ -538,9 +544,12 @@ def open_sink(setting: str | None) -> sa.Engine:
     return engine
 
 
-def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table, sa.Table]:
-    """The rows table and its loads table, created on the first load. A later file must
-    have the same columns."""
+def sink_tables(
+    connection: sa.Connection, columns: list[str], add_columns: bool
+) -> tuple[sa.Table, sa.Table, list[str]]:
+    """The rows table and its loads table, created on the first load, and the columns added
+    to it. A later file must have the same columns; with NEW_COLUMNS=add its new ones are
+    added (text; earlier rows NULL there) and the table's columns it lacks load as NULL."""
     postgresql = connection.dialect.name == "postgresql"
     metadata = sa.MetaData()
     loads = sa.Table(
@@ -574,12 +583,24 @@ def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table
     existing = sa.inspect(connection)
     if existing.has_table(LOADS_TABLE):
         upgrade_loads(connection, existing)
+    added = []
     if existing.has_table(TABLE):
-        have = [column["name"] for column in existing.get_columns(TABLE)]
-        if have != [column.name for column in rows.columns]:
-            raise BadInput(f"columns {columns} differ from table {TABLE}'s {have[:-1]}")
+        have = [c["name"] for c in existing.get_columns(TABLE) if c["name"] != LOAD_ID_COLUMN]
+        added = [name for name in columns if name not in have]
+        if not add_columns and have != columns:
+            missing = [name for name in have if name not in columns]
+            raise BadInput(
+                f"columns {columns} differ from table {TABLE}'s {have} (new: "
+                f"{', '.join(added) or 'none'}; missing: {', '.join(missing) or 'none'}); "
+                f"set {NEW_COLUMNS_SETTING}=add to add new columns"
+            )
+        # PostgreSQL: two loads adding a column take turns on the table's lock (SQLite's
+        # loads always do); the second finds it there.
+        if_new = "IF NOT EXISTS " if postgresql else ""
+        for name in added:
+            connection.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN {if_new}{name} TEXT")
     metadata.create_all(connection)  # creates only what is missing
-    return rows, loads
+    return rows, loads, added
 
 
 def LOAD_RECORD_COLUMNS() -> list[sa.Column]:  # noqa: N802 (fresh columns for each table)
@@ -710,6 +731,7 @@ class Loaded:
     rows: int
     sha256: str
     replaced: int = 0  # earlier loads whose rows this one replaced
+    added: list[str] = field(default_factory=list)  # NEW_COLUMNS=add: columns added to the table
     same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
 
 
@@ -789,7 +811,7 @@ def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings)
     sha256 = sha256_of(source)
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         postgresql = connection.dialect.name == "postgresql"
-        rows, loads = sink_tables(connection, table.columns)
+        rows, loads, added = sink_tables(connection, table.columns, settings.add_columns)
         mode = settings.load_mode or default_load_mode(connection, loads)
         if postgresql:  # loads of the same file take turns; other files load side by side
             key = {"append": sha256, "file": str(source), "snapshot": ""}[mode]
@@ -798,7 +820,7 @@ def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings)
         if mode == "append":
             same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
             if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
-                return Loaded(mode, 0, sha256, same_as=same_as)
+                return Loaded(mode, 0, sha256, same_as=same_as, added=added)
         replaced = [] if mode == "append" else connection.execute(
             sa.select(loads.c.load_id).where(current, *(
                 [loads.c.source_file == str(source)] if mode == "file" else []
@@ -828,7 +850,7 @@ def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings)
         connection.execute(
             loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
         )
-    return Loaded(mode, loaded, sha256, replaced=len(replaced))
+    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added)
 
 
 def main() -> int:
