@@ -33,9 +33,13 @@ The load is
 This file is the template's (updates change it); your own changes to the rows (renames,
 type fixes, filters) go in transform.py, which updates never touch.
 
+Output: a line saying what was loaded, then one JSON summary line (SUMMARY_KIND) that the
+flow turns into the run's table artifact (ingest.py, a shell subprocess, has no run context).
+
 Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
-printed as one line on stderr; anything else is another failure (e.g. the database is
-down), which the flow retries.
+printed as one line on stderr; 69 cannot start (a module missing from the Python that runs
+it), one line too; the flow retries neither. Anything else is another failure (e.g. the
+database is down), which the flow retries.
 """
 
 from __future__ import annotations
@@ -46,18 +50,24 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+try:  # a module missing here is a broken install: one line, and the flow does not retry it
+    import sqlalchemy as sa
 
-import transform
+    import transform
+except ImportError as missing:
+    print(f"error: ingest.py cannot start: {missing} (install requirements.txt into {sys.executable})", file=sys.stderr)
+    sys.exit(69)  # EX_UNAVAILABLE: the flow does not retry it
 
 if TYPE_CHECKING:  # the readers are imported only for the format they read
     from python_calamine import CalamineWorkbook
@@ -97,6 +107,7 @@ DEFAULT_QUOTE = '"'
 # COPY's CSV format always has a text qualifier: with QUOTE=none it is this byte, and a file
 # that holds it goes through Python's reader instead.
 NO_QUOTE_STANDIN = "\x01"
+SUMMARY_KIND = "prh-ingest-load"  # the JSON summary line's "summary" (the flow looks for it)
 BAD_INPUT_EXIT_CODE = 65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
 SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
 # PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
@@ -853,7 +864,13 @@ def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings)
     return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added)
 
 
+def print_summary(**fields: object) -> None:
+    """The one JSON line the flow reads (no cell value is ever part of it)."""
+    print(json.dumps({"summary": SUMMARY_KIND, "source": SOURCE, "table": TABLE, **fields}))
+
+
 def main() -> int:
+    started = time.monotonic()
     try:
         if not SOURCE_NAME.fullmatch(SOURCE):
             raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
@@ -863,6 +880,7 @@ def main() -> int:
         loaded = load(source, engine, settings)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
+        print_summary(ok=False, error=str(error))
         return BAD_INPUT_EXIT_CODE
     where = engine.url.render_as_string(hide_password=True)
     if loaded.same_as is not None:
@@ -870,11 +888,24 @@ def main() -> int:
             f"loaded 0 rows: {source} has the same bytes as load {loaded.same_as}, already in "
             f"table {TABLE} at {where} ({LOAD_MODE_SETTING}={loaded.mode})"
         )
-        return 0
-    replaced = f", replacing the rows of {loaded.replaced} earlier load(s)" if loaded.replaced else ""
-    print(
-        f"loaded {loaded.rows} rows from {source} into table {TABLE} at {where} "
-        f"({LOAD_MODE_SETTING}={loaded.mode}{replaced})"
+    else:
+        replaced = f", replacing the rows of {loaded.replaced} earlier load(s)" if loaded.replaced else ""
+        print(
+            f"loaded {loaded.rows} rows from {source} into table {TABLE} at {where} "
+            f"({LOAD_MODE_SETTING}={loaded.mode}{replaced})"
+        )
+    print_summary(
+        ok=True,
+        file=source.name,
+        path=str(source),
+        size_bytes=source.stat().st_size,
+        sha256=loaded.sha256,
+        rows=loaded.rows,
+        mode=loaded.mode,
+        same_as_load=loaded.same_as,
+        replaced_loads=loaded.replaced,
+        columns_added=loaded.added,
+        seconds=round(time.monotonic() - started, 3),
     )
     return 0
 
