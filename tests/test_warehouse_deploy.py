@@ -43,14 +43,14 @@ def entry(repo: str, function: str = "hello_ingest", **extra: object) -> dict:
     }
 
 
-def deploy(server: PrefectServer, output_dir: Path, flows: dict, *args: str):
+def deploy(server: PrefectServer, output_dir: Path, flows: dict, *args: str, pool: str = POOL):
     """Bake a warehouse with *flows* into *output_dir* and run its prw_deploy.py."""
-    warehouse = bake_warehouse(output_dir, work_pool=POOL, flows=flows)
+    warehouse = bake_warehouse(output_dir, work_pool=pool, flows=flows)
     return run_python(["prefect/prw_deploy.py", *args], warehouse, server.env)
 
 
-def pool_deployments(api: PrefectApi) -> list[str]:
-    body = {"work_pools": {"name": {"any_": [POOL]}}}
+def pool_deployments(api: PrefectApi, pool: str = POOL) -> list[str]:
+    body = {"work_pools": {"name": {"any_": [pool]}}}
     return sorted(deployment["name"] for deployment in api.post("/deployments/filter", body))
 
 
@@ -63,7 +63,10 @@ def test_a_failed_deployment_is_named_and_the_rest_deployed(
     }
     result = deploy(prefect_server, tmp_path, flows)
     assert result.returncode == 1
-    assert "FAILED deployments: broken-ingest\n" in result.stderr
+    assert result.stderr == (
+        "error: broken-ingest: cannot read prefect/hello.py:no_such_flow: "
+        "Could not find object 'no_such_flow' in 'prefect/hello.py'\n"
+    ), result.stderr
     api = PrefectApi(prefect_server.api_url)
     assert api.get(f"/work_pools/{POOL}")["type"] == "process"
     deployment = api.deployment("hello-ingest/hello-ingest")
@@ -85,7 +88,8 @@ def test_prune_removes_deployments_no_longer_listed(
     second = deploy(prefect_server, tmp_path / "one", {"hello-ingest": entry(repo)}, "--prune")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Deleted deployment 'retired-ingest'" in second.stdout
-    assert pool_deployments(api) == ["hello-ingest"]
+    assert "retired-ingest" not in pool_deployments(api)
+    assert "hello-ingest" in pool_deployments(api)
 
 
 def test_deploy_keeps_exactly_one_zombie_run_automation(
@@ -106,3 +110,157 @@ def test_deploy_keeps_exactly_one_zombie_run_automation(
     assert (trigger["posture"], trigger["within"]) == ("Proactive", 90.0)
     assert trigger["after"] == ["prefect.flow-run.heartbeat"]
     assert (action["type"], action["state"]) == ("change-flow-run-state", "CRASHED")
+
+
+def schedules_of(api: PrefectApi, name: str) -> list[tuple[str, bool]]:
+    """(cron, active) of each schedule of deployment `<flow>/<deployment>`."""
+    schedules = api.deployment(name)["schedules"]
+    return [(schedule["schedule"]["cron"], schedule["active"]) for schedule in schedules]
+
+
+def test_a_paused_deployment_stays_paused_through_a_deploy_until_resumed(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    """An operator's pause (deployment and schedule, as the UI's toggles do) survives a
+    deploy that changes the cron; only --resume undoes it."""
+    api = PrefectApi(prefect_server.api_url)
+    name = "hello-ingest/paused-ingest"
+    first = deploy(prefect_server, tmp_path / "first", {"paused-ingest": entry(repo)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    deployment = api.deployment(name)
+    assert deployment["paused"] is False
+    api.patch(f"/deployments/{deployment['id']}", {"paused": True})
+    schedule_id = deployment["schedules"][0]["id"]
+    api.patch(f"/deployments/{deployment['id']}/schedules/{schedule_id}", {"active": False})
+
+    later = {"paused-ingest": entry(repo, cron="0 7 * * *")}
+    changed = deploy(prefect_server, tmp_path / "changed", later)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "update    paused-ingest, paused (kept)\n" in changed.stdout
+    assert api.deployment(name)["paused"] is True
+    assert schedules_of(api, name) == [("0 7 * * *", False)]
+    assert api.flow_runs(deployment["id"], ["SCHEDULED"]) == []
+
+    warehouse = tmp_path / "changed" / "prh-warehouse"
+    resumed = run_python(
+        ["prefect/prw_deploy.py", "--resume", "paused-ingest"], warehouse, prefect_server.env
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert api.deployment(name)["paused"] is False
+    assert schedules_of(api, name) == [("0 7 * * *", True)]
+
+    paused = run_python(
+        ["prefect/prw_deploy.py", "--pause", "paused-ingest"], warehouse, prefect_server.env
+    )
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    assert api.deployment(name)["paused"] is True
+    assert schedules_of(api, name) == [("0 7 * * *", False)]
+
+
+def test_resume_names_each_deployment_it_cannot_find(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    first = deploy(prefect_server, tmp_path, {"resumed-ingest": entry(repo)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    resumed = run_python(
+        ["prefect/prw_deploy.py", "--resume", "resumed-ingest", "no-such-ingest"],
+        tmp_path / "prh-warehouse",
+        prefect_server.env,
+    )
+    assert resumed.returncode == 1
+    assert resumed.stderr == "error: no-such-ingest: 0 deployments of that name in 'deploy-check'\n"
+    assert "Resumed deployment 'resumed-ingest'" in resumed.stdout
+
+
+def plan(warehouse: Path, server: PrefectServer, *args: str):
+    return run_python(["prefect/prw_deploy.py", "--plan", *args], warehouse, server.env)
+
+
+def test_plan_names_the_one_changed_field_and_a_deploy_writes_only_that_deployment(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    api = PrefectApi(prefect_server.api_url)
+    pool = "plan-check"
+    flows = {name: entry(repo) for name in ("plan-a-ingest", "plan-b-ingest", "plan-c-ingest")}
+    first = deploy(prefect_server, tmp_path / "first", flows, pool=pool)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("create    plan-") == 3
+    before = {name: api.deployment(f"hello-ingest/{name}") for name in flows}
+
+    same = plan(tmp_path / "first/prh-warehouse", prefect_server)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert [line.split() for line in same.stdout.splitlines()[-4:]] == [
+        ["unchanged", "plan-a-ingest"],
+        ["unchanged", "plan-b-ingest"],
+        ["unchanged", "plan-c-ingest"],
+        ["3", "unchanged"],
+    ]
+
+    flows["plan-b-ingest"] = entry(repo, cron="30 7 * * *")
+    changed = bake_warehouse(tmp_path / "changed", work_pool=pool, flows=flows)
+    planned = plan(changed, prefect_server)
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert "update    plan-b-ingest\n    schedule: '0 6 * * *' -> '30 7 * * *'\n" in planned.stdout
+    assert planned.stdout.count("update    ") == 1
+    assert planned.stdout.endswith("1 update, 2 unchanged\n")
+
+    applied = run_python(["prefect/prw_deploy.py"], changed, prefect_server.env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    after = {name: api.deployment(f"hello-ingest/{name}") for name in flows}
+    assert after["plan-b-ingest"]["updated"] != before["plan-b-ingest"]["updated"]
+    assert schedules_of(api, "hello-ingest/plan-b-ingest") == [("30 7 * * *", True)]
+    for name in ("plan-a-ingest", "plan-c-ingest"):
+        assert after[name]["updated"] == before[name]["updated"], name
+    assert plan(changed, prefect_server).returncode == 0
+
+
+def test_plan_exits_1_naming_an_entry_it_cannot_read(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    flows = {"plan-broken-ingest": entry(repo, function="gone")}
+    warehouse = bake_warehouse(tmp_path, work_pool="plan-check", flows=flows)
+    planned = plan(warehouse, prefect_server)
+    assert planned.returncode == 1
+    assert planned.stderr.startswith("error: plan-broken-ingest: cannot read prefect/hello.py:gone")
+
+
+def test_a_schedule_removed_from_an_entry_is_removed_on_the_server(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    api = PrefectApi(prefect_server.api_url)
+    name = "hello-ingest/unscheduled-ingest"
+    first = deploy(prefect_server, tmp_path / "first", {"unscheduled-ingest": entry(repo)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert schedules_of(api, name) == [("0 6 * * *", True)]
+    removed = deploy(
+        prefect_server, tmp_path / "removed", {"unscheduled-ingest": entry(repo, cron="")}
+    )
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "    schedule: '0 6 * * *' -> None\n" in removed.stdout
+    assert schedules_of(api, name) == []
+
+
+def test_prune_deletes_only_this_warehouses_unlisted_deployments(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    """A deployment a person made in the same pool (no marker tag) is never pruned."""
+    api = PrefectApi(prefect_server.api_url)
+    pool = "prune-check"
+    both = {"kept-ingest": entry(repo), "retired-ingest": entry(repo)}
+    first = deploy(prefect_server, tmp_path / "both", both, pool=pool)
+    assert first.returncode == 0, first.stdout + first.stderr
+    flow_id = api.deployment("hello-ingest/kept-ingest")["flow_id"]
+    api.post("/deployments/", {"name": "hand-made", "flow_id": flow_id, "work_pool_name": pool})
+
+    one = bake_warehouse(tmp_path / "one", work_pool=pool, flows={"kept-ingest": entry(repo)})
+    kept = plan(one, prefect_server)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "unlisted  retired-ingest\n" in kept.stdout
+    listed = plan(one, prefect_server, "--prune")
+    assert listed.returncode == 2, listed.stdout + listed.stderr
+    assert "prune     retired-ingest\n" in listed.stdout
+    assert "hand-made" not in listed.stdout
+
+    pruned = run_python(["prefect/prw_deploy.py", "--prune"], one, prefect_server.env)
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert pool_deployments(api, pool) == ["hand-made", "kept-ingest"]

@@ -49,6 +49,9 @@ class PrefectApi:
         response.raise_for_status()
         return response.json()
 
+    def patch(self, path: str, body: Mapping[str, Any]) -> None:
+        self.http.patch(path, json=dict(body)).raise_for_status()
+
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.get(f"/flow_runs/{run_id}")
 

@@ -4,9 +4,11 @@ The flows are in prefect/flows.json, written from the `flows` answer in .cruft.j
 change them with scripts/regenerate.py (see the README), not by hand, or the next
 regeneration will conflict with your edit.
 
-    python prefect/prw_deploy.py --dry-run   # show what would be deployed; needs no server
-    python prefect/prw_deploy.py             # create or update every deployment below
-    python prefect/prw_deploy.py --prune     # ...and delete deployments no longer listed
+    python prefect/prw_deploy.py --dry-run       # describe flows.json; needs no server
+    python prefect/prw_deploy.py --plan          # what a deploy would change (exit 2: changes)
+    python prefect/prw_deploy.py                 # create or update what changed
+    python prefect/prw_deploy.py --prune         # ...and delete this warehouse's unlisted ones
+    python prefect/prw_deploy.py --resume NAME   # unpause (a deploy never does; --pause NAME)
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID
 
-import prefect
 from cron_descriptor import get_description
 from prefect import get_client
 from prefect.automations import Automation
@@ -34,22 +37,46 @@ from prefect.blocks.notifications import (
     NotificationBlock,
     SlackWebhook,
 )
-from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import (
+    DeploymentScheduleCreate,
+    DeploymentUpdate,
+    WorkPoolCreate,
+)
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    DeploymentFilterTags,
+    FlowFilter,
+    FlowFilterId,
+    FlowFilterName,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule as ClientCronSchedule
 from prefect.context import SyncClientContext
-from prefect.deployments.runner import RunnerDeployment
 from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.flows import load_flow_arguments_from_entrypoint
 from prefect.runner.storage import GitRepository
-from prefect.schedules import Cron
 from prefect.server.schemas.schedules import CronSchedule
+from prefect.utilities.callables import parameter_schema_from_entrypoint
 from prefect.workers.process import ProcessWorker
 
 WORK_POOL = {{ cookiecutter.work_pool | tojson }}
 NEXT_RUNS = 3
+# Every deployment this warehouse makes carries this tag: --prune deletes only deployments
+# that have it, never one a person or another team made in the same pool.
+MARKER_TAG = "warehouse:{{ cookiecutter.warehouse_slug }}"
+IN_POOL = WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL]))
+WRITES_AT_ONCE = 8  # concurrent creates/updates through the one API client
+PAGE = 200  # the server's largest page of a read
+GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
+PLAN_ACTIONS = ("create", "update", "unchanged", "prune", "unlisted")
 # A flow run whose heartbeats stop (its worker or machine died without a word) is marked
 # Crashed after this long, which also frees its deployment's concurrency slot. The worker
 # unit sends a heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY).
@@ -99,20 +126,28 @@ FLOWS = load_flows(Path(__file__).with_name("flows.json"))
 
 def next_runs(entry: FlowEntry, count: int = NEXT_RUNS) -> list[datetime]:
     """The next run times, computed the way the Prefect scheduler computes them."""
+    if not entry.cron:
+        return []
     schedule = CronSchedule(cron=entry.cron, timezone=entry.timezone)
     return list(asyncio.run(schedule.get_dates(count, start=datetime.now(timezone.utc))))
 
 
+def schedule_in_words(entry: FlowEntry) -> str:
+    if not entry.cron:
+        return "none (cron is empty: runs only when started by hand or by an automation)"
+    return f"{entry.cron} = {get_description(entry.cron)} ({entry.timezone})"
+
+
 def describe(entry: FlowEntry) -> str:
     """A few lines a person can check before deploying."""
-    runs = ", ".join(f"{run:%a %Y-%m-%d %H:%M %Z}" for run in next_runs(entry))
+    runs = ", ".join(f"{run:%a %Y-%m-%d %H:%M %Z}" for run in next_runs(entry)) or "-"
     env = ", ".join(sorted(entry.env)) or "-"
     return "\n".join(
         [
             f"{entry.deployment}",
             f"  source:     {entry.repo} (branch {entry.branch})",
             f"  entrypoint: {entry.entrypoint}",
-            f"  schedule:   {entry.cron} = {get_description(entry.cron)} ({entry.timezone})",
+            f"  schedule:   {schedule_in_words(entry)}",
             f"  next runs:  {runs}",
             f"  limit:      {entry.concurrency_limit} concurrent run(s)",
             f"  parameters: {entry.parameters or '-'}",
@@ -253,117 +288,426 @@ def ensure_notify_automation(url: str | None) -> None:
     automation.update()
 
 
-def load_deployment(entry: FlowEntry) -> RunnerDeployment:
-    """Clone the flow's repo once and build its deployment from the flow found there.
+# --- deployments: read the flows from their repos, compare with the server, write changes ---
 
-    This is what `flow.from_source(repo, entrypoint).to_deployment(...)` does in Prefect 3
-    (Flow.to_deployment calls RunnerDeployment.from_storage), without from_source's own
-    extra clone of the repo."""
-    return RunnerDeployment.from_storage(
-        storage=GitRepository(url=entry.repo, branch=entry.branch),
-        entrypoint=entry.entrypoint,
+
+class EntryError(Exception):
+    """One entry cannot be deployed; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One entry as the server should hold it. The flow's name and parameter schema are read
+    from the entrypoint's source in the flow's repo."""
+
+    entry: FlowEntry
+    flow_name: str
+    parameter_schema: dict[str, Any]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.entry.deployment}"
+
+
+def clone(repo: str, branch: str, into: Path) -> Path:
+    """A shallow clone of one branch."""
+    result = subprocess.run(
+        ["git", "clone", "--quiet", "--depth=1", "--single-branch", f"--branch={branch}"]
+        + ["--", repo, str(into)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["git clone failed"])[-1]
+        raise EntryError(f"cannot clone {repo} (branch {branch}): {reason}")
+    return into
+
+
+def read_flow(checkout: Path, entry: FlowEntry) -> Target:
+    """The flow's name and parameter schema from its source file: Prefect reads the
+    decorator and the signature without importing the flow's own dependencies."""
+    path, function = entry.entrypoint.rsplit(":", 1)
+    if not (checkout / path).is_file():
+        raise EntryError(f"{path} is not in {entry.repo} (branch {entry.branch})")
+    located = f"{checkout / path}:{function}"
+    try:
+        decorator = load_flow_arguments_from_entrypoint(located, arguments={"name"})
+        schema = parameter_schema_from_entrypoint(located)
+    except Exception as exc:  # a missing function, a syntax error: name the entry
+        reason = one_line(exc).replace(f"{checkout}/", "")
+        raise EntryError(f"cannot read {entry.entrypoint}: {reason}") from None
+    flow_name = decorator.get("name") or function.replace("_", "-")
+    return Target(entry, flow_name, schema.model_dump(exclude_unset=True))
+
+
+def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], list[str]]:
+    """Each repository (and branch) cloned once; one error line per entry that failed."""
+    checkouts: dict[tuple[str, str], Path | EntryError] = {}
+    targets: list[Target] = []
+    errors: list[str] = []
+    for entry in flows:
+        key = (entry.repo, entry.branch)
+        if key not in checkouts:
+            try:
+                checkouts[key] = clone(entry.repo, entry.branch, workdir / str(len(checkouts)))
+            except EntryError as exc:
+                checkouts[key] = exc
+        try:
+            checkout = checkouts[key]
+            if isinstance(checkout, EntryError):
+                raise checkout
+            targets.append(read_flow(checkout, entry))
+        except EntryError as exc:
+            errors.append(f"{entry.deployment}: {exc}")
+    return targets, errors
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def cron_schedule(entry: FlowEntry) -> ClientCronSchedule:
+    return ClientCronSchedule(cron=entry.cron, timezone=entry.timezone)
+
+
+def pull_step(entry: FlowEntry) -> dict[str, Any]:
+    """The step a worker runs before each flow run: clone the flow's repo."""
+    return GitRepository(url=entry.repo, branch=entry.branch).to_pull_step()
+
+
+def wanted_fields(target: Target) -> dict[str, Any]:
+    """The fields the plan compares, as flows.json wants them."""
+    entry = target.entry
+    return {
+        "schedule": entry.cron or None,
+        "timezone": entry.timezone if entry.cron else None,
+        "entrypoint": entry.entrypoint,
+        "repo": entry.repo,
+        "branch": entry.branch,
+        "parameters": entry.parameters,
+        "parameter schema": target.parameter_schema,
+        "env": entry.env,
+        "limit": entry.concurrency_limit,
+        "pool": WORK_POOL,
+        "marker": MARKER_TAG,
+    }
+
+
+def server_fields(deployment: DeploymentResponse) -> dict[str, Any]:
+    """The same fields as the server holds them."""
+    schedules = [schedule.schedule for schedule in deployment.schedules]
+    crons = [getattr(schedule, "cron", type(schedule).__name__) for schedule in schedules]
+    zones = [getattr(schedule, "timezone", None) or "UTC" for schedule in schedules]
+    steps = [step.get(GIT_CLONE_STEP, {}) for step in deployment.pull_steps or []]
+    source = next((step for step in steps if step), {})
+    limit = deployment.global_concurrency_limit
+    return {
+        "schedule": "; ".join(crons) or None,
+        "timezone": "; ".join(zones) or None,
+        "entrypoint": deployment.entrypoint,
+        "repo": source.get("repository"),
+        "branch": source.get("branch"),
+        "parameters": deployment.parameters,
+        "parameter schema": deployment.parameter_openapi_schema,
+        "env": (deployment.job_variables or {}).get("env", {}),
+        "limit": limit.limit if limit else None,
+        "pool": deployment.work_pool_name,
+        "marker": MARKER_TAG if MARKER_TAG in deployment.tags else None,
+    }
+
+
+def shown_change(name: str, old: Any, new: Any) -> str:
+    """One changed field, old -> new. Env values can be paths or hosts: keys only."""
+    if name == "env":
+        if sorted(old) == sorted(new):
+            return f"env: value of {', '.join(k for k in new if old[k] != new[k])} changed"
+        return f"env keys: {sorted(old)} -> {sorted(new)}"
+    if name == "parameter schema":
+        return f"parameter schema: {params_of(old)} -> {params_of(new)}"
+    return f"{name}: {old!r} -> {new!r}"
+
+
+def params_of(schema: dict[str, Any] | None) -> list[str]:
+    return sorted((schema or {}).get("properties", {}))
+
+
+@dataclass
+class Step:
+    """What the plan does with one deployment."""
+
+    action: str  # create, update, unchanged, prune or unlisted (kept)
+    name: str
+    target: Target | None = None
+    current: DeploymentResponse | None = None
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        paused = ", paused (kept)" if self.current and self.current.paused else ""
+        head = f"{self.action:<10}{self.name}{paused}"
+        return [head] + [f"    {shown_change(k, *change)}" for k, change in self.changes.items()]
+
+
+def step_for(target: Target, current: DeploymentResponse | None) -> Step:
+    name = target.entry.deployment
+    if current is None:
+        return Step("create", name, target)
+    old, new = server_fields(current), wanted_fields(target)
+    changes = {key: (old[key], value) for key, value in new.items() if old[key] != value}
+    return Step("update" if changes else "unchanged", name, target, current, changes)
+
+
+def make_plan(
+    targets: list[Target], server: dict[str, DeploymentResponse], marked: list, prune: bool
+) -> list[Step]:
+    """Create, update or leave each target; the marked deployments of the pool that
+    flows.json no longer names are pruned (with --prune) or kept. An entry that failed to
+    load is still named: its deployment is never a prune candidate."""
+    steps = [step_for(target, server.get(target.full_name)) for target in targets]
+    kept = {step.current.id for step in steps if step.current}
+    named = {entry.deployment for entry in FLOWS}
+    action = "prune" if prune else "unlisted"
+    return steps + [
+        Step(action, deployment.name, current=deployment)
+        for deployment in marked
+        if deployment.id not in kept and deployment.name not in named
+    ]
+
+
+async def read_all(read: Callable[..., Awaitable[list[Any]]], **filters: Any) -> list[Any]:
+    """Every page of one of the client's read_* calls."""
+    found: list[Any] = []
+    while page := await read(**filters, offset=len(found), limit=PAGE):
+        found += page
+    return found
+
+
+async def read_server(
+    client: PrefectClient, targets: list[Target]
+) -> tuple[dict[str, DeploymentResponse], list[DeploymentResponse]]:
+    """The deployments of the listed flows by `<flow>/<deployment>`, wherever they are,
+    and the deployments of the pool that carry this warehouse's marker."""
+    names = sorted({target.flow_name for target in targets})
+    named = FlowFilter(name=FlowFilterName(any_=names))
+    flows = await read_all(client.read_flows, flow_filter=named)
+    flow_names = {flow.id: flow.name for flow in flows}
+    ours = FlowFilter(id=FlowFilterId(any_=list(flow_names)))
+    listed = await read_all(client.read_deployments, flow_filter=ours) if flows else []
+    marked = await read_all(
+        client.read_deployments,
+        work_pool_filter=IN_POOL,
+        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MARKER_TAG])),
+    )
+    by_name = {f"{flow_names[d.flow_id]}/{d.name}": d for d in listed}
+    return by_name, marked
+
+
+async def create(client: PrefectClient, step: Step) -> None:
+    """A new deployment, unpaused, with its schedule active."""
+    target = step.target
+    entry = target.entry
+    schedules = [DeploymentScheduleCreate(schedule=cron_schedule(entry))] if entry.cron else []
+    await client.create_deployment(
+        flow_id=await client.create_flow_from_name(target.flow_name),
         name=entry.deployment,
-        schedule=Cron(entry.cron, timezone=entry.timezone),
-        parameters=entry.parameters,
-        job_variables={"env": entry.env},
+        work_pool_name=WORK_POOL,
+        schedules=schedules,
+        paused=False,
         concurrency_limit=entry.concurrency_limit,
-        # The version would be inferred from *this* checkout's git commit, one git call per
-        # flow, and describe the warehouse, not the flow's repo.
-        version_type="prefect:simple",
+        parameters=entry.parameters,
+        parameter_openapi_schema=target.parameter_schema,
+        tags=[MARKER_TAG],
+        entrypoint=entry.entrypoint,
+        pull_steps=[pull_step(entry)],
+        job_variables={"env": entry.env},
     )
 
 
-def load_deployments(flows: list[FlowEntry]) -> tuple[list[RunnerDeployment], list[str]]:
-    """Build each flow's deployment; return them and the names that failed. (Threads do not
-    help here: cloning and loading a flow is CPU-bound, about 30 ms per flow.)"""
-    deployments: list[RunnerDeployment] = []
-    failed: list[str] = []
-    for entry in flows:
-        try:
-            deployments.append(load_deployment(entry))
-        except Exception as exc:  # one bad entry must not hide the others
-            print(f"FAILED to load {entry.deployment}: {exc}", file=sys.stderr)
-            failed.append(entry.deployment)
-    return deployments, failed
+async def update(client: PrefectClient, step: Step) -> None:
+    """Every field but `paused` and the schedules; then the schedule (see sync_schedule)."""
+    target, current = step.target, step.current
+    entry = target.entry
+    changes = DeploymentUpdate(
+        entrypoint=entry.entrypoint,
+        pull_steps=[pull_step(entry)],
+        parameters=entry.parameters,
+        parameter_openapi_schema=target.parameter_schema,
+        job_variables={**(current.job_variables or {}), "env": entry.env},
+        concurrency_limit=entry.concurrency_limit,
+        work_pool_name=WORK_POOL,
+        tags=sorted({*current.tags, MARKER_TAG}),
+    )
+    await client.update_deployment(current.id, changes)
+    await sync_schedule(client, current, entry)
 
 
-def apply_deployments(deployments: list[RunnerDeployment]) -> tuple[set[UUID], list[str]]:
-    """Deploy in one batch; Prefect only reports failures in a table, so check the ids."""
-    if not deployments:
-        return set(), []
-    try:
-        ids = set(
-            prefect.deploy(
-                *deployments,
-                work_pool_name=WORK_POOL,
-                print_next_steps_message=False,
-                ignore_warnings=True,
-            )
-        )
-    except Exception as exc:  # a batch of one raises instead of reporting
-        print(f"FAILED to deploy: {exc}", file=sys.stderr)
-        ids = set()
-    if len(ids) == len(deployments):  # each deployment got its own id: none failed
-        return ids, []
-    failed = []
-    with get_client(sync_client=True) as client:
-        for deployment in deployments:
+async def sync_schedule(client: PrefectClient, current: DeploymentResponse, entry: FlowEntry):
+    """The entry's cron on the server, never touching a schedule's `active`: a changed cron
+    keeps its schedule on or off as it was; a cron removed in flows.json deletes the
+    schedule (an update with an empty list would keep it); the first schedule of a
+    deployment that had none starts active."""
+    existing = list(current.schedules)
+    if entry.cron and not existing:
+        await client.create_deployment_schedules(current.id, [(cron_schedule(entry), True)])
+    elif entry.cron:
+        first, *existing = existing
+        wanted = cron_schedule(entry)
+        if (getattr(first.schedule, "cron", None), first.schedule.timezone) != (
+            wanted.cron,
+            wanted.timezone,
+        ):
+            await client.update_deployment_schedule(current.id, first.id, schedule=wanted)
+    for extra in existing:
+        await client.delete_deployment_schedule(current.id, extra.id)
+
+
+async def delete(client: PrefectClient, step: Step) -> None:
+    await client.delete_deployment(step.current.id)
+    print(f"Deleted deployment {step.name!r} (no longer in flows.json)")
+
+
+WRITES: dict[str, Callable[[PrefectClient, Step], Awaitable[None]]] = {
+    "create": create,
+    "update": update,
+    "prune": delete,
+}
+
+
+async def write(client: PrefectClient, plan: list[Step]) -> list[str]:
+    """Apply the plan's creates, updates and prunes, WRITES_AT_ONCE at a time; one
+    failure does not stop the others. Returns one line per failure."""
+    gate = asyncio.Semaphore(WRITES_AT_ONCE)
+
+    async def one(step: Step) -> str | None:
+        async with gate:
             try:
-                name = f"{deployment.flow_name}/{deployment.name}"
-                current = client.read_deployment_by_name(name)
-            except ObjectNotFound:
-                current = None
-            if current is None or current.id not in ids:
-                failed.append(deployment.name)
-    return ids, failed
+                await WRITES[step.action](client, step)
+            except Exception as exc:  # name it, keep going
+                return f"{step.name}: {step.action} failed: {one_line(exc)}"
+        return None
+
+    failures = await asyncio.gather(*(one(step) for step in plan if step.action in WRITES))
+    return [failure for failure in failures if failure]
 
 
-def prune(keep: set[UUID]) -> None:
-    """Delete the work pool's deployments that this file no longer lists."""
-    in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL]))
-    with get_client(sync_client=True) as client:
-        stale, offset = [], 0
-        while page := client.read_deployments(work_pool_filter=in_pool, offset=offset):
-            stale += [deployment for deployment in page if deployment.id not in keep]
-            offset += len(page)
-        for deployment in stale:
-            client.delete_deployment(deployment.id)
-            print(f"Deleted deployment {deployment.name!r} (no longer in flows.json)")
+def print_plan(plan: list[Step]) -> None:
+    for step in plan:
+        print("\n".join(step.lines()))
+    counts = {action: sum(s.action == action for s in plan) for action in PLAN_ACTIONS}
+    print(", ".join(f"{count} {action}" for action, count in counts.items() if count) or "empty")
+
+
+async def plan_and_apply(targets: list[Target], apply: bool, prune: bool) -> tuple[bool, list[str]]:
+    """Print the plan; with *apply*, write it. Returns (anything to change?, failures)."""
+    async with get_client() as client:
+        server, marked = await read_server(client, targets)
+        plan = make_plan(targets, server, marked, prune)
+        print_plan(plan)
+        changes = any(step.action in WRITES for step in plan)
+        return changes, (await write(client, plan) if apply else [])
+
+
+async def set_paused(names: list[str], paused: bool) -> list[str]:
+    """Pause or resume deployments of the pool by name, with their schedules."""
+    errors = []
+    async with get_client() as client:
+        named = DeploymentFilter(name=DeploymentFilterName(any_=names))
+        found = await read_all(
+            client.read_deployments, work_pool_filter=IN_POOL, deployment_filter=named
+        )
+        for name in names:
+            matches = [deployment for deployment in found if deployment.name == name]
+            if len(matches) != 1:
+                errors.append(f"{name}: {len(matches)} deployments of that name in {WORK_POOL!r}")
+                continue
+            try:
+                await set_one_paused(client, matches[0], paused)
+            except Exception as exc:
+                errors.append(f"{name}: {one_line(exc)}")
+    return errors
+
+
+async def set_one_paused(client: PrefectClient, deployment: DeploymentResponse, paused: bool):
+    switch = client.pause_deployment if paused else client.resume_deployment
+    await switch(deployment.id)
+    for schedule in deployment.schedules:
+        await client.update_deployment_schedule(deployment.id, schedule.id, active=not paused)
+    print(f"{'Paused' if paused else 'Resumed'} deployment {deployment.name!r}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="describe flows.json; no server")
+    mode.add_argument("--plan", action="store_true", help="show what a deploy would change")
+    mode.add_argument("--resume", nargs="+", metavar="NAME", help="unpause these deployments")
+    mode.add_argument("--pause", nargs="+", metavar="NAME", help="pause these deployments")
+    parser.add_argument("--prune", action="store_true", help="delete unlisted deployments")
+    return parser.parse_args(argv)
+
+
+def report(errors: list[str]) -> None:
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dry-run", action="store_true", help="print the plan; no server needed")
-    parser.add_argument("--prune", action="store_true", help="delete unlisted deployments")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    if args.resume or args.pause:
+        errors = asyncio.run(set_paused(args.pause or args.resume, paused=bool(args.pause)))
+        report(errors)
+        return 1 if errors else 0
+    if args.dry_run:
+        return dry_run()
+    if args.plan:
+        return plan(args.prune)
+    return deploy(args.prune)
 
+
+def dry_run() -> int:
     try:
-        url = notify_url(dict(os.environ))
+        notify_url(dict(os.environ))
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(FLOWS)} deployment(s) for work pool {WORK_POOL!r}\n")
     for entry in FLOWS:
         print(describe(entry) + "\n")
-    if args.dry_run:
-        print("Dry run: nothing was deployed.")
-        return 0
+    print("Dry run: nothing was deployed.")
+    return 0
 
-    # One API client for the whole run: otherwise Prefect builds a new one (and its TLS
+
+def plan(prune: bool) -> int:
+    """Exit 0: the server matches flows.json; 2: a deploy would change it; 1: an error."""
+    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+        targets, errors = load_targets(FLOWS, Path(workdir))
+    try:
+        changes, _ = asyncio.run(plan_and_apply(targets, apply=False, prune=prune))
+    except Exception as exc:
+        errors.append(f"cannot read the server: {one_line(exc)}")
+        changes = False
+    report(errors)
+    return 1 if errors else 2 if changes else 0
+
+
+def deploy(prune: bool) -> int:
+    try:
+        url = notify_url(dict(os.environ))
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
     # context) for every call, about 30 ms each.
     with SyncClientContext.get_or_create():
         ensure_work_pool()
         ensure_zombie_automation()
         ensure_notify_automation(url)
-        deployments, failed = load_deployments(FLOWS)
-        ids, failed_to_apply = apply_deployments(deployments)
-        failed += failed_to_apply
-        if failed:
-            print(f"FAILED deployments: {', '.join(failed)}", file=sys.stderr)
-            return 1
-        if args.prune:
-            prune(keep=ids)
-    print(f"Deployed {len(ids)} deployment(s) to work pool {WORK_POOL!r}.")
+    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+        targets, errors = load_targets(FLOWS, Path(workdir))
+    _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    report(errors + failures)
+    if errors or failures:
+        return 1
+    print(f"Work pool {WORK_POOL!r} matches flows.json ({len(targets)} deployment(s)).")
     return 0
 
 
