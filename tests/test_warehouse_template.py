@@ -51,6 +51,7 @@ def texts(warehouse: Path) -> dict[str, str]:
 def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
     _, warehouse = baked
     expected = {
+        ".github/workflows/deploy.yml",
         ".gitignore",
         "README.md",
         "prefect/prw_deploy.py",
@@ -64,6 +65,7 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
         "scripts/install-server.sh",
         "scripts/install-worker.sh",
         "scripts/regenerate.py",
+        "scripts/verify-units.sh",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
         "systemd/prefect-server.service",
@@ -73,7 +75,7 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
     assert set(texts(warehouse)) == expected
     leftovers = [name for name, text in texts(warehouse).items() if JINJA.search(text)]
     assert leftovers == []
-    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh"):
+    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh", "verify-units.sh"):
         assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 

@@ -65,6 +65,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.flows import load_flow_arguments_from_entrypoint
 from prefect.runner.storage import GitRepository
 from prefect.server.schemas.schedules import CronSchedule
+from prefect.settings import get_current_settings
 from prefect.utilities.callables import parameter_schema_from_entrypoint
 from prefect.workers.process import ProcessWorker
 
@@ -237,6 +238,12 @@ def notification_block(url: str) -> NotificationBlock:
 
 class SettingError(ValueError):
     """A deploy-environment setting is unusable; the message says which and why."""
+
+
+def require_api_url() -> None:
+    """Without an API URL Prefect would start a throwaway server of its own and deploy there."""
+    if not get_current_settings().api.url:
+        raise SettingError("PREFECT_API_URL is not set: export it (see the README)")
 
 
 def notify_url(environ: dict[str, str]) -> str | None:
@@ -668,9 +675,7 @@ def report(errors: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.resume or args.pause:
-        errors = asyncio.run(set_paused(args.pause or args.resume, paused=bool(args.pause)))
-        report(errors)
-        return 1 if errors else 0
+        return switch(args.pause or args.resume, paused=bool(args.pause))
     if args.dry_run:
         return dry_run()
     if args.plan:
@@ -691,8 +696,24 @@ def dry_run() -> int:
     return 0
 
 
+def switch(names: list[str], paused: bool) -> int:
+    """--pause / --resume: exit 0, or 1 naming each deployment that failed."""
+    try:
+        require_api_url()
+        errors = asyncio.run(set_paused(names, paused))
+    except Exception as exc:  # the setting, or the server unreachable
+        errors = [one_line(exc)]
+    report(errors)
+    return 1 if errors else 0
+
+
 def plan(prune: bool) -> int:
     """Exit 0: the server matches flows.json; 2: a deploy would change it; 1: an error."""
+    try:
+        require_api_url()
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
         targets, errors = load_targets(FLOWS, Path(workdir))
     try:
@@ -706,6 +727,7 @@ def plan(prune: bool) -> int:
 
 def deploy(prune: bool) -> int:
     try:
+        require_api_url()
         url = notify_url(dict(os.environ))
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
