@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-systemd test-fast lint bench clean
+.PHONY: demo test test-systemd test-migration test-fast lint bench clean
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,15 +18,20 @@ demo: $(STAMP)
 ## The test suite, but the booted-systemd tests (CI runs both: .ci/run). Two xdist workers;
 ## the e2e tests stay together on one (tests/support/live_site_group.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not systemd" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not systemd and not migration" -n 2 --dist loadgroup
 
 ## The slow tests that boot a real systemd in a container (root, systemd-nspawn; see BENCHMARKS.md).
 test-systemd: $(STAMP)
 	$(BIN)/python -m pytest -m systemd
 
+## MIGRATING.md run as written on a real Prefect 2.10.15 server, SQLite and PostgreSQL (slow;
+## the 2.10 venv is built once under ~/.cache from tests/migration/prefect-2.10-constraints.txt).
+test-migration: $(STAMP)
+	$(BIN)/python -m pytest -m migration
+
 ## Everything but the live-server end-to-end tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not systemd"
+	$(BIN)/python -m pytest -m "not e2e and not systemd and not migration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check contract hooks warehouse-template/hooks tests scripts benchmarks

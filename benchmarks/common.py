@@ -270,7 +270,7 @@ class Context:
 
     @property
     def postgres(self):
-        """One throwaway PostgreSQL 15 (tests/support/services.py: 127.0.0.1, free port)."""
+        """One throwaway PostgreSQL (tests/support/services.py: 127.0.0.1, free port)."""
         if self._postgres is None:
             from support.services import running_postgres
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from support.baking import SINK_SETTING, SOURCE_SETTING, TABLE, bake_ingest_project
+from support.services import PG_BIN
 
 from benchmarks import data
 from benchmarks.common import (
@@ -244,7 +245,8 @@ def notes() -> list[str]:
         "interpreter start, imports, hashing the file, one transaction; `psql` and `sqlite3` "
         "likewise). Peak RSS is the process's own peak (VmHWM from /proc): for PostgreSQL it is "
         "the client's, the server's memory is not counted for any of them. Each load goes into a "
-        "new database (SQLite file, or PostgreSQL database on one throwaway PostgreSQL 15 "
+        "new database (SQLite file, or PostgreSQL database on one throwaway PostgreSQL "
+        f"{PG_BIN.parent.name} "
         "server started by the bench, fsync off for all). Each repetition runs every way once "
         "in turn, so a change in the machine's load hits them alike.",
         "Data (`benchmarks/data.py`): 8 text columns like the template's sample, with "

@@ -2,9 +2,10 @@
 beside the SQLite `prefect server start` of the other sections: trigger -> COMPLETED latency
 and the first deploy of 100 flows, measured by the same code (latency.py, deploy.py).
 
-The PostgreSQL+Redis server runs as host processes, not under systemd: PostgreSQL 15
-(`initdb`/`pg_ctl` as the postgres user), `redis-server`, the migrations, then the two
-commands of the generated units' ExecStart= with the generated env file's settings (secrets
+The PostgreSQL+Redis server runs as host processes, not under systemd: PostgreSQL (the newest
+installed major >= 14, support.services.PG_BIN; `initdb`/`pg_ctl` as the postgres user),
+`redis-server`, the migrations, then the two commands of the generated units' ExecStart=
+with the generated env file's settings (secrets
 filled in, ports made free), auth and CSRF on. The worker under test is the same either way.
 """
 
@@ -21,14 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from support.processes import free_port, managed_process
-from support.services import FAST_SERVER_SETTINGS, offline_env
+from support.services import FAST_SERVER_SETTINGS, PG_BIN, offline_env
 from support.systemd import Unit, command_line, read_env_file
 from support.warehouse import bake_warehouse
 
 from benchmarks import deploy, latency
 from benchmarks.common import Comparison, Context, Section, progress, quiet, with_server
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SERVER_VENV = "/opt/prefect-server/venv"  # the units' path; here: the bench venv
 FIRST_DEPLOY = 100
 
@@ -58,7 +58,7 @@ def as_postgres(argv: list[str]) -> None:
 
 @contextmanager
 def postgresql(root: Path) -> Iterator[int]:
-    """A PostgreSQL 15 cluster on a free loopback port with the role, database and pg_trgm
+    """A PostgreSQL cluster on a free loopback port with the role, database and pg_trgm
     that install-server.sh creates."""
     port = free_port()
     data = root / "pg"
@@ -218,7 +218,8 @@ def measure(ctx: Context) -> list[Section]:
         "Both servers run on this 2-core machine beside the worker and the clients, one after the "
         "other in the same run. The PostgreSQL + Redis server is the generated "
         "prefect-server.env.example (auth, CSRF, Redis messaging) with the two units' commands "
-        "run as host processes (not under systemd), PostgreSQL 15 and redis-server on free "
+        f"run as host processes (not under systemd), PostgreSQL {PG_BIN.parent.name} and "
+        "redis-server on free "
         "loopback ports; both servers get the test speed-ups of support.services (scheduler loop "
         "5 s, no UI). Latency: `prefect deployment run` to COMPLETED of a warm trivial flow, the "
         "worker started as the generated unit (latency.py); deploy: prw_deploy.py creating 100 "

@@ -2,22 +2,22 @@
 every rule a shared answer follows.
 
 An ingest project prints the warehouse entry of each of its flows; the warehouse accepts
-it as is. Both sides check names and git URLs with the same rules, from the block below.
-
-Cookiecutter runs a hook from a temporary file, so a hook cannot import this module: the
-block between the two marker lines is copied, byte for byte, into hooks/pre_gen_project.py,
-hooks/post_gen_project.py, warehouse-template/hooks/pre_gen_project.py and both
-scripts/regenerate.py files; tests/test_contract.py fails when a copy differs. Tests,
-scripts/ and benchmarks/ import the names from here.
+it as is. Both sides check names and git URLs with the same rules, from this one module:
+the hooks of both templates import it from the template repository (contract/template.py
+says how a hook reaches it), and each generated project carries it as scripts/naming.py
+for its scripts/regenerate.py, so the project stands alone. Tests, scripts/ and
+benchmarks/ import it as `from contract import naming`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Callable
 from typing import Any
 
-# --- naming contract (one block, the same in every hook and script of both templates) ---
+# --- naming contract ---
 SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
 SLUG_HINT = "lowercase words joined by '-', e.g. clinic-cal"
 FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deployment's name
@@ -43,6 +43,17 @@ GIT_URL_HINT = (
 
 class Invalid(ValueError):
     """An answer breaks the contract; the message is one line naming it."""
+
+
+def exit_status(check: Callable[[], object]) -> int:
+    """A hook's exit status: 0 once *check* passes, 1 after printing its Invalid as one
+    `error: ...` line (cookiecutter then removes the half-made folder)."""
+    try:
+        check()
+    except Invalid as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def shown(value: object) -> str:

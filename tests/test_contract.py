@@ -1,8 +1,8 @@
 """The naming contract: what an ingest project prints, the warehouse takes as is.
 
-Every hook and both scripts/regenerate.py hold a verbatim copy of contract/naming.py's
-block; boundary answers go through both templates from the command line, the way a user
-types them, and `prw_deploy.py --dry-run` lists what the ingest template printed.
+The hooks of both templates import contract/naming.py; boundary answers go through both
+templates from the command line, the way a user types them, and `prw_deploy.py --dry-run`
+lists what the ingest template printed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import pytest
 from support.baking import cookiecutter_cli
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.warehouse import dry_run_env
-
-from contract import copies
 
 WAREHOUSE_CLI = (str(BIN / "cookiecutter"), str(REPO_DIR), "--no-input")
 ADD_LINE = re.compile(r"python scripts/regenerate\.py --add '(\{.*\})'$", re.MULTILINE)
@@ -94,10 +92,6 @@ def contract_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
     dry_run = run_python(["prefect/prw_deploy.py", "--dry-run"], warehouse, dry_run_env(root))
     assert dry_run.returncode == 0, dry_run.stderr
     return {"entries": entries, "projects": projects, "warehouse": warehouse, "dry": dry_run}
-
-
-def test_every_copy_of_the_contract_block_is_the_canonical_one() -> None:
-    assert copies.stale_copies() == [], "run `python -m contract.copies` to rewrite them"
 
 
 @pytest.mark.parametrize("case", [case for case, _ in ACCEPTED])

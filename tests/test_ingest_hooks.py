@@ -1,11 +1,14 @@
-"""pre_gen_project.py: every bad or hostile answer is refused in one line, with nothing written."""
+"""pre_gen_project.py: every bad or hostile answer is refused in one line, with nothing written
+(baked through pytest-cookies; what a user types on the command line, as a subprocess)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from support.baking import cookiecutter_cli
+from cookiecutter.exceptions import FailedHookException
+from pytest_cookies.plugin import Cookies
+from support.baking import INGEST_TEMPLATE_DIR, cookiecutter_cli
 from support.commands import REPO_DIR
 
 # (answer, value, what the one-line error must say)
@@ -54,21 +57,30 @@ def rejection_id(case: tuple[str, str, str]) -> str:
 
 @pytest.mark.parametrize("case", REJECTED, ids=[rejection_id(case) for case in REJECTED])
 def test_bad_answer_is_refused_with_one_line_and_nothing_written(
-    case: tuple[str, str, str], tmp_path: Path
+    case: tuple[str, str, str], cookies: Cookies, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     key, value, message = case
+
+    result = cookies.bake(extra_context={key: value}, template=INGEST_TEMPLATE_DIR)
+
+    assert result.exit_code != 0 and isinstance(result.exception, FailedHookException)
+    assert result.project_path is None
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, errors
+    assert key in errors[0] and message in errors[0]
+    # pytest-cookies bakes into <tmp_path>/cookies/bake00: left empty, nothing beside it
+    assert [path.name for path in (tmp_path / "cookies").rglob("*")] == ["bake00"]
+    assert not list(tmp_path.rglob("PWNED")) and not (REPO_DIR / "PWNED").exists()
+
+
+def test_a_bad_answer_typed_on_the_command_line_is_refused_the_same_way(tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
     output_dir.mkdir()
-
-    result = cookiecutter_cli(output_dir, f"{key}={value}")
-
-    assert result.returncode != 0
+    result = cookiecutter_cli(output_dir, "project_slug=clinic-$(touch PWNED)")
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    assert key in errors[0] and message in errors[0]
-    assert list(output_dir.iterdir()) == []
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
-    assert not list(tmp_path.rglob("PWNED")) and not (REPO_DIR / "PWNED").exists()
+    assert result.returncode != 0 and len(errors) == 1, result.stderr
+    assert "project_slug" in errors[0] and "lowercase words joined by '-'" in errors[0]
+    assert list(output_dir.iterdir()) == [] and not list(tmp_path.rglob("PWNED"))
 
 
 @pytest.mark.parametrize(

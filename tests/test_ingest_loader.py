@@ -1,4 +1,5 @@
-"""The baked ingest.py on both databases: SQLite and a real PostgreSQL 15 (started by the tests).
+"""The baked ingest.py on both databases: SQLite and a real PostgreSQL (the newest installed,
+started by the tests).
 
 Every test runs `python ingest.py` as the flow does, on files made here: the same guarantees
 (idempotent, atomic, text as in the file, NULL for empty cells, concurrent loads) and the
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
-from support.baking import SINK_SETTING, SOURCE_SETTING, TABLE, bake_ingest_project
+from pytest_cookies.plugin import Cookies
+from support.baking import INGEST_TEMPLATE_DIR, SINK_SETTING, SOURCE_SETTING, TABLE
 from support.services import PostgresServer
 
 BAD_INPUT = 65
@@ -51,11 +53,13 @@ class Sink:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(cookies_session: Cookies) -> Path:
     """One baked project (PostgreSQL answer: psycopg in its requirements); its ingest.py
     reads either format."""
-    out = tmp_path_factory.mktemp("project")
-    return bake_ingest_project(out, dependency_manager="none", database="postgresql")
+    answers = {"dependency_manager": "none", "database": "postgresql"}
+    result = cookies_session.bake(extra_context=answers, template=INGEST_TEMPLATE_DIR)
+    assert result.exit_code == 0, result.exception
+    return result.project_path
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -349,7 +353,10 @@ def test_a_bad_setting_is_refused(
 
 
 def test_another_suffix_is_refused(project: Path, sink: Sink, tmp_path: Path) -> None:
-    source = tmp_path / "export.txt"
+    source = tmp_path / "export.json"
     source.write_text("mrn\n1\n")
     message = rejected(ingest(project, source, sink), source)
-    assert message == "cannot read a .txt file: the source must be .csv or .xlsx"
+    assert message == (
+        "cannot read a .json file: the source must be one of "
+        ".csv .txt .tsv .psv .dat .xlsx .xlsm .xls .xlsb .ods"
+    )

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.baking import bake_ingest_project
-from support.commands import REPO_DIR
+from pytest_cookies.plugin import Cookies
+from support.baking import INGEST_TEMPLATE_DIR, baked
+from support.commands import REPO_DIR, run_python
 from support.git import commit_all, git, head, tree
 from support.regeneration import (
     INGEST_TEMPLATE,
@@ -23,9 +24,12 @@ from support.regeneration import (
     regenerate,
     template_repo,
 )
-from support.warehouse import CLINIC_CAL
+from support.warehouse import CLINIC_CAL, WAREHOUSE_TEMPLATE_DIR
 
-WAREHOUSE_SCRIPT = "warehouse-template/{{cookiecutter.warehouse_slug}}/scripts/regenerate.py"
+from contract.template import PROJECT_SCRIPTS
+
+CONTRACT = REPO_DIR / "contract"  # where both kinds of project's scripts come from
+TEMPLATES = {"ingest": INGEST_TEMPLATE_DIR, "warehouse": WAREHOUSE_TEMPLATE_DIR}
 RUN_HEADING = "## Run it locally"
 
 
@@ -43,9 +47,17 @@ def assert_ok(result) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_one_regenerate_script_serves_both_templates() -> None:
-    ingest = REPO_DIR / INGEST_TEMPLATE / "scripts/regenerate.py"
-    assert ingest.read_bytes() == (REPO_DIR / WAREHOUSE_SCRIPT).read_bytes()
+@pytest.mark.parametrize("kind", list(TEMPLATES))
+def test_every_project_carries_the_one_script_copied_as_is(
+    kind: str, cookies: Cookies, tmp_path: Path
+) -> None:
+    result = cookies.bake(template=TEMPLATES[kind])
+    assert result.exit_code == 0, result.exception
+    for name, source in PROJECT_SCRIPTS.items():
+        assert (result.project_path / name).read_bytes() == (CONTRACT / source).read_bytes()
+    # It stands alone: run from anywhere, it imports only what the project holds.
+    alone = run_python([str(result.project_path / "scripts/regenerate.py"), "--help"], tmp_path)
+    assert alone.returncode == 0 and "--check" in alone.stdout, alone.stderr
 
 
 def test_cruft_create_records_the_answers_and_the_commit(template: Path, project: Path) -> None:
@@ -54,10 +66,26 @@ def test_cruft_create_records_the_answers_and_the_commit(template: Path, project
     assert state["skip"] == ["transform.py"]
     assert state["context"]["cookiecutter"]["source_name"] == "epic"
     script = (project / "scripts/regenerate.py").read_bytes()
-    assert script == (REPO_DIR / WAREHOUSE_SCRIPT).read_bytes()  # copied as is, not rendered
+    assert script == (CONTRACT / "regenerate.py").read_bytes()  # copied as is, not rendered
     result = regenerate(project, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Up to date: no change to the ingest-project template since" in result.stdout
+
+
+def test_a_change_to_the_shared_scripts_reaches_both_kinds_of_project(
+    template: Path, project: Path, tmp_path: Path
+) -> None:
+    warehouse = cruft_warehouse(template, tmp_path / "warehouses", CLINIC_CAL)
+    edit(template, "contract/regenerate.py", "the tests, commit.", "the tests, commit!", "script")
+    edit(template, "contract/naming.py", "e.g. clinic-cal", "such as clinic-cal", "naming: hint")
+    for made in (project, warehouse):
+        assert regenerate(made, "--check").returncode == 1
+        result = regenerate(made)
+        assert_ok(result)
+        assert "naming: hint" in result.stdout  # the commits it took
+        for name, source in PROJECT_SCRIPTS.items():
+            assert (made / name).read_text() == (template / "contract" / source).read_text()
+        assert cruft_state(made)["commit"] == head(template)
 
 
 def test_a_template_change_reaches_an_edited_project(template: Path, project: Path) -> None:
@@ -178,8 +206,8 @@ def test_check_cannot_reach_the_template_exits_2(project: Path, template: Path) 
     assert result.stderr.startswith(f"error: cannot clone the template {template / 'gone'}:")
 
 
-def test_a_plain_cookiecutter_project_is_told_how_to_link(tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out")  # plain cookiecutter writes no .cruft.json
+def test_a_plain_cookiecutter_project_is_told_how_to_link(cookies: Cookies) -> None:
+    project = baked(cookies.bake(template=INGEST_TEMPLATE_DIR))  # no .cruft.json: not cruft
     git(project, "init", "-q", "-b", "main")
     commit_all(project, "baked")
     result = regenerate(project)
@@ -190,8 +218,8 @@ def test_a_plain_cookiecutter_project_is_told_how_to_link(tmp_path: Path) -> Non
     assert regenerate(project, "--check").returncode == 2
 
 
-def test_generated_ci_reports_template_updates_without_blocking(tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out")
+def test_generated_ci_reports_template_updates_without_blocking(cookies: Cookies) -> None:
+    project = baked(cookies.bake(template=INGEST_TEMPLATE_DIR))
     jobs = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())["jobs"]
     job = jobs["template-update"]
     assert job["continue-on-error"] is True

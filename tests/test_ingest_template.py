@@ -15,13 +15,16 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pytest_cookies.plugin import Cookies
 from support.baking import (
     FLOW_FILE,
     FLOW_NAME,
+    INGEST_TEMPLATE_DIR,
     SAMPLE_ROWS,
     SINK_SETTING,
     SOURCE_SETTING,
     bake_ingest_project,
+    baked,
     cookiecutter_cli,
     local_run_env,
     portable_bin,
@@ -58,6 +61,7 @@ COMMON_FILES = {
     "prefect/ingest_flow.py",
     "prefect/source_file.py",
     "ruff.toml",
+    "scripts/naming.py",
     "scripts/regenerate.py",
     "tests/test_flow.py",
     "tests/test_ingest.py",
@@ -84,10 +88,12 @@ def answers(request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(answers: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(answers: dict, cookies_session: Cookies) -> Path:
     """One bake per combination, shared by the tests below: they only read it (a test that
     runs something in the project runs it in its own copy)."""
-    return bake_ingest_project(tmp_path_factory.mktemp("bake") / "out", **answers)
+    result = cookies_session.bake(extra_context=answers, template=INGEST_TEMPLATE_DIR)
+    assert result.exit_code == 0, result.exception
+    return result.project_path
 
 
 def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
@@ -244,8 +250,8 @@ def test_own_tests_combinations_cover_every_answer_and_code_choice() -> None:
 
 
 @pytest.mark.parametrize("own_answers", OWN_TESTS_COMBINATIONS, ids=combination_id)
-def test_baked_projects_own_tests_pass(own_answers: dict, tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out", **own_answers)
+def test_baked_projects_own_tests_pass(own_answers: dict, tmp_path: Path, cookies: Cookies) -> None:
+    project = baked(cookies.bake(extra_context=own_answers, template=INGEST_TEMPLATE_DIR))
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
@@ -279,9 +285,11 @@ def venvs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.network
 @pytest.mark.parametrize("manager", DEPENDENCY_MANAGERS)
 def test_runbook_local_run_loads_sample_and_rerun_adds_nothing(
-    manager: str, tmp_path: Path, venvs: Path
+    manager: str, tmp_path: Path, venvs: Path, cookies: Cookies
 ) -> None:
-    project = bake_ingest_project(tmp_path / "out", dependency_manager=manager)
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": manager}, template=INGEST_TEMPLATE_DIR)
+    )
     database = tmp_path / "sink" / "clinic-cal.db"
     env = local_run_env(offline_env(tmp_path / "prefect-home"), project, venvs, database)
 
@@ -298,8 +306,12 @@ def test_runbook_local_run_loads_sample_and_rerun_adds_nothing(
         assert [path.name for path in venvs.iterdir() if path.is_dir()] == ["prefect-clinic-cal"]
 
 
-def test_a_failing_step_fails_the_flow_and_leaves_the_sink(tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="none")
+def test_a_failing_step_fails_the_flow_and_leaves_the_sink(
+    tmp_path: Path, cookies: Cookies
+) -> None:
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": "none"}, template=INGEST_TEMPLATE_DIR)
+    )
     database = tmp_path / "sink" / "clinic-cal.db"
     env = local_run_env(offline_env(tmp_path / "prefect-home"), project, tmp_path / "v", database)
     bad = tmp_path / "landing" / "sample.xlsx"
@@ -311,7 +323,7 @@ def test_a_failing_step_fails_the_flow_and_leaves_the_sink(tmp_path: Path) -> No
 
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert f"error: {SOURCE_SETTING}={bad}: not a readable xlsx workbook" in output
+    assert f"error: {SOURCE_SETTING}={bad}: not a readable .xlsx workbook" in output
     assert output.count("triggered with") == 1  # a rejected file is not retried
     assert not database.exists() or table_count(database) == 0
 
@@ -330,10 +342,12 @@ shell.run()
 """
 
 
-def test_the_shell_step_is_fail_fast(tmp_path: Path) -> None:
+def test_the_shell_step_is_fail_fast(tmp_path: Path, cookies: Cookies) -> None:
     """The flows' shell step, run as its ShellOperation: a failing dependency step stops
     the script, so ingest.py never runs after it (`pipenv run` works; only install fails)."""
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": "pipenv"}, template=INGEST_TEMPLATE_DIR)
+    )
     database = tmp_path / "sink" / "clinic-cal.db"
     env = local_run_env(offline_env(tmp_path / "prefect-home"), project, tmp_path / "v", database)
     fake_bin = tmp_path / "fake-bin"
@@ -403,12 +417,14 @@ def sync_step_env(tmp_path: Path, manager: str, path_kind: str = "linux-path") -
 @pytest.mark.parametrize("path_kind", PATH_KINDS)
 @pytest.mark.parametrize("manager", ["pipenv", "uv"])
 def test_two_first_runs_at_once_install_the_venv_once(
-    manager: str, path_kind: str, tmp_path: Path
+    manager: str, path_kind: str, tmp_path: Path, cookies: Cookies
 ) -> None:
     """The dependency step's lock: the second run waits for the first install, then finds the
     venv up to date; both then run their ingest. With `no-gnu-tools` it runs as on a laptop
     without flock(1), sha256sum or readlink."""
-    project = bake_ingest_project(tmp_path / "out", dependency_manager=manager)
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": manager}, template=INGEST_TEMPLATE_DIR)
+    )
     env = sync_step_env(tmp_path, manager, path_kind)
     argv = ["prefect/sync-venv.sh", *RUN_INGEST[manager]]
     runs = [
@@ -428,11 +444,13 @@ def test_two_first_runs_at_once_install_the_venv_once(
 
 @pytest.mark.parametrize("path_kind", PATH_KINDS)
 def test_a_venv_whose_install_never_finished_is_built_again_from_scratch(
-    path_kind: str, tmp_path: Path
+    path_kind: str, tmp_path: Path, cookies: Cookies
 ) -> None:
     """A stop during the first install leaves a venv with a python but no stamp: the next
     run removes it before installing (the booted-systemd tests stop a real install)."""
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": "pipenv"}, template=INGEST_TEMPLATE_DIR)
+    )
     env = sync_step_env(tmp_path, "pipenv", path_kind)
     venv = tmp_path / "venvs" / "prefect-clinic-cal"
     (venv / "bin").mkdir(parents=True)
@@ -448,10 +466,14 @@ def test_a_venv_whose_install_never_finished_is_built_again_from_scratch(
     assert (tmp_path / "calls").read_text().split() == ["install-start", "install-end", "run"]
 
 
-def test_a_venv_stamped_by_the_flock_era_script_stays_up_to_date(tmp_path: Path) -> None:
+def test_a_venv_stamped_by_the_flock_era_script_stays_up_to_date(
+    tmp_path: Path, cookies: Cookies
+) -> None:
     """The stamp holds the hash as `sha256sum -` printed it, so a worker's venv installed
     before the step became portable is not reinstalled on the template update."""
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": "pipenv"}, template=INGEST_TEMPLATE_DIR)
+    )
     env = sync_step_env(tmp_path, "pipenv")
     venv = tmp_path / "venvs" / "prefect-clinic-cal"
     (venv / "bin").mkdir(parents=True)
@@ -472,9 +494,14 @@ def test_a_venv_stamped_by_the_flock_era_script_stays_up_to_date(tmp_path: Path)
 
 @pytest.mark.e2e  # a live Prefect server and the loopback S3 server
 def test_s3_source_is_fetched_loaded_and_archived(
-    tmp_path: Path, s3_server, prefect_server
+    tmp_path: Path, s3_server, prefect_server, cookies: Cookies
 ) -> None:
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="none", use_s3=True)
+    project = baked(
+        cookies.bake(
+            extra_context={"dependency_manager": "none", "use_s3": True},
+            template=INGEST_TEMPLATE_DIR,
+        )
+    )
     database = tmp_path / "sink" / "clinic-cal.db"
     s3 = s3_server.client()
     s3.create_bucket(Bucket="prh-landing-test")

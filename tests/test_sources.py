@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from support.baking import SINK_SETTING, bake_ingest_project, portable_bin
-from support.commands import REPO_DIR, run
+import pytest
+from pytest_cookies.plugin import Cookies
+from support.baking import INGEST_TEMPLATE_DIR, SINK_SETTING, baked, portable_bin
+from support.commands import run
 from support.regeneration import cruft_project, template_repo
 
 CERNER_ENTRY = {
@@ -32,22 +34,17 @@ esac
 """
 
 
-def test_the_bake_message_prints_every_source_s_warehouse_entry(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    answers = json.dumps({"extra_sources": {"cerner": "csv"}})
-    code = (
-        "import json, sys; from cookiecutter.main import cookiecutter; "
-        f"cookiecutter({str(REPO_DIR)!r}, no_input=True, output_dir={str(out)!r}, "
-        "extra_context=json.loads(sys.argv[1]))"
-    )
-    result = run([sys.executable, "-c", code, answers], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    entries = [
-        json.loads(line.split("'")[1]) for line in result.stdout.splitlines() if "--add '" in line
-    ]
+def test_the_bake_message_prints_every_source_s_warehouse_entry(
+    cookies: Cookies, capfd: pytest.CaptureFixture[str]
+) -> None:
+    answers = {"extra_sources": {"cerner": "csv"}}
+    result = cookies.bake(extra_context=answers, template=INGEST_TEMPLATE_DIR)
+    assert result.exit_code == 0, result.exception
+    printed = capfd.readouterr().out  # the post-generation hook's message
+    entries = [json.loads(line.split("'")[1]) for line in printed.splitlines() if "--add '" in line]
     assert [list(entry) for entry in entries] == [["clinic-cal-epic-ingest"], list(CERNER_ENTRY)]
     assert entries[1] == CERNER_ENTRY  # what regenerate.py prints when the source is added later
-    flows = sorted(path.name for path in (out / "clinic-cal/prefect").glob("*-ingest.py"))
+    flows = sorted(path.name for path in (result.project_path / "prefect").glob("*-ingest.py"))
     assert flows == ["clinic-cal-cerner-ingest.py", "clinic-cal-epic-ingest.py"]
 
 
@@ -108,8 +105,12 @@ def wait_for_line(path: Path, line: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_a_second_source_s_load_does_not_wait_for_a_running_one(tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+def test_a_second_source_s_load_does_not_wait_for_a_running_one(
+    tmp_path: Path, cookies: Cookies
+) -> None:
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": "pipenv"}, template=INGEST_TEMPLATE_DIR)
+    )
     env = sync_env(tmp_path)
     calls = tmp_path / "calls"
     subprocess.run(["prefect/sync-venv.sh"], cwd=project, env=env, check=True, timeout=60)
@@ -128,8 +129,10 @@ def test_a_second_source_s_load_does_not_wait_for_a_running_one(tmp_path: Path) 
     ]
 
 
-def test_an_install_waits_for_running_loads(tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out", dependency_manager="pipenv")
+def test_an_install_waits_for_running_loads(tmp_path: Path, cookies: Cookies) -> None:
+    project = baked(
+        cookies.bake(extra_context={"dependency_manager": "pipenv"}, template=INGEST_TEMPLATE_DIR)
+    )
     env = sync_env(tmp_path)
     calls = tmp_path / "calls"
     subprocess.run(["prefect/sync-venv.sh"], cwd=project, env=env, check=True, timeout=60)

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.baking import SINK_SETTING, SOURCE_SETTING, bake_ingest_project
+from pytest_cookies.plugin import Cookies
+from support.baking import INGEST_TEMPLATE_DIR, SINK_SETTING, SOURCE_SETTING, baked
 from support.git import commit_all, git, head
 from support.regeneration import (
     cruft_project,
@@ -101,8 +102,12 @@ def test_a_loader_improvement_reaches_a_project_with_team_code_without_conflict(
 
 
 @pytest.mark.parametrize("source_format", ["csv", "xlsx"])
-def test_the_default_transform_loads_the_file_as_read(source_format: str, tmp_path: Path) -> None:
-    project = bake_ingest_project(tmp_path / "out", source_format=source_format)
+def test_the_default_transform_loads_the_file_as_read(
+    source_format: str, tmp_path: Path, cookies: Cookies
+) -> None:
+    project = baked(
+        cookies.bake(extra_context={"source_format": source_format}, template=INGEST_TEMPLATE_DIR)
+    )
     database = tmp_path / "sink.db"
     result = ingest(project, project / f"data/sample.{source_format}", database)
     assert result.returncode == 0, result.stderr
@@ -120,9 +125,11 @@ def test_the_default_transform_loads_the_file_as_read(source_format: str, tmp_pa
     ids=["bad-column-name", "short-row"],
 )
 def test_a_broken_transform_fails_in_one_line_and_loads_nothing(
-    body: str, message: str, tmp_path: Path
+    body: str, message: str, tmp_path: Path, cookies: Cookies
 ) -> None:
-    project = bake_ingest_project(tmp_path / "out", source_format="csv")
+    project = baked(
+        cookies.bake(extra_context={"source_format": "csv"}, template=INGEST_TEMPLATE_DIR)
+    )
     (project / "transform.py").write_text(f"def transform(source, columns, rows):\n    {body}\n")
     database = tmp_path / "sink.db"
     result = ingest(project, project / "data/sample.csv", database)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from pytest_cookies.plugin import Cookies
+from support.baking import baked
 from support.git import commit_all, git, tree
 from support.regeneration import (
     TEMPLATE_SUBDIR,
@@ -16,7 +18,7 @@ from support.regeneration import (
     regenerate,
     template_repo,
 )
-from support.warehouse import CLINIC_CAL, LAB_RESULTS, PRH_DASH, bake_warehouse
+from support.warehouse import CLINIC_CAL, LAB_RESULTS, PRH_DASH, WAREHOUSE_TEMPLATE_DIR
 
 TEMPLATE_PROJECT = f"{TEMPLATE_SUBDIR}/{{{{cookiecutter.warehouse_slug}}}}"
 README_INTRO = "Where the team schedules every ingest flow"
@@ -78,8 +80,10 @@ def test_removing_an_unknown_flow_is_refused(template: Path, tmp_path: Path) -> 
     assert "error: --remove no-such-ingest: no such flow" in result.stderr
 
 
-def test_a_warehouse_without_answers_is_told_how_to_link_it(tmp_path: Path) -> None:
-    warehouse = bake_warehouse(tmp_path)  # plain cookiecutter writes no .cruft.json
+def test_a_warehouse_without_answers_is_told_how_to_link_it(
+    tmp_path: Path, cookies: Cookies
+) -> None:
+    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))  # no .cruft.json: not cruft
     git(warehouse, "init", "-q", "-b", "main")
     commit_all(warehouse, "baked")
     result = regenerate(warehouse, "--add", json.dumps(CLINIC_CAL))

@@ -15,19 +15,23 @@ from typing import Any
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
+from pytest_cookies.plugin import Cookies
+from support.baking import baked
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.systemd import exposure, read_env_file, with_exec_start
-from support.warehouse import CLINIC_CAL, FLOW_SETS, UNIT, bake_warehouse, dry_run_env
+from support.warehouse import CLINIC_CAL, FLOW_SETS, UNIT, WAREHOUSE_TEMPLATE_DIR, dry_run_env
 
 MAX_EXPOSURE = 2.5
 JINJA = re.compile(r"\{\{-?\s*cookiecutter\.|\{%-?\s*(if|for|end|set|raw)")
 
 
 @pytest.fixture(scope="module", params=list(FLOW_SETS), ids=list(FLOW_SETS))
-def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+def flow_set(request: pytest.FixtureRequest, cookies_session: Cookies) -> tuple:
     """(flows, warehouse) for each flow set, baked once per module."""
     flows = FLOW_SETS[request.param]
-    return flows, bake_warehouse(tmp_path_factory.mktemp(request.param), flows=flows)
+    result = cookies_session.bake(extra_context={"flows": flows}, template=WAREHOUSE_TEMPLATE_DIR)
+    assert result.exit_code == 0, result.exception
+    return flows, result.project_path
 
 
 def load_prw_deploy(warehouse: Path) -> Any:
@@ -40,16 +44,28 @@ def load_prw_deploy(warehouse: Path) -> Any:
     return module
 
 
+SCREENSHOT = "docs/prefect-ui-over-https.png"  # the README's; copied, never rendered
+
+
 def texts(warehouse: Path) -> dict[str, str]:
     return {
         str(path.relative_to(warehouse)): path.read_text()
         for path in warehouse.rglob("*")
-        if path.is_file()
+        if path.is_file() and path.suffix != ".png"
     }
 
 
-def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
-    _, warehouse = baked
+def test_the_readme_screenshot_is_a_small_png_copied_as_is(flow_set: tuple) -> None:
+    _, warehouse = flow_set
+    template = WAREHOUSE_TEMPLATE_DIR / "{{cookiecutter.warehouse_slug}}" / SCREENSHOT
+    png = (warehouse / SCREENSHOT).read_bytes()
+    assert png == template.read_bytes() and png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) < 200_000
+    assert f"]({SCREENSHOT})" in (warehouse / "README.md").read_text()
+
+
+def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
+    _, warehouse = flow_set
     expected = {
         ".github/workflows/deploy.yml",
         ".gitignore",
@@ -64,8 +80,12 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
         "scripts/backup-server.sh",
         "scripts/install-server.sh",
         "scripts/install-worker.sh",
+        "scripts/check-server.py",
+        "scripts/naming.py",
         "scripts/regenerate.py",
         "scripts/verify-units.sh",
+        "nginx/prefect-front.conf",
+        "systemd/prefect-front.service",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
         "systemd/prefect-server.service",
@@ -79,9 +99,9 @@ def test_bakes_every_file_fully_rendered(baked: tuple) -> None:
         assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 
-def test_flows_render_one_entry_each_with_values_intact(baked: tuple) -> None:
+def test_flows_render_one_entry_each_with_values_intact(flow_set: tuple) -> None:
     """Quotes, URLs with & and None/True survive rendering exactly (values are never pasted raw)."""
-    flows, warehouse = baked
+    flows, warehouse = flow_set
     module = load_prw_deploy(warehouse)
     rendered = {entry.deployment: entry for entry in module.FLOWS}
     assert sorted(rendered) == sorted(flows)
@@ -100,8 +120,8 @@ def test_flows_render_one_entry_each_with_values_intact(baked: tuple) -> None:
     assert module.WORK_POOL == "ingest"
 
 
-def test_dry_run_lists_each_deployment_without_a_server(baked: tuple, tmp_path: Path) -> None:
-    flows, warehouse = baked
+def test_dry_run_lists_each_deployment_without_a_server(flow_set: tuple, tmp_path: Path) -> None:
+    flows, warehouse = flow_set
     result = run_python(["prefect/prw_deploy.py", "--dry-run"], warehouse, dry_run_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(flows)} deployment(s) for work pool 'ingest'" in result.stdout
@@ -118,14 +138,14 @@ def test_dry_run_lists_each_deployment_without_a_server(baked: tuple, tmp_path: 
     assert "Dry run: nothing was deployed." in result.stdout
 
 
-def test_generated_code_passes_ruff(baked: tuple) -> None:
-    _, warehouse = baked
+def test_generated_code_passes_ruff(flow_set: tuple) -> None:
+    _, warehouse = flow_set
     result = run([str(BIN / "ruff"), "check", "--no-cache", "."], warehouse)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_worker_requirements_match_the_tested_pins(tmp_path: Path) -> None:
-    warehouse = bake_warehouse(tmp_path)
+def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
+    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
     tested = (REPO_DIR / "requirements.txt").read_text().splitlines()
     worker = [
         line
@@ -139,9 +159,9 @@ def test_worker_requirements_match_the_tested_pins(tmp_path: Path) -> None:
     assert {line.split("==")[0] for line in worker[1:]} >= {"prefect-shell", "prefect-aws", "uv"}
 
 
-def test_worker_constraints_are_the_tested_set(tmp_path: Path) -> None:
+def test_worker_constraints_are_the_tested_set(cookies: Cookies) -> None:
     """The worker installs with -c constraints-worker.txt: every transitive pin we test."""
-    warehouse = bake_warehouse(tmp_path)
+    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
 
     def pins(path: Path) -> list[str]:
         return [line for line in path.read_text().splitlines() if line and line[0] != "#"]
@@ -153,10 +173,12 @@ def test_worker_constraints_are_the_tested_set(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+def installed(
+    tmp_path_factory: pytest.TempPathFactory, cookies_session: Cookies
+) -> tuple[Path, Path, str]:
     """A default warehouse and `install-worker.sh --dry-run ROOT` run twice (idempotence)."""
     tmp = tmp_path_factory.mktemp("install")
-    warehouse = bake_warehouse(tmp / "out")
+    warehouse = baked(cookies_session.bake(template=WAREHOUSE_TEMPLATE_DIR))
     root = tmp / "root"
     env = {**os.environ, "WORKER_LIMIT": ""}  # empty: the CPU count decides
     for _ in range(2):
@@ -177,7 +199,7 @@ def test_install_writes_unit_limit_and_private_env_file(installed: tuple) -> Non
     assert unit.read_bytes() == (warehouse / "systemd" / UNIT).read_bytes()
     assert (mode(unit), mode(limit), mode(env_file)) == (0o644, 0o644, 0o600)
     assert f"Environment=WORKER_LIMIT={len(os.sched_getaffinity(0))}\n" in limit.read_text()
-    assert "PREFECT_API_URL=http://127.0.0.1:4200/api\n" in env_file.read_text()
+    assert "PREFECT_API_URL=https://127.0.0.1:4200/api\n" in env_file.read_text()
 
 
 def test_install_prints_the_systemd_steps_in_order(installed: tuple) -> None:
@@ -221,8 +243,9 @@ def test_install_refuses_a_bad_worker_limit(limit: str, installed: tuple, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(tmp_path: Path) -> None:
-    warehouse = bake_warehouse(tmp_path, work_pool="etl", worker_user="svc-prefect")
+def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(cookies: Cookies) -> None:
+    answers = {"work_pool": "etl", "worker_user": "svc-prefect"}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     text = (warehouse / "systemd/prefect-worker-etl.service").read_text()
     assert (
         "ExecStart=/opt/prefect-worker-etl/venv/bin/prefect worker start --pool etl"
@@ -252,7 +275,9 @@ def test_systemd_accepts_the_unit_with_its_drop_in(installed: tuple, tmp_path: P
     """`systemd-analyze verify` exits 0 even on unknown keys, so any output is a failure."""
     warehouse, root, _ = installed
     unit = tmp_path / UNIT
-    unit.write_text(with_exec_start((warehouse / "systemd" / UNIT).read_text(), BIN / "prefect"))
+    text = with_exec_start((warehouse / "systemd" / UNIT).read_text(), BIN / "prefect")
+    # ExecStartPre= runs the server check with the worker venv's python: here this venv's.
+    unit.write_text(text.replace("/opt/prefect-worker-ingest/venv/bin/python", str(BIN / "python")))
     (tmp_path / f"{UNIT}.d").mkdir()
     (tmp_path / f"{UNIT}.d/limit.conf").write_bytes(
         (root / f"etc/systemd/system/{UNIT}.d/limit.conf").read_bytes()
@@ -262,16 +287,17 @@ def test_systemd_accepts_the_unit_with_its_drop_in(installed: tuple, tmp_path: P
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-def test_unit_is_hardened(tmp_path: Path) -> None:
-    warehouse = bake_warehouse(tmp_path)
+def test_unit_is_hardened(cookies: Cookies) -> None:
+    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
     assert exposure(warehouse / "systemd" / UNIT) <= MAX_EXPOSURE
 
 
-def test_unit_lets_exec_stop_see_the_flow_runs(tmp_path: Path) -> None:
+def test_unit_lets_exec_stop_see_the_flow_runs(cookies: Cookies) -> None:
     """PrivateUsers= gives ExecStop= its own user namespace, where ProtectProc=invisible hides
     the worker's processes: the stop would then strand runs in Running (tests/systemd proves
     the stop under a real systemd; this keeps the pair from coming back)."""
-    text = (bake_warehouse(tmp_path) / "systemd" / UNIT).read_text()
+    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
+    text = (warehouse / "systemd" / UNIT).read_text()
     assert "\nProtectProc=invisible\n" in text
     assert "\nPrivateUsers=yes\n" not in text
 
@@ -329,28 +355,31 @@ REJECTED = [
 ]
 
 
-def test_env_without_secrets_is_accepted(tmp_path: Path) -> None:
+def test_env_without_secrets_is_accepted(cookies: Cookies) -> None:
     """A user name in a URL is no secret; the worker's EnvironmentFile holds the password."""
     url = "postgresql+psycopg://etl@db.prh.org/warehouse"
     env = {"CLINIC_CAL_DATABASE_URL": url, "TOKENS": "3"}
-    warehouse = bake_warehouse(tmp_path, flows={"x": {**ENTRY, "env": env}})
+    answers = {"flows": {"x": {**ENTRY, "env": env}}}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     assert url in (warehouse / "prefect" / "flows.json").read_text()
 
 
 @pytest.mark.parametrize(("answers", "message"), REJECTED)
 def test_hostile_answers_are_rejected_with_one_line_and_nothing_written(
-    answers: dict, message: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    answers: dict, message: str, cookies: Cookies, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
-    with pytest.raises(FailedHookException):
-        bake_warehouse(tmp_path, **answers)
+    result = cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR)
+    assert result.exit_code != 0 and isinstance(result.exception, FailedHookException)
+    assert result.project_path is None
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], errors
-    assert list(tmp_path.iterdir()) == []
+    # pytest-cookies bakes into <tmp_path>/cookies/bake00: left empty
+    assert [path.name for path in (tmp_path / "cookies").rglob("*")] == ["bake00"]
 
 
 # --- the server units, their settings and the notification automation --------------------------
 
-SERVER_UNITS = ("prefect-server.service", "prefect-services.service")
+SERVER_UNITS = ("prefect-server.service", "prefect-services.service", "prefect-front.service")
 SERVER_ANSWERS = {
     "server_host": "0.0.0.0",  # noqa: S104 (behind a load balancer)
     "server_port": "8443",
@@ -360,8 +389,10 @@ SERVER_ANSWERS = {
 
 
 @pytest.fixture(scope="module")
-def server_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bake_warehouse(tmp_path_factory.mktemp("server"), **SERVER_ANSWERS)
+def server_warehouse(cookies_session: Cookies) -> Path:
+    return baked(
+        cookies_session.bake(extra_context=SERVER_ANSWERS, template=WAREHOUSE_TEMPLATE_DIR)
+    )
 
 
 def test_server_units_start_api_and_services_apart(server_warehouse: Path) -> None:
@@ -370,7 +401,7 @@ def test_server_units_start_api_and_services_apart(server_warehouse: Path) -> No
     services = (systemd / "prefect-services.service").read_text()
     assert (
         "\nExecStart=/opt/prefect-server/venv/bin/prefect server start"
-        " --host 0.0.0.0 --port 8443 --no-services\n"
+        " --host 127.0.0.1 --port 8444 --no-services\n"  # behind the TLS front on 8443
     ) in api
     assert "\nExecStart=/opt/prefect-server/venv/bin/prefect server services start\n" in services
     for text in (api, services):
@@ -470,8 +501,8 @@ def test_server_requirements_are_prefect_with_redis_at_the_tested_pin(
 
 
 @pytest.fixture(scope="module")
-def notify_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return load_prw_deploy(bake_warehouse(tmp_path_factory.mktemp("notify")))
+def notify_module(cookies_session: Cookies) -> ModuleType:
+    return load_prw_deploy(baked(cookies_session.bake(template=WAREHOUSE_TEMPLATE_DIR)))
 
 
 @pytest.mark.parametrize(
@@ -505,11 +536,13 @@ def test_notify_url_picks_the_notification_block(
         assert chosen.json_data == {"subject": "{{subject}}", "body": "{{body}}"}
 
 
-def test_a_webhook_url_never_reaches_the_repo(tmp_path: Path) -> None:
+def test_a_webhook_url_never_reaches_the_repo(cookies: Cookies) -> None:
     """Warehouses made before kept the URL in their answers (notify_url); it is no longer
     an answer, so baking or updating with it writes it nowhere."""
     url = "https://hooks.slack.com/services/T0/B0/token"
-    warehouse = bake_warehouse(tmp_path, notify_url=url)
+    warehouse = baked(
+        cookies.bake(extra_context={"notify_url": url}, template=WAREHOUSE_TEMPLATE_DIR)
+    )
     assert [name for name, text in texts(warehouse).items() if "T0/B0/token" in text] == []
 
 

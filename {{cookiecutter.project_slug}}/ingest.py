@@ -3,11 +3,15 @@
 The names below are {{ cookiecutter.source_name }}'s; another source (a flow per source, in prefect/) has its
 own: its setting `<PREFIX>_<SOURCE>_SOURCE_FILE` and its table `<slug>_<source>`.
 
-Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: `.csv` or `.xlsx`.
-        Optional settings (names below): the sheet (default: the first visible one), the
-        header's row number as Excel shows it (default: the first non-empty row), and the
-        CSV's encoding (default utf-8-sig; Windows exports are often cp1252). Empty rows
-        above the header and empty columns left of it are skipped.
+Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: delimited text
+        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` `.xls` `.xlsb`
+        `.ods`, through calamine). Optional settings (names below): the sheet (default: the
+        first visible one), the header's row number as Excel shows it (default: the first
+        non-empty row), how many trailing rows to drop (control totals; default 0) and, for
+        text, its encoding (default utf-8-sig; Windows exports are often cp1252), delimiter
+        (default: the one of `,` `|` `^` tab `;` giving the header the most fields; ties: `,`)
+        and text qualifier (default `"`; `none`: every character is data). Empty rows above
+        the header and empty columns left of it are skipped.
 Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cookiecutter.__sink_setting }}: SQLite
         (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`). Each row has
         the header's columns, as text exactly as in the file (empty cells are NULL), plus
@@ -15,10 +19,10 @@ Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cook
         file's absolute path, SHA-256, load time and row count.
 
 The load is
-- fast: PostgreSQL gets the file through COPY (the server parses a plain CSV itself);
-  SQLite gets the CSV reader straight into executemany. Memory stays flat for a CSV; an
-  xlsx sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so
-  a sheet of Excel's maximum 1,048,576 rows needs about 800 MB);
+- fast: PostgreSQL gets the file through COPY (the server parses plain delimited text
+  itself); SQLite gets the csv reader straight into executemany. Memory stays flat for
+  text; a sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so a sheet
+  of Excel's maximum 1,048,576 rows needs about 800 MB);
 - idempotent: an earlier load of the same file (same absolute path) is replaced, so
   re-running a file never duplicates rows, while files in other folders or with other
   names add their rows; two loads of one file at once leave one copy (they take turns);
@@ -35,6 +39,7 @@ down), which the flow retries.
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import datetime as dt
 import hashlib
@@ -46,11 +51,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
 import transform
+
+if TYPE_CHECKING:  # the readers are imported only for the format they read
+    from python_calamine import CalamineWorkbook
 
 # This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
 # The source is the argument (`python ingest.py cerner`); without one, the project's first.
@@ -62,11 +70,21 @@ SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
 SHEET_SETTING = f"{SOURCE_KEY}_SHEET"
 HEADER_ROW_SETTING = f"{SOURCE_KEY}_HEADER_ROW"
 ENCODING_SETTING = f"{SOURCE_KEY}_ENCODING"
+DELIMITER_SETTING = f"{SOURCE_KEY}_DELIMITER"
+QUOTE_SETTING = f"{SOURCE_KEY}_QUOTE"
+FOOTER_ROWS_SETTING = f"{SOURCE_KEY}_FOOTER_ROWS"
 SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
 
 LOADS_TABLE = f"{TABLE}_loads"
 LOAD_ID_COLUMN = "_load_id"
 DEFAULT_ENCODING = "utf-8-sig"
+TEXT_SUFFIXES = (".csv", ".txt", ".tsv", ".psv", ".dat")
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+DELIMITERS = (",", "|", "^", "\t", ";")  # detected in this order: a tie goes to the first
+DEFAULT_QUOTE = '"'
+# COPY's CSV format always has a text qualifier: with QUOTE=none it is this byte, and a file
+# that holds it goes through Python's reader instead.
+NO_QUOTE_STANDIN = "\x01"
 BAD_INPUT_EXIT_CODE = 65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
 SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
 # PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
@@ -89,17 +107,29 @@ class Settings:
     sheet: str | None
     header_row: int | None
     encoding: str
+    delimiter: str | None  # None: detected from the header line
+    quote: str | None  # None: no text qualifier (QUOTE=none)
+    footer_rows: int
 
 
 @dataclass
 class CsvLayout:
-    """Where a CSV's data rows start (a byte offset) and which of their values are the table."""
+    """Where a text file's data rows are (byte offsets), how they are delimited and which of
+    their values are the table."""
 
     offset: int
+    end: int  # where the footer rows start (the file's size without them)
     encoding: str
+    delimiter: str
+    quote: str | None
     width: int  # values per row, as many as the header row has
     first: int  # the table's values are [first, last)
     last: int
+
+    def reader_options(self) -> dict[str, object]:
+        if self.quote is None:
+            return {"delimiter": self.delimiter, "quoting": csv.QUOTE_NONE}
+        return {"delimiter": self.delimiter, "quotechar": self.quote}
 
     @property
     def plain(self) -> bool:
@@ -192,6 +222,76 @@ def check_rows(rows: Iterable[Row], width: int, first: int, last: int, row: int)
         yield values
 
 
+def without_footer(rows: Iterable[Row], footer_rows: int) -> Iterator[Row]:
+    """The rows but the last `footer_rows` (trailer or control-total rows)."""
+    if not footer_rows:
+        yield from rows
+        return
+    held: collections.deque[Row] = collections.deque()
+    for row in rows:
+        held.append(row)
+        if len(held) > footer_rows:
+            yield held.popleft()
+
+
+def footer_start(path: Path, footer_rows: int) -> int:
+    """The byte offset where the file's last `footer_rows` lines start (its size for none).
+    Line ends after the last line (and blank lines there) do not count as lines."""
+    size = path.stat().st_size
+    if not footer_rows:
+        return size
+    with path.open("rb") as file:
+        data = file.read() if size <= 1 << 24 else tail(file, size)
+    base = size - len(data)
+    end = len(data.rstrip(b"\r\n"))
+    for _ in range(footer_rows):
+        end = data.rfind(b"\n", 0, end)
+        if end < 0:
+            return base  # fewer lines than footer rows: no data rows left
+    return base + end + 1
+
+
+def tail(file: io.BufferedReader, size: int, blocks: int = 1 << 20) -> bytes:
+    """The file's last MB (footers are a few short lines)."""
+    file.seek(max(0, size - blocks))
+    return file.read()
+
+
+class Span(io.RawIOBase):
+    """Bytes [start, end) of a file, as a readable stream."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self.file = path.open("rb")
+        self.file.seek(start)
+        self.left = max(0, end - start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        count = self.file.readinto(memoryview(buffer)[: self.left])
+        self.left -= count
+        return count
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def detect_delimiter(header_line: str, quote: str | None) -> str:
+    """The delimiter giving the header line the most fields (a tie, or one field: `,`)."""
+    options = {"quoting": csv.QUOTE_NONE} if quote is None else {"quotechar": quote}
+    fields = {
+        delimiter: len(next(csv.reader([header_line], delimiter=delimiter, **options), []))
+        for delimiter in DELIMITERS
+    }
+    return max(DELIMITERS, key=lambda delimiter: fields[delimiter])  # max keeps the first of a tie
+
+
+def delimiter_name(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
 class CountedLines:
     """The file's lines decoded, counting the bytes read (the csv reader reads whole lines)."""
 
@@ -220,27 +320,51 @@ def not_encoded_as(encoding: str, line: int, error: UnicodeDecodeError) -> str:
     )
 
 
-def csv_body(path: Path, offset: int, encoding: str) -> Iterator[list[str]]:
-    """The csv reader over the file from byte `offset` on."""
-    binary = path.open("rb")
-    binary.seek(offset)
-    if offset and codecs.lookup(encoding).name == "utf-8-sig":
+def csv_body(path: Path, layout: CsvLayout) -> Iterator[list[str]]:
+    """The csv reader over the file's data rows (from the header to the footer)."""
+    binary = io.BufferedReader(Span(path, layout.offset, layout.end), COPY_CHUNK_BYTES)
+    encoding = layout.encoding
+    if layout.offset and codecs.lookup(encoding).name == "utf-8-sig":
         encoding = "utf-8"  # past the BOM: the C decoder, not utf-8-sig's Python wrapper
     text = io.TextIOWrapper(binary, encoding=encoding, newline="")
-    return csv.reader(text, strict=True)
+    return csv.reader(text, strict=True, **layout.reader_options())
 
 
-def read_csv(path: Path, settings: Settings) -> Table:
+def header_line(path: Path, settings: Settings) -> str:
+    """The line the delimiter is detected from: the header row's, else the first non-empty."""
+    with path.open("rb") as file:
+        lines = CountedLines(file, settings.encoding)
+        for line in lines:
+            if lines.number == settings.header_row or (
+                settings.header_row is None and line.strip(" \t\r\n,|^;")
+            ):
+                return line
+    return ""
+
+
+def read_text(path: Path, settings: Settings) -> Table:
+    delimiter = settings.delimiter
+    if delimiter is None:
+        delimiter = detect_delimiter(header_line(path, settings), settings.quote)
+        print(
+            f"delimiter {delimiter_name(delimiter)} (detected from the header line; "
+            f"set {DELIMITER_SETTING} to choose)"
+        )
+    options = CsvLayout(0, 0, "", delimiter, settings.quote, 0, 0, 0).reader_options()
     with path.open("rb") as file:
         lines = CountedLines(file, settings.encoding)
         try:
-            number, header = find_header(csv.reader(lines, strict=True), settings.header_row)
+            header_rows = csv.reader(lines, strict=True, **options)
+            number, header = find_header(header_rows, settings.header_row)
         except csv.Error as error:
-            raise BadInput(f"line {lines.number} is not valid CSV ({error})") from None
+            raise BadInput(f"line {lines.number} is not valid delimited text ({error})") from None
     first, last = header_span(header)
     columns = column_names(header[first:last], first, number)
-    layout = CsvLayout(lines.consumed, settings.encoding, len(header), first, last)
-    body = csv_body(path, layout.offset, layout.encoding)
+    end = max(lines.consumed, footer_start(path, settings.footer_rows))
+    layout = CsvLayout(
+        lines.consumed, end, settings.encoding, delimiter, settings.quote, len(header), first, last
+    )
+    body = csv_body(path, layout)
     if layout.plain:
         return Table(columns, number + 1, body, layout)
     return Table(columns, number + 1, check_rows(body, len(header), first, last, number + 1), layout)
@@ -259,6 +383,8 @@ def cell_text(value: object) -> str | None:
 
 def sheet_name(workbook: CalamineWorkbook, wanted: str | None) -> str:
     """The sheet the setting names, else the first visible one."""
+    from python_calamine import SheetVisibleEnum
+
     sheets = workbook.sheets_metadata
     if wanted is None:
         visible = [s.name for s in sheets if s.visible == SheetVisibleEnum.Visible]
@@ -275,12 +401,14 @@ def sheet_name(workbook: CalamineWorkbook, wanted: str | None) -> str:
 
 
 def read_workbook(path: Path, settings: Settings) -> Table:
+    from python_calamine import CalamineError, CalamineWorkbook  # needed only for workbooks
+
     try:
         workbook = CalamineWorkbook.from_path(str(path))
         name = sheet_name(workbook, settings.sheet)
         sheet = workbook.get_sheet_by_name(name)
     except CalamineError as error:
-        raise BadInput(f"not a readable xlsx workbook ({error})") from error
+        raise BadInput(f"not a readable {path.suffix.lower()} workbook ({error})") from None
     if sheet.start is None:
         raise BadInput(f"sheet {name!r} is empty")
     # iter_rows yields every row from row 1, each from the sheet's first used column on.
@@ -289,17 +417,19 @@ def read_workbook(path: Path, settings: Settings) -> Table:
     number, header = find_header(rows, settings.header_row)
     first, last = header_span(header)
     columns = column_names(header[first:last], left + first, number)
-    checked = check_rows(rows, len(header), first, last, number + 1)
+    body = without_footer(rows, settings.footer_rows)
+    checked = check_rows(body, len(header), first, last, number + 1)
     return Table(columns, number + 1, checked)
 
 
 def read_table(path: Path, settings: Settings) -> Table:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(path, settings)
-    if suffix == ".xlsx":
+    if suffix in TEXT_SUFFIXES:
+        return read_text(path, settings)
+    if suffix in WORKBOOK_SUFFIXES:
         return read_workbook(path, settings)
-    raise BadInput(f"cannot read a {suffix or 'suffix-less'} file: the source must be .csv or .xlsx")
+    known = " ".join(TEXT_SUFFIXES + WORKBOOK_SUFFIXES)
+    raise BadInput(f"cannot read a {suffix or 'suffix-less'} file: the source must be one of {known}")
 
 
 def read_settings() -> Settings:
@@ -307,14 +437,38 @@ def read_settings() -> Settings:
     header_row = os.environ.get(HEADER_ROW_SETTING) or None
     if header_row is not None and not (header_row.isdigit() and int(header_row) >= 1):
         raise BadInput(f"{HEADER_ROW_SETTING}={header_row}: not a row number (1, 2, ...)")
+    footer_rows = os.environ.get(FOOTER_ROWS_SETTING) or "0"
+    if not footer_rows.isdigit():
+        raise BadInput(f"{FOOTER_ROWS_SETTING}={footer_rows}: not a number of rows (0, 1, ...)")
     encoding = os.environ.get(ENCODING_SETTING) or DEFAULT_ENCODING
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise BadInput(f"{ENCODING_SETTING}={encoding}: unknown encoding") from None
+    quote = text_character(QUOTE_SETTING, os.environ.get(QUOTE_SETTING) or DEFAULT_QUOTE, "none")
+    delimiter = os.environ.get(DELIMITER_SETTING) or None
+    if delimiter is not None:
+        delimiter = text_character(DELIMITER_SETTING, delimiter, "tab")
+        if delimiter in ('"', "'", quote):
+            raise BadInput(f"{DELIMITER_SETTING}={delimiter}: a quote character, not a delimiter")
     return Settings(
-        os.environ.get(SHEET_SETTING) or None, header_row and int(header_row), encoding
+        os.environ.get(SHEET_SETTING) or None,
+        header_row and int(header_row),
+        encoding,
+        delimiter,
+        quote,
+        int(footer_rows),
     )
+
+
+def text_character(setting: str, value: str, word: str) -> str | None:
+    """A delimiter or quote setting: one character that is not a letter, digit or line end,
+    or its word (`tab` is a tab, `none` no character)."""
+    if value.lower() == word:
+        return {"tab": "\t", "none": None}[word]
+    if len(value) != 1 or value.isalnum() or value in "\r\n":
+        raise BadInput(f"{setting}={value}: one character (not a letter or digit) or {word}")
+    return value
 
 
 # --- Writing to the database -----------------------------------------------------------------
@@ -429,35 +583,66 @@ def insert_into_sqlite(
     return cursor.rowcount
 
 
+class HoldsStandIn(Exception):
+    """A QUOTE=none file holds the byte COPY would take for its text qualifier."""
+
+
 def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) -> int:
-    """COPY: a plain CSV's bytes for the server to parse, else the checked rows."""
+    """COPY: plain delimited text's bytes for the server to parse, else the checked rows."""
     import psycopg  # the PostgreSQL driver: needed only here
 
-    columns = ", ".join(table.columns)
     cursor = connection.connection.cursor()
     try:
-        if not table.plain_csv:
-            with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
-                for row in table.rows:
-                    copy.write_row([value or None for value in row])
-            return cursor.rowcount
-        # Quoted empty cells ("") are NULL too, as on SQLite.
-        options = f"FORMAT csv, FORCE_NULL ({columns})"
-        with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
-            for chunk in utf8_chunks(source, table.csv):
-                copy.write(chunk)
-        return cursor.rowcount
+        if table.plain_csv:
+            try:
+                with connection.begin_nested():  # a stand-in byte found: undo, then row by row
+                    return copy_text(cursor, source, table)
+            except HoldsStandIn:
+                table = checked(table)
+        return copy_rows(cursor, table)
     except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
         raise BadInput(find_bad_row(source, table, error)) from None
 
 
+def copy_rows(cursor: object, table: Table) -> int:
+    columns = ", ".join(table.columns)
+    with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+        for row in table.rows:
+            copy.write_row([value or None for value in row])
+    return cursor.rowcount
+
+
+def copy_text(cursor: object, source: Path, table: Table) -> int:
+    """The file's data rows for the server to parse (COPY's CSV format with the file's
+    delimiter and qualifier). Quoted empty cells ("") are NULL too, as on SQLite."""
+    layout, columns = table.csv, ", ".join(table.columns)
+    quote = NO_QUOTE_STANDIN if layout.quote is None else layout.quote
+    options = (
+        f"FORMAT csv, DELIMITER {sql_character(layout.delimiter)}, "
+        f"QUOTE {sql_character(quote)}, FORCE_NULL ({columns})"
+    )
+    stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
+    with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
+        for chunk in utf8_chunks(source, layout):
+            if stand_in is not None and stand_in in chunk:
+                raise HoldsStandIn
+            copy.write(chunk)
+    return cursor.rowcount
+
+
+def sql_character(character: str) -> str:
+    """A one-character SQL string literal (E'\\x09' for a tab)."""
+    if character.isprintable():
+        return "'" + character.replace("'", "''") + "'"
+    return f"E'\\x{ord(character):02x}'"
+
+
 def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
-    """The file from the first data row on, as UTF-8 (the connection's encoding)."""
+    """The file's data rows, as UTF-8 (the connection's encoding)."""
     encoding = codecs.lookup(layout.encoding).name
     utf8 = encoding in ("utf-8", "utf-8-sig")  # sent as it is: the server checks it
     decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
-    with path.open("rb") as file:
-        file.seek(layout.offset)
+    with Span(path, layout.offset, layout.end) as span, io.BufferedReader(span) as file:
         while chunk := file.read(COPY_CHUNK_BYTES):
             yield chunk if decoder is None else decoder.decode(chunk).encode()
         if decoder is not None:
@@ -475,9 +660,7 @@ def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
 def transformed(table: Table) -> Table:
     """The table after transform.py (the team's code). When it hands the rows back as they
     came, the table is loaded as read (a plain CSV keeps its fast path)."""
-    rows = table.rows
-    if table.plain_csv:  # transform.py gets checked rows, as for any other file
-        rows = check_rows(rows, table.csv.width, table.csv.first, table.csv.last, table.first_row)
+    rows = checked(table).rows  # transform.py gets checked rows, as for any other file
     columns, new_rows = transform.transform(SOURCE, list(table.columns), rows)
     if new_rows is rows and columns == table.columns:
         return table
@@ -485,6 +668,15 @@ def transformed(table: Table) -> Table:
         if not COLUMN_NAME.fullmatch(name) or columns.count(name) > 1 or name == LOAD_ID_COLUMN:
             raise BadInput(f"transform.py returned column {name!r}: lowercase, _ and digits, unique")
     return Table(list(columns), table.first_row, fitted(new_rows, len(columns)))
+
+
+def checked(table: Table) -> Table:
+    """A plain text file's table with its rows checked as they are read (others are already)."""
+    if not table.plain_csv:
+        return table
+    layout = table.csv
+    rows = check_rows(table.rows, layout.width, layout.first, layout.last, table.first_row)
+    return Table(table.columns, table.first_row, rows)
 
 
 def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
@@ -501,7 +693,7 @@ def find_bad_row(source: Path, table: Table, error: Exception) -> str:
     if table.csv is None:
         raise error
     layout, encoding = table.csv, table.csv.encoding
-    reader = csv_body(source, layout.offset, encoding)
+    reader = csv_body(source, layout)
     try:
         for _ in check_rows(reader, layout.width, layout.first, layout.last, table.first_row):
             pass

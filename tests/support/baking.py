@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from cookiecutter.main import cookiecutter
+from pytest_cookies.plugin import Cookies, Result
 
 from contract import naming
+from contract.template import PROJECT_SCRIPTS
 from support.commands import BIN, REPO_DIR, run, tool_env
 
 SAMPLE_ROWS = 20
@@ -24,13 +29,42 @@ SINK_SETTING = naming.sink_setting(SLUG)
 TABLE = naming.table_name(SLUG, SOURCE)
 
 
+INGEST_TEMPLATE_DIR = str(REPO_DIR)  # what cookies.bake(template=...) takes for an ingest project
+
+
+def baked(result: Result) -> Path:
+    """The project folder of a pytest-cookies bake, once it is asserted to have succeeded."""
+    assert result.exit_code == 0, result.exception
+    assert result.exception is None
+    return result.project_path
+
+
+@functools.cache
+def cookiecutter_config() -> Path:
+    """A user config as pytest-cookies' fixtures write one (its own replay and clone folders,
+    never the user's), for bakes outside a test; removed when the process ends."""
+    home = Path(tempfile.mkdtemp(prefix="cookiecutter-user-"))
+    atexit.register(shutil.rmtree, home, True)
+    config = home / "config.yaml"
+    folders = {"cookiecutters_dir": home / "cookiecutters", "replay_dir": home / "replay"}
+    config.write_text("".join(f"{key}: {json.dumps(str(path))}\n" for key, path in folders.items()))
+    return config
+
+
+def cookies_into(output_dir: Path) -> Cookies:
+    """pytest-cookies' baker, baking into *output_dir* itself: for the fixtures and benchmarks
+    that choose where a project goes (tests take the `cookies` or `cookies_session` fixture)."""
+
+    def output_factory(_name: str) -> Path:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return output_dir
+
+    return Cookies(INGEST_TEMPLATE_DIR, output_factory, cookiecutter_config())
+
+
 def bake_ingest_project(output_dir: Path, **answers: object) -> Path:
-    """`cookiecutter <repo> --no-input` with *answers*; returns the project folder."""
-    return Path(
-        cookiecutter(
-            str(REPO_DIR), no_input=True, output_dir=str(output_dir), extra_context=answers
-        )
-    )
+    """An ingest project baked with *answers* into *output_dir*; returns its folder."""
+    return baked(cookies_into(output_dir).bake(extra_context=answers, template=INGEST_TEMPLATE_DIR))
 
 
 def cookiecutter_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str]:
@@ -40,10 +74,11 @@ def cookiecutter_cli(output_dir: Path, *answers: str) -> subprocess.CompletedPro
 
 
 def unrendered_files(project: Path) -> list[str]:
-    """Text files that still hold Jinja markers (scripts/regenerate.py is copied as is)."""
+    """Text files that still hold Jinja markers (the scripts from contract/ are copied as is)."""
     leftovers = []
     for path in sorted(project.rglob("*")):
-        if path.is_file() and path.suffix != ".xlsx" and path.name != "regenerate.py":
+        copied = str(path.relative_to(project)) in PROJECT_SCRIPTS
+        if path.is_file() and path.suffix != ".xlsx" and not copied:
             text = path.read_text(encoding="utf-8")
             if "{{" in text or "{%" in text or "cookiecutter." in text:
                 leftovers.append(str(path.relative_to(project)))

@@ -14,6 +14,23 @@ import httpx
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+# Prefect client code: create a run of deployment %r, wait up to %r s for its final state and
+# print {"id", "name", "state"} as JSON (run where PREFECT_API_URL and its trust are set).
+RUN_DEPLOYMENT = """
+import json, time
+from prefect import get_client
+from prefect.deployments import run_deployment
+
+run = run_deployment(%r, timeout=0)
+deadline = time.monotonic() + %r
+with get_client(sync_client=True) as client:
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run.id)
+        if run.state and run.state.is_final():
+            break
+        time.sleep(1)
+print(json.dumps({"id": str(run.id), "name": run.name, "state": run.state.name}))
+"""
 
 
 class PrefectApi:

@@ -18,8 +18,9 @@ from support.warehouse import WAREHOUSE
 
 INGEST_TEMPLATE = "{{cookiecutter.project_slug}}"
 TEMPLATE_SUBDIR = "warehouse-template"
-# The repository's parts that make the two templates (tests, scripts and docs are not).
-TEMPLATE_PARTS = ("cookiecutter.json", "hooks", INGEST_TEMPLATE, "warehouse-template")
+# The repository's parts that make the two templates (tests, scripts and docs are not):
+# contract/ is the naming contract and the scripts both kinds of project carry.
+TEMPLATE_PARTS = ("cookiecutter.json", "hooks", "contract", INGEST_TEMPLATE, "warehouse-template")
 OWN_CODE = ["transform.py"]  # what `cruft create --skip` lists, as the README says
 
 
@@ -30,7 +31,9 @@ def template_repo(root: Path) -> Path:
     for part in TEMPLATE_PARTS:
         source = REPO_DIR / part
         if source.is_dir():
-            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                source, repo / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy2(source, repo / part)
     git(repo, "init", "-q", "-b", "main")

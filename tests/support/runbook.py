@@ -99,15 +99,16 @@ def clinic_cal(root: Path) -> Path:
     )
 
 
-def prh_dash(root: Path) -> Path:
-    """Its flow is `prh-dash-ingest`: the `<slug>-<source>-ingest` rule cannot make it."""
+def prh_dash(root: Path, s3: bool = True) -> Path:
+    """Its flow is `prh-dash-ingest`: the `<slug>-<source>-ingest` rule cannot make it.
+    With *s3* its flow imports prefect-aws, as the runbook's does."""
     return runbook_project(
         root,
         "prh-dash",
         "prh-dash-ingest",
         "PRH_DASH_REDCAP_SOURCE_FILE",
         "prh_dash",
-        extra_imports="from prefect_aws import AwsCredentials, S3Bucket\n",
+        extra_imports="from prefect_aws import AwsCredentials, S3Bucket\n" if s3 else "",
     )
 
 

@@ -1,6 +1,7 @@
 """The live services the tests run on 127.0.0.1, each on a free port with its state under a temp
 folder, stopped at teardown also when a test fails: a Prefect server (SQLite), moto's S3 server,
-and a throwaway PostgreSQL 15 (`initdb` + `pg_ctl` as the `postgres` user).
+and a throwaway PostgreSQL (`initdb` + `pg_ctl` as the `postgres` user; the newest installed
+major of 14 or later, found by support.postgresql).
 
 The PostgreSQL cluster lives in its own temp folder (owned by `postgres`, which may not enter
 pytest's private tmp dirs), with its unix socket in that folder, trusts local connections, and is
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from support.commands import BIN
+from support.postgresql import NOT_FOUND, server_bin
 from support.processes import LOOPBACK, ManagedProcess, free_port, managed_process
 
 # Test-only speed-ups, all real Prefect 3.9 settings (prefect/settings/models/):
@@ -144,7 +146,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = server_bin() or Path("/nonexistent/postgresql/bin")  # running_postgres() says why
 SUPERUSER = "prh"
 
 
@@ -184,7 +186,7 @@ def as_postgres(argv: list[str]) -> list[str]:
 @contextmanager
 def running_postgres() -> Iterator[PostgresServer]:
     if not (PG_BIN / "initdb").exists():
-        raise RuntimeError(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing)")
+        raise RuntimeError(NOT_FOUND)
     root = Path(tempfile.mkdtemp(prefix="prh-postgres-"))
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")

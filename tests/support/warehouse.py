@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cookiecutter.main import cookiecutter
-
+from support.baking import baked, cookies_into
 from support.commands import REPO_DIR
 from support.services import offline_env
 
 TEMPLATE_DIR = REPO_DIR / "warehouse-template"
+WAREHOUSE_TEMPLATE_DIR = str(TEMPLATE_DIR)  # what cookies.bake(template=...) takes for a warehouse
 WAREHOUSE = "prh-warehouse"
 UNIT = "prefect-worker-ingest.service"
 
@@ -54,8 +54,5 @@ def dry_run_env(home: Path) -> dict[str, str]:
 
 
 def bake_warehouse(output_dir: Path, template: Path = TEMPLATE_DIR, **answers: Any) -> Path:
-    """`cookiecutter warehouse-template --no-input` with *answers*; returns the warehouse."""
-    baked = cookiecutter(
-        str(template), no_input=True, output_dir=str(output_dir), extra_context=answers
-    )
-    return Path(baked)
+    """A warehouse baked with *answers* into *output_dir*; returns its folder."""
+    return baked(cookies_into(output_dir).bake(extra_context=answers, template=str(template)))

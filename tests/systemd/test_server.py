@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from support.booted import BootedSystem
+from support.flow_runs import RUN_DEPLOYMENT
 from support.git import commit_all, git
 from support.processes import free_port
 from support.services import offline_env
@@ -181,6 +182,7 @@ def server(
         work_pool=POOL,
         worker_user=WORKER_USER,
         server_port=str(port),
+        prefect_api_url=f"http://127.0.0.1:{port}/api",  # loopback: no TLS front
         flows=flows,
     )
     booted_system.copy_in(warehouse, INSIDE)
@@ -260,22 +262,6 @@ def test_units_score_at_most_2_5_inside(server: Server, unit: str) -> None:
     result = server.system.run(["systemd-analyze", "security", "--no-pager", unit])
     assert exposure_level(result.stdout) <= 2.5, result.stdout[-2000:]
 
-
-RUN_DEPLOYMENT = """
-import json, time
-from prefect import get_client
-from prefect.deployments import run_deployment
-
-run = run_deployment(%r, timeout=0)
-deadline = time.monotonic() + %r
-with get_client(sync_client=True) as client:
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(run.id)
-        if run.state and run.state.is_final():
-            break
-        time.sleep(1)
-print(json.dumps({"id": str(run.id), "name": run.name, "state": run.state.name}))
-"""
 
 REPORT_FAILURE = """
 import json

@@ -1,4 +1,5 @@
-"""Write prefect/flows.json: the `flows` answer with every default filled in.
+"""Write prefect/flows.json (the `flows` answer with every default filled in) and add the
+scripts every project carries (from contract/, see contract/template.py).
 
 The answer is a mapping in cookiecutter.json and .cruft.json, or JSON text when it was
 given on cookiecutter's command line; pre_gen_project.py has checked it either way.
@@ -8,10 +9,16 @@ prw_deploy.py reads the file, so the code that deploys carries no template logic
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
+TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
+sys.path.insert(0, TEMPLATE_FOLDER)  # holds contract/, a link to the repository's
+from contract import naming  # noqa: E402
+from contract.template import copy_project_scripts  # noqa: E402
+
 FLOWS_FILE = Path("prefect/flows.json")
 
 
@@ -33,8 +40,7 @@ def flow_entries(flows: dict[str, Any], timezone: str) -> dict[str, dict[str, An
 
 
 if __name__ == "__main__":
-    flows = ANSWERS["flows"]
-    if isinstance(flows, str):  # JSON text from the command line
-        flows = json.loads(flows or "{}")
+    flows = naming.json_mapping("flows", ANSWERS["flows"])  # or JSON text from the command line
     entries = flow_entries(flows, ANSWERS["timezone"])
     FLOWS_FILE.write_text(json.dumps(entries, indent=2) + "\n")
+    copy_project_scripts(Path.cwd())

@@ -19,6 +19,11 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
+TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
+sys.path.insert(0, TEMPLATE_FOLDER)  # holds contract/, a link to the repository's
+from contract import naming  # noqa: E402
+from contract.naming import Invalid, shown  # noqa: E402
+
 # Each answer arrives as JSON inside one raw string: never pasted into code.
 ANSWERS: dict[str, Any] = json.loads(
     r"""{
@@ -35,31 +40,29 @@ ANSWERS: dict[str, Any] = json.loads(
 }"""
 )
 
-PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
-    "warehouse_name": (
-        re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}"),
-        "letters, digits, spaces, . _ -",
-    ),
-    "worker_user": (re.compile(r"[a-z_][a-z0-9_-]{0,31}"), "a Linux user name"),
+# What each kind of answer must fully match, and what the error line calls it.
+PATTERNS: dict[str, tuple[str, str]] = {
+    "warehouse_name": (r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", "letters, digits, spaces, . _ -"),
+    "worker_user": (r"[a-z_][a-z0-9_-]{0,31}", "a Linux user name"),
     "prefect_api_url": (
-        re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?"),
+        r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?",
         "http(s)://host[:port]/path without credentials",
     ),
     "server_host": (
-        re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?"),
+        r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?",
         "an IPv4 address or host name such as 127.0.0.1 or 0.0.0.0",
     ),
-    "branch": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}"), "a plain git branch name"),
+    "branch": (r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", "a plain git branch name"),
     "entrypoint": (
-        re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*"),
+        r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*",
         "a relative path.py:function",
     ),
-    "env_key": (re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"), "an environment variable name"),
+    "env_key": (r"[A-Za-z_][A-Za-z0-9_]{0,127}", "an environment variable name"),
     "env_value": (
-        re.compile(r"[A-Za-z0-9 _.,:/@%+=~?&-]{0,1000}"),
+        r"[A-Za-z0-9 _.,:/@%+=~?&-]{0,1000}",
         "plain text without quotes, $, backticks or backslashes",
     ),
-    "parameter": (re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"), "a Python parameter name"),
+    "parameter": (r"[A-Za-z_][A-Za-z0-9_]{0,127}", "a Python parameter name"),
 }
 # Env entries that must never be committed: secret-looking names, URLs with a password.
 SECRET_SUFFIXES = ("PASSWORD", "SECRET", "TOKEN", "API_KEY")
@@ -78,127 +81,6 @@ FLOW_KEYS = {
 REQUIRED_FLOW_KEYS = ("repo", "entrypoint", "cron")
 
 
-# --- naming contract (one block, the same in every hook and script of both templates) ---
-SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
-SLUG_HINT = "lowercase words joined by '-', e.g. clinic-cal"
-FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deployment's name
-FLOW_HINT = "lowercase words joined by '-' or '_', starting with a letter"
-MAX_SLUG = 40  # a project, source, warehouse or work pool name
-MAX_FLOW = 63  # a flow and deployment name, derived or kept from the runbook era
-FLOW_SUFFIX = "-ingest"
-DEFAULT_CRON = "0 6 * * *"
-# https/ssh/file URLs, scp-style user@host:path or an absolute path; never a password.
-GIT_URL = re.compile(
-    r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
-    r"|ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
-    r"|file:///"
-    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
-    r"|/)"
-    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
-)
-GIT_URL_HINT = (
-    "https://host/org/repo.git, ssh://[user@]host/org/repo.git, git@host:org/repo.git "
-    "or /path/to/repo.git, without credentials or '..'"
-)
-
-
-class Invalid(ValueError):
-    """An answer breaks the contract; the message is one line naming it."""
-
-
-def shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def check_name(where: str, value: object, pattern: re.Pattern[str], hint: str, most: int) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"{where} must be text, got {shown(value)}")
-    if len(value) > most:
-        raise Invalid(f"{where} is {len(value)} characters long; at most {most} allowed")
-    if not pattern.fullmatch(value):
-        raise Invalid(f"{where} {shown(value)} is not valid: {hint}")
-    return value
-
-
-def check_slug(where: str, value: object) -> str:
-    return check_name(where, value, SLUG, SLUG_HINT, MAX_SLUG)
-
-
-def check_flow_name(where: str, value: object) -> str:
-    return check_name(where, value, FLOW, FLOW_HINT, MAX_FLOW)
-
-
-def check_git_url(where: str, value: object) -> str:
-    if not isinstance(value, str) or not GIT_URL.fullmatch(value) or ".." in value:
-        raise Invalid(f"{where} {shown(value)} is not a git URL: use {GIT_URL_HINT}")
-    return value
-
-
-def json_mapping(where: str, value: object) -> dict[str, Any]:
-    """A mapping answer: a dict from cookiecutter.json or a prompt, JSON text from the CLI."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value or "{}")
-        except ValueError as exc:
-            problem = f"{shown(value)} is not JSON ({exc})"
-            raise Invalid(f"{where} must be a JSON object; {problem}") from None
-    if not isinstance(value, dict):
-        raise Invalid(f"{where} must be a JSON object, got {shown(value)}")
-    return value
-
-
-def flow_name(slug: str, source: str) -> str:
-    """`clinic-cal` + `epic` -> `clinic-cal-epic-ingest`, checked to fit the warehouse."""
-    name = f"{slug}-{source}{FLOW_SUFFIX}"
-    if len(name) > MAX_FLOW:
-        raise Invalid(
-            f"source {source!r} of project {slug!r} makes the flow name {name!r}, "
-            f"{len(name)} characters long; at most {MAX_FLOW} allowed: shorten either"
-        )
-    return name
-
-
-def flow_function(flow: str) -> str:
-    return flow.replace("-", "_")
-
-
-def flow_entrypoint(flow: str) -> str:
-    return f"prefect/{flow}.py:{flow_function(flow)}"
-
-
-def env_prefix(slug: str) -> str:
-    return slug.upper().replace("-", "_")
-
-
-def source_key(slug: str, source: str) -> str:
-    return f"{env_prefix(slug)}_{source.upper().replace('-', '_')}"
-
-
-def source_setting(slug: str, source: str) -> str:
-    return f"{source_key(slug, source)}_SOURCE_FILE"
-
-
-def sink_setting(slug: str) -> str:
-    return f"{env_prefix(slug)}_DATABASE_URL"
-
-
-def table_name(slug: str, source: str) -> str:
-    return f"{slug}_{source}".replace("-", "_")
-
-
-def venv_name(slug: str) -> str:
-    return f"prefect-{slug}"
-
-
-def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
-    """What an ingest project prints and the warehouse's `flows` answer takes as is."""
-    return {flow: {"repo": repo, "entrypoint": flow_entrypoint(flow), "cron": DEFAULT_CRON}}
-
-
-# --- end of naming contract ---
-
-
 def require_str(where: str, value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"{where}: expected a string, got {shown(value)}")
@@ -208,7 +90,7 @@ def require_str(where: str, value: Any) -> str:
 def check_pattern(where: str, value: Any, kind: str) -> None:
     pattern, expected = PATTERNS[kind]
     text = require_str(where, value)
-    if not pattern.fullmatch(text):
+    if not re.fullmatch(pattern, text):
         raise Invalid(f"{where}: {shown(value)} is not {expected}")
 
 
@@ -288,7 +170,7 @@ def check_relative(where: str, value: Any, kind: str) -> None:
 
 
 FLOW_CHECKS: dict[str, Callable[[str, Any], None]] = {
-    "repo": check_git_url,
+    "repo": naming.check_git_url,
     "branch": partial(check_relative, kind="branch"),
     "entrypoint": partial(check_relative, kind="entrypoint"),
     "cron": check_cron,
@@ -300,13 +182,13 @@ FLOW_CHECKS: dict[str, Callable[[str, Any], None]] = {
 
 
 def check_flow(name: Any, entry: Any) -> None:
-    check_flow_name("flows key", name)
+    naming.check_flow_name("flows key", name)
     where = f"flows[{name!r}]"
     if not isinstance(entry, dict):
         raise Invalid(f"{where}: expected a mapping with repo, entrypoint and cron")
     unknown = sorted(set(entry) - FLOW_KEYS)
     if unknown:
-        raise Invalid(f"{where}: unknown key(s) {', '.join(map(shown, unknown))}")
+        raise Invalid(f"{where}: unknown key(s) {', '.join(map(naming.shown, unknown))}")
     missing = [key for key in REQUIRED_FLOW_KEYS if key not in entry]
     if missing:
         raise Invalid(f"{where}: missing {', '.join(missing)}")
@@ -321,18 +203,14 @@ def check_answers(answers: dict[str, Any]) -> None:
     check_whole_number("server_port", answers["server_port"], 1024, 65535)
     for key in ("warehouse_name", "worker_user", "prefect_api_url"):
         check_pattern(key, answers[key], key)
-    check_slug("warehouse_slug", answers["warehouse_slug"])
-    check_slug("work_pool", answers["work_pool"])
+    naming.check_slug("warehouse_slug", answers["warehouse_slug"])
+    naming.check_slug("work_pool", answers["work_pool"])
     check_timezone("timezone", answers["timezone"])
     check_whole_number("retention_days", answers["retention_days"], 1, 3650)
-    flows = json_mapping("flows", answers["flows"])
+    flows = naming.json_mapping("flows", answers["flows"])
     for name, entry in flows.items():
         check_flow(name, entry)
 
 
 if __name__ == "__main__":
-    try:
-        check_answers(ANSWERS)
-    except Invalid as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(naming.exit_status(partial(check_answers, ANSWERS)))

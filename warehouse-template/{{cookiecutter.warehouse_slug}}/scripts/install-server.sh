@@ -2,10 +2,14 @@
 # Install or update the Prefect server of the {{ cookiecutter.warehouse_name }} on this VM: Debian 12 with
 # the postgresql (15) and redis-server packages installed and running.
 #
-#   sudo scripts/install-server.sh
+#   sudo scripts/install-server.sh --cert FILE --key FILE   # first install, or a new pair
+#   sudo scripts/install-server.sh                           # again: keeps the installed pair
 #
-# It checks PostgreSQL and Redis first and stops before changing anything if either is not
-# reachable. Then: the `prefect` system user, the venv in /opt/prefect-server, the settings
+# With an https prefect_api_url the server listens on 127.0.0.1 only and prefect-front.service
+# (nginx) answers HTTPS with the certificate and key from the hospital's CA (PEM files: the
+# certificate, then any intermediates; an unencrypted key).
+# It checks PostgreSQL, Redis and the certificate first and stops before changing anything if
+# one is not right. Then: the `prefect` system user, the venv in /opt/prefect-server, the settings
 # in /etc/prefect-server/server.env (random secrets, written once and kept), the database
 # with pg_trgm, the migrations, and both units, enabled and started; it waits until the API
 # is ready. Safe to run again (also to upgrade): it changes only what differs and says so.
@@ -20,8 +24,13 @@ ENV_FILE='/etc/prefect-server/server.env'
 ENV_EXAMPLE="$WAREHOUSE/systemd/prefect-server.env.example"
 UNIT_DIR='/etc/systemd/system'
 UNITS=(prefect-server.service prefect-services.service)
-SERVER_HOST='{{ cookiecutter.server_host }}'
-SERVER_PORT='{{ cookiecutter.server_port }}'
+API_URL='{{ cookiecutter.prefect_api_url }}'
+SERVER_NAME='{{ cookiecutter.__server_name }}'  # the host of API_URL: clients check it in the certificate
+API_HOST='{{ cookiecutter.__api_host }}'
+API_PORT='{{ cookiecutter.__api_port }}'
+TLS_CERT='/etc/prefect-server/tls.crt'
+TLS_KEY='/etc/prefect-server/tls.key'
+NGINX_CONF='/etc/prefect-server/nginx.conf'
 READY_SECONDS="${READY_SECONDS:-180}"
 
 CHANGES=0  # how many changes this run made
@@ -56,6 +65,57 @@ run_as_server() {
 }
 
 # --- checks: nothing on the machine changes before all of them pass ---------------------------
+
+CERT=''
+KEY=''
+read_arguments() {
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
+      --cert) [ "$#" -ge 2 ] || fail "--cert needs a FILE"; CERT="$2"; shift 2 ;;
+      --key) [ "$#" -ge 2 ] || fail "--key needs a FILE"; KEY="$2"; shift 2 ;;
+      *) fail "unknown argument '$1' (usage: $0 [--cert FILE --key FILE])" ;;
+    esac
+  done
+}
+
+tls_front() {
+  case "$API_URL" in https://*) return 0 ;; *) return 1 ;; esac
+}
+
+# The certificate and key this run installs (given, or the installed pair), checked: readable
+# PEM, the key belongs to the certificate, the certificate names SERVER_NAME and is valid now.
+check_certificate() {
+  if ! tls_front; then
+    if [ -n "$CERT$KEY" ]; then fail "prefect_api_url $API_URL is not https: there is no TLS front for --cert/--key"; fi
+    return 0
+  fi
+  command -v nginx >/dev/null || fail "nginx not found: the TLS front needs Debian's package (apt-get install nginx)"
+  command -v openssl >/dev/null || fail "openssl not found: apt-get install openssl"
+  if [ -z "$CERT$KEY" ] && [ -e "$TLS_CERT" ] && [ -e "$TLS_KEY" ]; then
+    CERT="$TLS_CERT" KEY="$TLS_KEY"
+  fi
+  [ -n "$CERT$KEY" ] || fail "no certificate installed yet: run $0 --cert FILE --key FILE (from the hospital CA, for $SERVER_NAME)"
+  [ -n "$CERT" ] || fail "--key without --cert: give both"
+  [ -n "$KEY" ] || fail "--cert without --key: give both"
+  { [ -f "$CERT" ] && [ -r "$CERT" ]; } || fail "cannot read the certificate $CERT"
+  { [ -f "$KEY" ] && [ -r "$KEY" ]; } || fail "cannot read the key $KEY"
+  local cert_key key_key names
+  cert_key="$(openssl x509 -in "$CERT" -noout -pubkey 2>/dev/null)" ||
+    fail "$CERT is not a PEM certificate"
+  key_key="$(openssl pkey -in "$KEY" -pubout -passin pass: 2>/dev/null)" ||
+    fail "$KEY is not an unencrypted PEM private key"
+  [ "$cert_key" = "$key_key" ] || fail "the key $KEY does not belong to the certificate $CERT"
+  if [[ "$SERVER_NAME" =~ ^[0-9.]+$ ]]; then
+    names="$(openssl x509 -in "$CERT" -noout -checkip "$SERVER_NAME")"
+  else
+    names="$(openssl x509 -in "$CERT" -noout -checkhost "$SERVER_NAME")"
+  fi
+  if [[ "$names" != *" does match certificate"* ]]; then
+    names="$(openssl x509 -in "$CERT" -noout -ext subjectAltName 2>/dev/null | sed 1d | tr -d ' \n')"
+    fail "the certificate $CERT is not for $SERVER_NAME (the host of prefect_api_url); it names: ${names:-no subjectAltName}"
+  fi
+  openssl x509 -in "$CERT" -noout -checkend 0 >/dev/null || fail "the certificate $CERT has expired"
+}
 
 check_host() {
   if [ "$(id -u)" != 0 ]; then fail "run as root (sudo $0)"; fi
@@ -150,6 +210,20 @@ install_env_file() {
   changed "Wrote $ENV_FILE with new secrets"
 }
 
+# The settings derived from prefect_api_url follow the template's answers (the file is kept,
+# so an http server regenerated with an https URL would otherwise keep its old origin).
+install_urls() {
+  local name value
+  for name in PREFECT_UI_API_URL PREFECT_UI_URL PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS; do
+    value="$(setting "$name" "$ENV_EXAMPLE")"
+    if [ "$(setting "$name" "$ENV_FILE")" != "$value" ]; then
+      sed -i "/^$name=/d" "$ENV_FILE"
+      echo "$name=$value" >>"$ENV_FILE"
+      changed "Set $name=$value in $ENV_FILE (from prefect_api_url)"
+    fi
+  done
+}
+
 install_database() {
   read_database_url "$ENV_FILE"
   if [ -z "$(psql_postgres -v role="$DB_ROLE" <<<"select 1 from pg_roles where rolname = :'role'")" ]; then
@@ -164,6 +238,29 @@ install_database() {
   if [ -z "$(psql_postgres -d "$DB_NAME" <<<"select 1 from pg_extension where extname = 'pg_trgm'")" ]; then
     psql_postgres -d "$DB_NAME" <<<"create extension pg_trgm"
     changed "Enabled pg_trgm in $DB_NAME"
+  fi
+}
+
+# The TLS front: certificate (0644) and key (0600, root's) under /etc/prefect-server, nginx's
+# configuration, and Debian's own nginx site (plain HTTP on port 80) switched off.
+install_front() {
+  tls_front || return 0
+  UNITS+=(prefect-front.service)
+  if ! cmp -s "$CERT" "$TLS_CERT"; then
+    install -m 644 "$CERT" "$TLS_CERT.new" && mv "$TLS_CERT.new" "$TLS_CERT"
+    changed "Installed the certificate $TLS_CERT"
+  fi
+  if ! cmp -s "$KEY" "$TLS_KEY"; then
+    install -m 600 "$KEY" "$TLS_KEY.new" && mv "$TLS_KEY.new" "$TLS_KEY"
+    changed "Installed the key $TLS_KEY (mode 0600)"
+  fi
+  if ! cmp -s "$WAREHOUSE/nginx/prefect-front.conf" "$NGINX_CONF"; then
+    install -m 644 "$WAREHOUSE/nginx/prefect-front.conf" "$NGINX_CONF"
+    changed "Installed $NGINX_CONF"
+  fi
+  if systemctl is-enabled --quiet nginx.service 2>/dev/null || systemctl is-active --quiet nginx.service; then
+    systemctl disable --quiet --now nginx.service
+    changed "Disabled nginx.service (Debian's default site, plain HTTP on port 80): prefect-front.service is the front"
   fi
 }
 
@@ -208,18 +305,26 @@ start_units() {
   done
 }
 
-wait_until_ready() {
-  local host="$SERVER_HOST"
-  if [ "$host" = 0.0.0.0 ]; then host=127.0.0.1; fi
-  READY_URL="http://$host:$SERVER_PORT/api/ready"
-  "$VENV/bin/python" - "$READY_URL" "$READY_SECONDS" <<'EOF' ||
-import sys, time, urllib.request
+# Until *url* answers 200; https is verified against the installed certificate itself (the
+# server VM need not trust the hospital CA), still checking the name and what nginx serves.
+wait_for() {
+  local front='{{ cookiecutter.server_host }}'
+  if [ "$front" = 0.0.0.0 ]; then front=127.0.0.1; fi
+  "$VENV/bin/python" - "$1" "$READY_SECONDS" "$SERVER_NAME" "$TLS_CERT" "$front" <<'EOF'
+import socket, ssl, sys, time, urllib.request
 
-url, seconds = sys.argv[1], float(sys.argv[2])
+url, seconds, name, certificate, front = sys.argv[1], float(sys.argv[2]), *sys.argv[3:]
+context = None
+if url.startswith("https://"):
+    context = ssl.create_default_context(cafile=certificate)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    # Connect to this machine's front (its listen address) under the server's name.
+    resolve = socket.getaddrinfo
+    socket.getaddrinfo = lambda host, *a, **k: resolve(front if host == name else host, *a, **k)
 deadline = time.monotonic() + seconds
 while time.monotonic() < deadline:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
             if response.status == 200:
                 sys.exit(0)
     except OSError:
@@ -227,18 +332,34 @@ while time.monotonic() < deadline:
     time.sleep(1)
 sys.exit(1)
 EOF
-    fail "the server did not answer 200 at $READY_URL within ${READY_SECONDS}s (journalctl -u prefect-server -u prefect-services)"
 }
 
+wait_until_ready() {
+  local host="$API_HOST"
+  if [ "$host" = 0.0.0.0 ]; then host=127.0.0.1; fi
+  READY_URL="http://$host:$API_PORT/api/ready"
+  wait_for "$READY_URL" ||
+    fail "the server did not answer 200 at $READY_URL within ${READY_SECONDS}s (journalctl -u prefect-server -u prefect-services)"
+  if tls_front; then
+    READY_URL="${API_URL%/}/ready"
+    wait_for "$READY_URL" ||
+      fail "the TLS front did not answer 200 at $READY_URL within ${READY_SECONDS}s (journalctl -u prefect-front)"
+  fi
+}
+
+read_arguments "$@"
 check_host
+check_certificate
 check_postgresql
 check_redis
 if [ -e "$ENV_FILE" ]; then read_database_url "$ENV_FILE"; fi
 install_user
 install_venv
 install_env_file
+install_urls
 install_database
 migrate
+install_front
 install_units
 start_units
 wait_until_ready

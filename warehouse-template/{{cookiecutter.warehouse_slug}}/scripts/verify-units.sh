@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `systemd-analyze verify` of every unit in systemd/, as CI runs it. ExecStart= is pointed at
-# the prefect on PATH (the units' own /opt/... venvs exist only on an installed VM). verify
-# exits 0 even on unknown keys, so any output is a failure.
+# `systemd-analyze verify` of every unit in systemd/, as CI runs it. The units' programs in
+# /opt/.../venv/bin are pointed at the deploy venv's (those venvs exist only on an installed
+# VM); other programs (nginx for the TLS front) must be installed. verify exits 0 even on
+# unknown keys, so any output is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,10 +10,11 @@ prefect="$(command -v prefect)" || {
     echo "error: no prefect on PATH: activate the deploy venv (pip install -r requirements-deploy.txt)" >&2
     exit 2
 }
+venv_bin="$(dirname "$prefect")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for unit in systemd/*.service; do
-    sed "s|^ExecStart=[^ ]*|ExecStart=$prefect|" "$unit" >"$work/$(basename "$unit")"
+    sed "s|^\(Exec[A-Za-z]*=\)/opt/[^ ]*/venv/bin/|\1$venv_bin/|" "$unit" >"$work/$(basename "$unit")"
 done
 status=0
 output="$(SYSTEMD_UNIT_PATH="$work:" systemd-analyze verify "$work"/*.service 2>&1)" || status=$?

@@ -19,7 +19,9 @@ and run `--resolved` (cruft alone would record the update as done).
 
 This same file serves the ingest-project template and the warehouse template; .cruft.json's
 "directory" says which one made this project, and --check looks only at that template's
-own files, so a commit to the other template never flags this project.
+own files (and the contract/ both share), so a commit to the other template never flags
+this project. The template's post-generation hook copies it, with scripts/naming.py (the
+names and rules both templates follow), from the template repository's contract/ folder.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from naming import Invalid, flow_name, json_mapping, warehouse_entry
 
 PROJECT = Path(__file__).resolve().parent.parent
 CRUFT_FILE = PROJECT / ".cruft.json"
@@ -57,138 +61,18 @@ class Template:
 
 
 INGEST_DIR = "{{" "cookiecutter.project_slug}}"  # split: no template marker in this file
+SHARED = "contract"  # this script and scripts/naming.py come from there, for both templates
 INGEST = Template(
     "ingest-project template",
     None,
-    ("cookiecutter.json", "hooks", INGEST_DIR),
+    ("cookiecutter.json", "hooks", INGEST_DIR, SHARED),
     "extra_sources",
     "source",
     ("transform.py",),
 )
 WAREHOUSE = Template(
-    "warehouse template", "warehouse-template", ("warehouse-template",), "flows", "flow", ()
+    "warehouse template", "warehouse-template", ("warehouse-template", SHARED), "flows", "flow", ()
 )
-
-
-# --- naming contract (one block, the same in every hook and script of both templates) ---
-SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # lowercase words joined by -
-SLUG_HINT = "lowercase words joined by '-', e.g. clinic-cal"
-FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deployment's name
-FLOW_HINT = "lowercase words joined by '-' or '_', starting with a letter"
-MAX_SLUG = 40  # a project, source, warehouse or work pool name
-MAX_FLOW = 63  # a flow and deployment name, derived or kept from the runbook era
-FLOW_SUFFIX = "-ingest"
-DEFAULT_CRON = "0 6 * * *"
-# https/ssh/file URLs, scp-style user@host:path or an absolute path; never a password.
-GIT_URL = re.compile(
-    r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
-    r"|ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/"
-    r"|file:///"
-    r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:"
-    r"|/)"
-    r"[A-Za-z0-9._~+-][A-Za-z0-9._~/+-]*"
-)
-GIT_URL_HINT = (
-    "https://host/org/repo.git, ssh://[user@]host/org/repo.git, git@host:org/repo.git "
-    "or /path/to/repo.git, without credentials or '..'"
-)
-
-
-class Invalid(ValueError):
-    """An answer breaks the contract; the message is one line naming it."""
-
-
-def shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def check_name(where: str, value: object, pattern: re.Pattern[str], hint: str, most: int) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"{where} must be text, got {shown(value)}")
-    if len(value) > most:
-        raise Invalid(f"{where} is {len(value)} characters long; at most {most} allowed")
-    if not pattern.fullmatch(value):
-        raise Invalid(f"{where} {shown(value)} is not valid: {hint}")
-    return value
-
-
-def check_slug(where: str, value: object) -> str:
-    return check_name(where, value, SLUG, SLUG_HINT, MAX_SLUG)
-
-
-def check_flow_name(where: str, value: object) -> str:
-    return check_name(where, value, FLOW, FLOW_HINT, MAX_FLOW)
-
-
-def check_git_url(where: str, value: object) -> str:
-    if not isinstance(value, str) or not GIT_URL.fullmatch(value) or ".." in value:
-        raise Invalid(f"{where} {shown(value)} is not a git URL: use {GIT_URL_HINT}")
-    return value
-
-
-def json_mapping(where: str, value: object) -> dict[str, Any]:
-    """A mapping answer: a dict from cookiecutter.json or a prompt, JSON text from the CLI."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value or "{}")
-        except ValueError as exc:
-            problem = f"{shown(value)} is not JSON ({exc})"
-            raise Invalid(f"{where} must be a JSON object; {problem}") from None
-    if not isinstance(value, dict):
-        raise Invalid(f"{where} must be a JSON object, got {shown(value)}")
-    return value
-
-
-def flow_name(slug: str, source: str) -> str:
-    """`clinic-cal` + `epic` -> `clinic-cal-epic-ingest`, checked to fit the warehouse."""
-    name = f"{slug}-{source}{FLOW_SUFFIX}"
-    if len(name) > MAX_FLOW:
-        raise Invalid(
-            f"source {source!r} of project {slug!r} makes the flow name {name!r}, "
-            f"{len(name)} characters long; at most {MAX_FLOW} allowed: shorten either"
-        )
-    return name
-
-
-def flow_function(flow: str) -> str:
-    return flow.replace("-", "_")
-
-
-def flow_entrypoint(flow: str) -> str:
-    return f"prefect/{flow}.py:{flow_function(flow)}"
-
-
-def env_prefix(slug: str) -> str:
-    return slug.upper().replace("-", "_")
-
-
-def source_key(slug: str, source: str) -> str:
-    return f"{env_prefix(slug)}_{source.upper().replace('-', '_')}"
-
-
-def source_setting(slug: str, source: str) -> str:
-    return f"{source_key(slug, source)}_SOURCE_FILE"
-
-
-def sink_setting(slug: str) -> str:
-    return f"{env_prefix(slug)}_DATABASE_URL"
-
-
-def table_name(slug: str, source: str) -> str:
-    return f"{slug}_{source}".replace("-", "_")
-
-
-def venv_name(slug: str) -> str:
-    return f"prefect-{slug}"
-
-
-def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
-    """What an ingest project prints and the warehouse's `flows` answer takes as is."""
-    return {flow: {"repo": repo, "entrypoint": flow_entrypoint(flow), "cron": DEFAULT_CRON}}
-
-
-# --- end of naming contract ---
 
 
 class RegenerateError(Exception):
