@@ -90,6 +90,16 @@ def setting(settings: dict[str, str], name: str) -> str:
     return value
 
 
+def uses_template_loader() -> bool:
+    """False when ingest.py is the project's own (scripts/adopt.py lists it in .cruft.json's
+    skip): then its settings are its own, and the template's sink setting is not required."""
+    try:
+        skip = json.loads((PROJECT_DIR / ".cruft.json").read_text()).get("skip", [])
+    except FileNotFoundError:
+        return True
+    return "ingest.py" not in skip
+
+
 def retry_unless_bad_source(task: Task, task_run: TaskRun, state: State) -> bool:
     """Retry a failed ingest unless the source file itself was rejected."""
     try:
@@ -152,7 +162,8 @@ def load_source(flow_name: str, source: str) -> None:
     settings = load_settings()
     setting_name = source_setting(source)
     path = setting(settings, setting_name)
-    setting(settings, SINK_SETTING)  # fail before any work when the sink is not set
+    if uses_template_loader():
+        setting(settings, SINK_SETTING)  # fail before any work when the sink is not set
     logger.info("Loading %s=%s", setting_name, path)
     with local_source_file(flow_name, setting_name, path, lambda name: setting(settings, name)) as local_path:
         run_ingest(source, local_path, settings)
