@@ -190,3 +190,13 @@ def test_the_generated_settings_leave_the_mode_to_the_table(project: Path) -> No
     """The update's merge of prefect/.env must not set a mode: only a comment names it."""
     lines = (project / "prefect" / ".env").read_text().splitlines()
     assert [line for line in lines if LOAD_MODE_SETTING in line] == [f"#{LOAD_MODE_SETTING}=file"]
+
+
+def test_the_readme_says_which_setting_fits_which_export(project: Path) -> None:
+    readme = (project / "README.md").read_text()
+    shape = readme.split("## Your export's shape", 1)[1].split("\n## ", 1)[0]
+    settings = ("_DELIMITER", "_QUOTE=none", "_ENCODING=cp1252", "_FOOTER_ROWS=1", "_HEADER_ROW")
+    for setting in settings:
+        assert setting in shape, setting
+    for mode in ("`append`", "`file`", "`snapshot`"):
+        assert mode in shape, mode

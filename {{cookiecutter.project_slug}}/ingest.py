@@ -69,7 +69,8 @@ except ImportError as missing:
     print(f"error: ingest.py cannot start: {missing} (install requirements.txt into {sys.executable})", file=sys.stderr)
     sys.exit(69)  # EX_UNAVAILABLE: the flow does not retry it
 
-if TYPE_CHECKING:  # the readers are imported only for the format they read
+if TYPE_CHECKING:  # the readers and the driver are imported only where they are used
+    import psycopg
     from python_calamine import CalamineWorkbook
 
 # This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
@@ -689,7 +690,7 @@ def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) 
         raise BadInput(find_bad_row(source, table, error)) from None
 
 
-def copy_rows(cursor: object, table: Table) -> int:
+def copy_rows(cursor: psycopg.Cursor, table: Table) -> int:
     columns = ", ".join(table.columns)
     with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
         for row in table.rows:
@@ -697,7 +698,7 @@ def copy_rows(cursor: object, table: Table) -> int:
     return cursor.rowcount
 
 
-def copy_text(cursor: object, source: Path, table: Table) -> int:
+def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
     """The file's data rows for the server to parse (COPY's CSV format with the file's
     delimiter and qualifier). Quoted empty cells ("") are NULL too, as on SQLite."""
     layout, columns = table.csv, ", ".join(table.columns)
