@@ -147,3 +147,8 @@ def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
 
 
 # --- end of naming contract ---
+
+
+def warehouse_tag(warehouse_slug: str) -> str:
+    """The tag on every deployment a warehouse creates: its --prune deletes only these."""
+    return f"warehouse:{warehouse_slug}"

@@ -14,6 +14,8 @@ from support.commands import BIN, REPO_DIR, run, run_python
 from support.services import offline_env
 from support.warehouse import CLINIC_CAL
 
+from contract import naming
+
 WORKFLOW = ".github/workflows/deploy.yml"
 
 
@@ -109,3 +111,9 @@ def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
     result = run_python(argv, warehouse, offline_env(tmp_path))
     assert result.returncode == (2 if option == "" else 1)
     assert result.stderr == "error: PREFECT_API_URL is not set: export it (see the README)\n"
+
+
+def test_the_marker_tag_is_the_contracts(warehouse: Path) -> None:
+    """prw_deploy.py's ownership tag is derived as contract/naming.py says."""
+    text = (warehouse / "prefect/prw_deploy.py").read_text()
+    assert f'MARKER_TAG = "{naming.warehouse_tag(warehouse.name)}"\n' in text
