@@ -326,8 +326,10 @@ def clone(repo: str, branch: str, paths: list[str], into: Path) -> Path:
     needs its file, and a full checkout of many repos is slow to write and to delete.
     (--no-local: a repository on a local path is cloned shallow too, not hard-linked.)"""
     cloned = git(*SHALLOW_CLONE, f"--branch={branch}", "--", repo, str(into))
-    if cloned.returncode == 0:
-        cloned = git("-C", str(into), "checkout", "HEAD", "--", *paths)
+    if cloned.returncode == 0:  # a path the branch lacks is the entry's error, not the repo's
+        cloned = git("-C", str(into), "ls-tree", "-r", "--name-only", "HEAD", "--", *paths)
+    if cloned.returncode == 0 and cloned.stdout.split():
+        cloned = git("-C", str(into), "checkout", "HEAD", "--", *cloned.stdout.split())
     if cloned.returncode != 0:
         reason = (cloned.stderr.strip().splitlines() or ["git failed"])[-1]
         raise EntryError(f"cannot clone {repo} (branch {branch}): {reason}")
