@@ -117,3 +117,16 @@ def test_the_marker_tag_is_the_contracts(warehouse: Path) -> None:
     """prw_deploy.py's ownership tag is derived as contract/naming.py says."""
     text = (warehouse / "prefect/prw_deploy.py").read_text()
     assert f'MARKER_TAG = "{naming.warehouse_tag(warehouse.name)}"\n' in text
+
+
+@pytest.mark.parametrize("option", ["--plan", ""], ids=["plan", "deploy"])
+def test_an_unreachable_server_is_one_error_line(
+    option: str, warehouse: Path, tmp_path: Path
+) -> None:
+    env = {**offline_env(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    result = run_python(["prefect/prw_deploy.py"] + ([option] if option else []), warehouse, env)
+    assert result.returncode == 1
+    errors = result.stderr.splitlines()  # --plan also names the entry it could not clone
+    assert all(line.startswith("error: ") for line in errors), result.stderr
+    assert errors[-1].startswith("error: cannot "), result.stderr
+    assert "http://127.0.0.1:9/api: " in errors[-1], result.stderr

@@ -721,7 +721,7 @@ def plan(prune: bool) -> int:
     try:
         changes, _ = asyncio.run(plan_and_apply(targets, apply=False, prune=prune))
     except Exception as exc:
-        errors.append(f"cannot read the server: {one_line(exc)}")
+        errors.append(f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}")
         changes = False
     report(errors)
     return 1 if errors else 2 if changes else 0
@@ -734,15 +734,19 @@ def deploy(prune: bool) -> int:
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
-    # context) for every call, about 30 ms each.
-    with SyncClientContext.get_or_create():
-        ensure_work_pool()
-        ensure_zombie_automation()
-        ensure_notify_automation(url)
-    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
-        targets, errors = load_targets(FLOWS, Path(workdir))
-    _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    try:
+        # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
+        # context) for every call, about 30 ms each.
+        with SyncClientContext.get_or_create():
+            ensure_work_pool()
+            ensure_zombie_automation()
+            ensure_notify_automation(url)
+        with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+            targets, errors = load_targets(FLOWS, Path(workdir))
+        _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    except Exception as exc:  # the server unreachable or refusing: one line, not a traceback
+        report([f"cannot deploy to {get_current_settings().api.url}: {one_line(exc)}"])
+        return 1
     report(errors + failures)
     if errors or failures:
         return 1
