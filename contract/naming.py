@@ -158,3 +158,8 @@ def loads_artifact_key(slug: str, source: str) -> str:
 def load_failures_artifact_key(slug: str, source: str) -> str:
     """The markdown artifact key of a source's failed loads (`clinic-cal-epic-load-failures`)."""
     return f"{slug}-{source}-load-failures"
+
+
+def warehouse_tag(warehouse_slug: str) -> str:
+    """The tag on every deployment a warehouse creates: its --prune deletes only these."""
+    return f"warehouse:{warehouse_slug}"

@@ -14,6 +14,8 @@ from support.commands import BIN, REPO_DIR, run, run_python
 from support.services import offline_env
 from support.warehouse import CLINIC_CAL
 
+from contract import naming
+
 WORKFLOW = ".github/workflows/deploy.yml"
 
 
@@ -109,3 +111,22 @@ def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
     result = run_python(argv, warehouse, offline_env(tmp_path))
     assert result.returncode == (2 if option == "" else 1)
     assert result.stderr == "error: PREFECT_API_URL is not set: export it (see the README)\n"
+
+
+def test_the_marker_tag_is_the_contracts(warehouse: Path) -> None:
+    """prw_deploy.py's ownership tag is derived as contract/naming.py says."""
+    text = (warehouse / "prefect/prw_deploy.py").read_text()
+    assert f'MARKER_TAG = "{naming.warehouse_tag(warehouse.name)}"\n' in text
+
+
+@pytest.mark.parametrize("option", ["--plan", ""], ids=["plan", "deploy"])
+def test_an_unreachable_server_is_one_error_line(
+    option: str, warehouse: Path, tmp_path: Path
+) -> None:
+    env = {**offline_env(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    result = run_python(["prefect/prw_deploy.py"] + ([option] if option else []), warehouse, env)
+    assert result.returncode == 1
+    errors = result.stderr.splitlines()  # --plan also names the entry it could not clone
+    assert all(line.startswith("error: ") for line in errors), result.stderr
+    assert errors[-1].startswith("error: cannot "), result.stderr
+    assert "http://127.0.0.1:9/api: " in errors[-1], result.stderr

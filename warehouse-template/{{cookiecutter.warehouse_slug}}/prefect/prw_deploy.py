@@ -326,8 +326,10 @@ def clone(repo: str, branch: str, paths: list[str], into: Path) -> Path:
     needs its file, and a full checkout of many repos is slow to write and to delete.
     (--no-local: a repository on a local path is cloned shallow too, not hard-linked.)"""
     cloned = git(*SHALLOW_CLONE, f"--branch={branch}", "--", repo, str(into))
-    if cloned.returncode == 0:
-        cloned = git("-C", str(into), "checkout", "HEAD", "--", *paths)
+    if cloned.returncode == 0:  # a path the branch lacks is the entry's error, not the repo's
+        cloned = git("-C", str(into), "ls-tree", "-r", "--name-only", "HEAD", "--", *paths)
+    if cloned.returncode == 0 and cloned.stdout.split():
+        cloned = git("-C", str(into), "checkout", "HEAD", "--", *cloned.stdout.split())
     if cloned.returncode != 0:
         reason = (cloned.stderr.strip().splitlines() or ["git failed"])[-1]
         raise EntryError(f"cannot clone {repo} (branch {branch}): {reason}")
@@ -719,7 +721,7 @@ def plan(prune: bool) -> int:
     try:
         changes, _ = asyncio.run(plan_and_apply(targets, apply=False, prune=prune))
     except Exception as exc:
-        errors.append(f"cannot read the server: {one_line(exc)}")
+        errors.append(f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}")
         changes = False
     report(errors)
     return 1 if errors else 2 if changes else 0
@@ -732,15 +734,19 @@ def deploy(prune: bool) -> int:
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
-    # context) for every call, about 30 ms each.
-    with SyncClientContext.get_or_create():
-        ensure_work_pool()
-        ensure_zombie_automation()
-        ensure_notify_automation(url)
-    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
-        targets, errors = load_targets(FLOWS, Path(workdir))
-    _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    try:
+        # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
+        # context) for every call, about 30 ms each.
+        with SyncClientContext.get_or_create():
+            ensure_work_pool()
+            ensure_zombie_automation()
+            ensure_notify_automation(url)
+        with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+            targets, errors = load_targets(FLOWS, Path(workdir))
+        _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    except Exception as exc:  # the server unreachable or refusing: one line, not a traceback
+        report([f"cannot deploy to {get_current_settings().api.url}: {one_line(exc)}"])
+        return 1
     report(errors + failures)
     if errors or failures:
         return 1
