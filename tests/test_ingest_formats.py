@@ -6,6 +6,7 @@ workbooks (.xlsx, .xlsm, .xls written with xlwt, .ods with odfpy)."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -188,7 +189,8 @@ def test_a_bad_text_setting_is_one_line_naming_it(
     assert result.returncode == BAD_INPUT, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {setting}={value}: "), result.stderr
-    assert result.stdout == ""
+    summary = json.loads(result.stdout)  # the one line on stdout: the flow's summary
+    assert summary["ok"] is False and summary["error"] == lines[0].removeprefix("error: ")
 
 
 def test_footer_rows_beyond_the_data_leave_no_rows(

@@ -16,24 +16,30 @@ Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cook
         (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`). Each row has
         the header's columns, as text exactly as in the file (empty cells are NULL), plus
         `_load_id`, which points into `{{ cookiecutter.__table_name }}_loads`: one row per load with the
-        file's absolute path, SHA-256, load time and row count.
+        file's absolute path, SHA-256, load time, row count, load mode and the later load
+        that replaced its rows (kept after that too).
 
 The load is
 - fast: PostgreSQL gets the file through COPY (the server parses plain delimited text
   itself); SQLite gets the csv reader straight into executemany. Memory stays flat for
   text; a sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so a sheet
   of Excel's maximum 1,048,576 rows needs about 800 MB);
-- idempotent: an earlier load of the same file (same absolute path) is replaced, so
-  re-running a file never duplicates rows, while files in other folders or with other
-  names add their rows; two loads of one file at once leave one copy (they take turns);
+- explicit about history ({{ cookiecutter.__source_key }}_LOAD_MODE, see LOAD_MODES): `append` keys a
+  load by the file's SHA-256 (the same bytes again add nothing), `file` by its path (a
+  re-sent file replaces its earlier load), `snapshot` replaces the table; two loads of one
+  file at once leave one copy (they take turns);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
 
 This file is the template's (updates change it); your own changes to the rows (renames,
 type fixes, filters) go in transform.py, which updates never touch.
 
+Output: a line saying what was loaded, then one JSON summary line (SUMMARY_KIND) that the
+flow turns into the run's table artifact (ingest.py, a shell subprocess, has no run context).
+
 Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
-printed as one line on stderr; anything else is another failure (e.g. the database is
-down), which the flow retries.
+printed as one line on stderr; 69 cannot start (a module missing from the Python that runs
+it), one line too; the flow retries neither. Anything else is another failure (e.g. the
+database is down), which the flow retries.
 """
 
 from __future__ import annotations
@@ -44,18 +50,24 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+try:  # a module missing here is a broken install: one line, and the flow does not retry it
+    import sqlalchemy as sa
 
-import transform
+    import transform
+except ImportError as missing:
+    print(f"error: ingest.py cannot start: {missing} (install requirements.txt into {sys.executable})", file=sys.stderr)
+    sys.exit(69)  # EX_UNAVAILABLE: the flow does not retry it
 
 if TYPE_CHECKING:  # the readers are imported only for the format they read
     from python_calamine import CalamineWorkbook
@@ -73,9 +85,19 @@ ENCODING_SETTING = f"{SOURCE_KEY}_ENCODING"
 DELIMITER_SETTING = f"{SOURCE_KEY}_DELIMITER"
 QUOTE_SETTING = f"{SOURCE_KEY}_QUOTE"
 FOOTER_ROWS_SETTING = f"{SOURCE_KEY}_FOOTER_ROWS"
+LOAD_MODE_SETTING = f"{SOURCE_KEY}_LOAD_MODE"
+NEW_COLUMNS_SETTING = f"{SOURCE_KEY}_NEW_COLUMNS"
 SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
 
 LOADS_TABLE = f"{TABLE}_loads"
+# What a load does to the rows already there: `append` adds a file's rows unless the same
+# bytes (SHA-256) are loaded already; `file` replaces those of the earlier load of the same
+# path; `snapshot` replaces the whole table. Unset, a table keeps the mode of its first
+# load: `append` for a new table, `file` for one loaded before LOAD_MODE existed (its loads
+# are recorded as `file`, what ingest.py did then), so a template update changes nothing.
+LOAD_MODES = ("append", "file", "snapshot")
+DEFAULT_LOAD_MODE = "append"
+EARLIER_LOAD_MODE = "file"  # what ingest.py did before LOAD_MODE (recorded for such loads)
 LOAD_ID_COLUMN = "_load_id"
 DEFAULT_ENCODING = "utf-8-sig"
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv", ".psv", ".dat")
@@ -85,6 +107,7 @@ DEFAULT_QUOTE = '"'
 # COPY's CSV format always has a text qualifier: with QUOTE=none it is this byte, and a file
 # that holds it goes through Python's reader instead.
 NO_QUOTE_STANDIN = "\x01"
+SUMMARY_KIND = "prh-ingest-load"  # the JSON summary line's "summary" (the flow looks for it)
 BAD_INPUT_EXIT_CODE = 65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
 SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
 # PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
@@ -110,6 +133,8 @@ class Settings:
     delimiter: str | None  # None: detected from the header line
     quote: str | None  # None: no text qualifier (QUOTE=none)
     footer_rows: int
+    load_mode: str | None = None  # None: the table's default (see LOAD_MODES)
+    add_columns: bool = False  # NEW_COLUMNS=add: a file's new columns are added to the table
 
 
 @dataclass
@@ -446,6 +471,12 @@ def read_settings() -> Settings:
     except LookupError:
         raise BadInput(f"{ENCODING_SETTING}={encoding}: unknown encoding") from None
     quote = text_character(QUOTE_SETTING, os.environ.get(QUOTE_SETTING) or DEFAULT_QUOTE, "none")
+    load_mode = os.environ.get(LOAD_MODE_SETTING) or None
+    if load_mode is not None and load_mode not in LOAD_MODES:
+        raise BadInput(f"{LOAD_MODE_SETTING}={load_mode}: one of {', '.join(LOAD_MODES)}")
+    new_columns = os.environ.get(NEW_COLUMNS_SETTING) or None
+    if new_columns not in (None, "add"):
+        raise BadInput(f"{NEW_COLUMNS_SETTING}={new_columns}: add, or unset (a new column is refused)")
     delimiter = os.environ.get(DELIMITER_SETTING) or None
     if delimiter is not None:
         delimiter = text_character(DELIMITER_SETTING, delimiter, "tab")
@@ -458,6 +489,8 @@ def read_settings() -> Settings:
         delimiter,
         quote,
         int(footer_rows),
+        load_mode,
+        new_columns == "add",
     )
 
 
@@ -522,9 +555,12 @@ def open_sink(setting: str | None) -> sa.Engine:
     return engine
 
 
-def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table, sa.Table]:
-    """The rows table and its loads table, created on the first load. A later file must
-    have the same columns."""
+def sink_tables(
+    connection: sa.Connection, columns: list[str], add_columns: bool
+) -> tuple[sa.Table, sa.Table, list[str]]:
+    """The rows table and its loads table, created on the first load, and the columns added
+    to it. A later file must have the same columns; with NEW_COLUMNS=add its new ones are
+    added (text; earlier rows NULL there) and the table's columns it lacks load as NULL."""
     postgresql = connection.dialect.name == "postgresql"
     metadata = sa.MetaData()
     loads = sa.Table(
@@ -535,6 +571,7 @@ def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table
         sa.Column("source_sha256", sa.String(64), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("row_count", sa.Integer),
+        *LOAD_RECORD_COLUMNS(),
     )
     load_id_default = sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
     rows = sa.Table(
@@ -551,16 +588,64 @@ def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table
     # Finds an earlier load's rows. A load's rows are contiguous on PostgreSQL, where a BRIN
     # index costs COPY almost nothing (a B-tree halves its speed); SQLite ignores `using`.
     sa.Index(f"ix_{TABLE}_{LOAD_ID_COLUMN}", rows.c[LOAD_ID_COLUMN], postgresql_using="brin")
-    if postgresql and not sa.inspect(connection).has_table(TABLE):
-        # Two first loads at once: one creates the tables, the other waits, then sees them.
+    if postgresql and not tables_current(sa.inspect(connection)):
+        # Two first loads at once: one creates (or upgrades) the tables, the other waits.
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(TABLE))))
     existing = sa.inspect(connection)
+    if existing.has_table(LOADS_TABLE):
+        upgrade_loads(connection, existing)
+    added = []
     if existing.has_table(TABLE):
-        have = [column["name"] for column in existing.get_columns(TABLE)]
-        if have != [column.name for column in rows.columns]:
-            raise BadInput(f"columns {columns} differ from table {TABLE}'s {have[:-1]}")
+        have = [c["name"] for c in existing.get_columns(TABLE) if c["name"] != LOAD_ID_COLUMN]
+        added = [name for name in columns if name not in have]
+        if not add_columns and have != columns:
+            missing = [name for name in have if name not in columns]
+            raise BadInput(
+                f"columns {columns} differ from table {TABLE}'s {have} (new: "
+                f"{', '.join(added) or 'none'}; missing: {', '.join(missing) or 'none'}); "
+                f"set {NEW_COLUMNS_SETTING}=add to add new columns"
+            )
+        # PostgreSQL: two loads adding a column take turns on the table's lock (SQLite's
+        # loads always do); the second finds it there.
+        if_new = "IF NOT EXISTS " if postgresql else ""
+        for name in added:
+            connection.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN {if_new}{name} TEXT")
     metadata.create_all(connection)  # creates only what is missing
-    return rows, loads
+    return rows, loads, added
+
+
+def LOAD_RECORD_COLUMNS() -> list[sa.Column]:  # noqa: N802 (fresh columns for each table)
+    """The loads table's columns added with LOAD_MODE: the mode, and the later load that
+    replaced this one's rows (NULL while they are in the table)."""
+    return [sa.Column("load_mode", sa.Text), sa.Column("replaced_by", sa.Integer)]
+
+
+def tables_current(existing: sa.Inspector) -> bool:
+    """Both tables there, the loads table with every column this ingest.py records."""
+    if not existing.has_table(TABLE) or not existing.has_table(LOADS_TABLE):
+        return False
+    have = {column["name"] for column in existing.get_columns(LOADS_TABLE)}
+    return {column.name for column in LOAD_RECORD_COLUMNS()} <= have
+
+
+def upgrade_loads(connection: sa.Connection, existing: sa.Inspector) -> None:
+    """A loads table from before LOAD_MODE gets its columns; its loads are recorded as the
+    mode they were made in, which stays the table's default (an update changes nothing)."""
+    have = {column["name"] for column in existing.get_columns(LOADS_TABLE)}
+    for column in LOAD_RECORD_COLUMNS():
+        if column.name not in have:
+            kind = column.type.compile(connection.dialect)
+            connection.exec_driver_sql(f"ALTER TABLE {LOADS_TABLE} ADD COLUMN {column.name} {kind}")
+            if column.name == "load_mode":
+                connection.exec_driver_sql(
+                    f"UPDATE {LOADS_TABLE} SET load_mode = '{EARLIER_LOAD_MODE}'"  # noqa: S608
+                )
+
+
+def default_load_mode(connection: sa.Connection, loads: sa.Table) -> str:
+    """Unset, a table keeps the mode of its first load; a new table's is `append`."""
+    first = sa.select(loads.c.load_mode).order_by(loads.c.load_id).limit(1)
+    return connection.execute(first).scalar() or DEFAULT_LOAD_MODE
 
 
 def lock_key(name: str) -> int:
@@ -649,10 +734,22 @@ def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
             yield decoder.decode(b"", final=True).encode()
 
 
-def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
-    """Replace the rows of `source` in the table, in one transaction. Returns rows loaded."""
+@dataclass
+class Loaded:
+    """What a load did: ingest.py prints it, and the flow shows it as an artifact."""
+
+    mode: str
+    rows: int
+    sha256: str
+    replaced: int = 0  # earlier loads whose rows this one replaced
+    added: list[str] = field(default_factory=list)  # NEW_COLUMNS=add: columns added to the table
+    same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
+
+
+def load(source: Path, engine: sa.Engine, settings: Settings) -> Loaded:
+    """Load `source` into the table in one transaction, as its load mode says."""
     try:
-        return load_rows(source, engine, transformed(read_table(source, settings)))
+        return load_rows(source, engine, transformed(read_table(source, settings)), settings)
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
 
@@ -721,24 +818,40 @@ def bad_line(path: Path, encoding: str) -> str:
     return f"the file is not {encoding}"
 
 
-def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
+def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings) -> Loaded:
+    sha256 = sha256_of(source)
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         postgresql = connection.dialect.name == "postgresql"
+        rows, loads, added = sink_tables(connection, table.columns, settings.add_columns)
+        mode = settings.load_mode or default_load_mode(connection, loads)
         if postgresql:  # loads of the same file take turns; other files load side by side
-            key = lock_key(f"{TABLE}\n{source}")
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-        rows, loads = sink_tables(connection, table.columns)
-        loads_of_source = loads.c.source_file == str(source)
-        earlier = sa.select(loads.c.load_id).where(loads_of_source)
-        connection.execute(rows.delete().where(rows.c[LOAD_ID_COLUMN].in_(earlier)))
-        connection.execute(loads.delete().where(loads_of_source))
+            key = {"append": sha256, "file": str(source), "snapshot": ""}[mode]
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(f"{TABLE}\n{key}"))))
+        current = loads.c.replaced_by.is_(None)
+        if mode == "append":
+            same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
+            if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
+                return Loaded(mode, 0, sha256, same_as=same_as, added=added)
+        replaced = [] if mode == "append" else connection.execute(
+            sa.select(loads.c.load_id).where(current, *(
+                [loads.c.source_file == str(source)] if mode == "file" else []
+            ))
+        ).scalars().all()
         load_id = connection.execute(
             loads.insert().values(
                 source_file=str(source),
-                source_sha256=sha256_of(source),
+                source_sha256=sha256,
                 loaded_at=dt.datetime.now(dt.timezone.utc),
+                load_mode=mode,
             )
         ).inserted_primary_key[0]
+        if mode == "snapshot":
+            connection.execute(rows.delete())
+        elif replaced:
+            connection.execute(rows.delete().where(rows.c[LOAD_ID_COLUMN].in_(replaced)))
+        if replaced:
+            mark = loads.update().where(loads.c.load_id.in_(replaced)).values(replaced_by=load_id)
+            connection.execute(mark)
         if postgresql:
             set_load_id = sa.select(sa.func.set_config(LOAD_ID_SETTING, str(load_id), True))
             connection.execute(set_load_id)  # true: for this transaction only
@@ -748,10 +861,16 @@ def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
         connection.execute(
             loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
         )
-    return loaded
+    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added)
+
+
+def print_summary(**fields: object) -> None:
+    """The one JSON line the flow reads (no cell value is ever part of it)."""
+    print(json.dumps({"summary": SUMMARY_KIND, "source": SOURCE, "table": TABLE, **fields}))
 
 
 def main() -> int:
+    started = time.monotonic()
     try:
         if not SOURCE_NAME.fullmatch(SOURCE):
             raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
@@ -761,9 +880,33 @@ def main() -> int:
         loaded = load(source, engine, settings)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
+        print_summary(ok=False, error=str(error))
         return BAD_INPUT_EXIT_CODE
     where = engine.url.render_as_string(hide_password=True)
-    print(f"loaded {loaded} rows from {source} into table {TABLE} at {where}")
+    if loaded.same_as is not None:
+        print(
+            f"loaded 0 rows: {source} has the same bytes as load {loaded.same_as}, already in "
+            f"table {TABLE} at {where} ({LOAD_MODE_SETTING}={loaded.mode})"
+        )
+    else:
+        replaced = f", replacing the rows of {loaded.replaced} earlier load(s)" if loaded.replaced else ""
+        print(
+            f"loaded {loaded.rows} rows from {source} into table {TABLE} at {where} "
+            f"({LOAD_MODE_SETTING}={loaded.mode}{replaced})"
+        )
+    print_summary(
+        ok=True,
+        file=source.name,
+        path=str(source),
+        size_bytes=source.stat().st_size,
+        sha256=loaded.sha256,
+        rows=loaded.rows,
+        mode=loaded.mode,
+        same_as_load=loaded.same_as,
+        replaced_loads=loaded.replaced,
+        columns_added=loaded.added,
+        seconds=round(time.monotonic() - started, 3),
+    )
     return 0
 
 
