@@ -147,13 +147,15 @@ class Deployer:
 
 
 NOTE_IF_SLOW = (
-    "Where the time goes (cProfile of prw_deploy.py at 100 flows, each its own repo): importing "
-    "Prefect about 1.3 s of CPU (more wall time when the 2 cores are busy: see the load "
-    "average); 100 shallow clones, 8 at a time, and deleting them; reading 100 flow files "
-    "with Prefect's source loader (about 30 ms each); the server reads take under 0.5 s. A "
-    "first deploy adds about 3 API calls per deployment, written 8 at a time, against a "
-    "server on the same 2 cores. The clones and the imports are per run; with the flows in "
-    "fewer repos, or the Prefect server on its own machine (as in production), they shrink."
+    "Where the time goes, timed by phase at 100 unchanged flows, each its own repo (load "
+    "average about 4 from other work): importing Prefect 2.2 s; 100 shallow clones (8 at a "
+    "time) and reading each flow's name and parameter schema from its source with Prefect's "
+    "loader 6.2 s; deleting the clones 1.8 s; reading the server and comparing 0.3 s. So "
+    "the server side of a re-deploy or plan is already a read and a compare; the rest is "
+    "per-repo work on this machine. What would reach 3 s: skip the clone and the read for a "
+    "repo whose branch head (one `git ls-remote`) is the commit recorded on the deployment "
+    "at its last write, which this version does not record yet. A first deploy adds about 3 "
+    "API calls per deployment, written 8 at a time, against a server sharing the 2 cores."
 )
 
 
