@@ -57,7 +57,7 @@ def texts(warehouse: Path) -> dict[str, str]:
 
 def test_the_readme_screenshot_is_a_small_png_copied_as_is(flow_set: tuple) -> None:
     _, warehouse = flow_set
-    template = WAREHOUSE_TEMPLATE_DIR / "{{cookiecutter.warehouse_slug}}" / SCREENSHOT
+    template = Path(WAREHOUSE_TEMPLATE_DIR) / "{{cookiecutter.warehouse_slug}}" / SCREENSHOT
     png = (warehouse / SCREENSHOT).read_bytes()
     assert png == template.read_bytes() and png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) < 200_000
