@@ -26,6 +26,7 @@ BENCHMARKS = {
     "latency": "latency",  # 5
     "server": "server",  # 9: the warehouse's PostgreSQL + Redis server vs SQLite
     "suite": "suite",  # 8
+    "migration": "migration",  # 10: MIGRATING.md on Prefect 2.10 (`make test-migration`)
 }
 
 

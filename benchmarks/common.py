@@ -37,6 +37,7 @@ class Sizes:
     # The test suite takes minutes: one run. () = all of each make target's tests.
     suite_repetitions: int = 1
     suite_selection: tuple[str, ...] = ()
+    migration_selection: tuple[str, ...] = ()  # () = the whole migration set
 
 
 FULL = Sizes()
@@ -46,6 +47,9 @@ QUICK = Sizes(
     deploy_counts=(1, 3),
     disk_runs=2,
     suite_selection=("tests/test_ingest_hooks.py",),  # never the suite inside its smoke test
+    migration_selection=(
+        "tests/migration/test_migrating.py::test_every_block_is_run_or_named_as_not_run",
+    ),
 )
 
 

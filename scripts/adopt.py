@@ -13,6 +13,11 @@
    not the newest, so the project's first `python scripts/regenerate.py` brings every later
    change. Nothing is committed: review `git diff`, then commit.
 
+A kept ingest.py keeps what it runs on: the template's own loader tests (tests/test_ingest.py)
+are not added (and skipped by updates), the project's prefect/.env settings stay (merged into
+the template's file, their values winning), and the packages of the project's Pipfile or
+requirements.txt go into the template's dependency file. Each is printed.
+
 A runbook flow whose name breaks the `<slug>-<source>-ingest` rule keeps it with the
 `legacy_flow_name` answer, so its deployment and run history on the server stay the same.
 """
@@ -33,6 +38,12 @@ from typing import Any
 REPO_DIR = Path(__file__).resolve().parent.parent
 OWN_CODE = ("transform.py",)  # the template's team-owned file (README: cruft create --skip)
 KEPT_BY_DEFAULT = ("ingest.py",)  # a runbook project's own ingest code
+LOADER_TESTS = "tests/test_ingest.py"  # the template loader's tests: not for a kept ingest.py
+SETTINGS_FILE = "prefect/.env"
+# Untracked files Prefect 2 and the runbook flow leave in a project folder: Deployment.build's
+# .prefectignore (Prefect 3 does not read it) and the Pipfile.lock of the runbook's
+# `pipenv install` (the template's Pipfile replaces the Pipfile it locked).
+LEFTOVERS = (".prefectignore", "Pipfile.lock")
 
 
 class AdoptError(Exception):
@@ -103,6 +114,8 @@ def plan(project: Path, rendered: Path, kept: list[str]) -> list[tuple[str, str]
     for name in sorted(ours | theirs):
         if name in kept and name in ours:
             rows.append(("keep", name))
+        elif name in kept:
+            rows.append(("skip", name))
         elif name not in ours:
             rows.append(("add", name))
         elif name not in theirs:
@@ -118,6 +131,7 @@ NOTES = {
     "add": "the project lacks it",
     "replace": "the template's version; `git diff` after --link shows what goes",
     "keep": "your own code: kept, listed in .cruft.json's skip",
+    "skip": "the template loader's tests: not added while ingest.py is your own",
     "only-in-project": "not the template's: review, delete if obsolete (e.g. deployment YAML)",
     "same": "",
 }
@@ -131,20 +145,128 @@ def show_difference(project: Path, rendered: Path, rows: list[tuple[str, str]]) 
     with tempfile.TemporaryDirectory(prefix="adopt-") as scratch:
         current = Path(scratch) / "project"
         for action, name in rows:
-            if action != "add":
+            if action not in ("add", "skip"):
                 (current / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(project / name, current / name)
         current.mkdir(exist_ok=True)
         template_view = Path(scratch) / "template"
         shutil.copytree(rendered, template_view, ignore=shutil.ignore_patterns(".cruft.json"))
+        for action, name in rows:
+            if action == "skip":
+                (template_view / name).unlink()
         subprocess.run(
             ["git", "diff", "--no-index", "--no-color", "project", "template"], cwd=scratch
         )
 
 
+def setting_lines(text: str) -> dict[str, str]:
+    """NAME -> the `NAME=value` line, for each setting of a .env file."""
+    lines = {}
+    for line in text.splitlines():
+        name, equals, _ = line.partition("=")
+        if equals and not line.lstrip().startswith("#"):
+            lines[name.strip()] = line
+    return lines
+
+
+def merge_settings(own: str, template: str) -> tuple[str, list[str]]:
+    """The template's .env with the project's own settings kept: a setting both have takes
+    the project's value in place, one only the project has is appended. Returns the text and
+    the names kept."""
+    ours, theirs = setting_lines(own), setting_lines(template)
+    lines = [
+        ours.get(line.partition("=")[0].strip(), line)
+        if not line.lstrip().startswith("#")
+        else line
+        for line in template.splitlines()
+    ]
+    extra = [ours[name] for name in ours if name not in theirs]
+    if extra:
+        lines += ["", "# The project's own settings, kept by scripts/adopt.py.", *extra]
+    return "\n".join(lines) + "\n", list(ours)
+
+
+def package_name(requirement: str) -> str:
+    name = requirement.split(";")[0]
+    for mark in "[<>=!~ ":
+        name = name.split(mark)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def own_requirements(project: Path) -> list[str]:
+    """The packages the project's own Pipfile ([packages]) or requirements.txt lists."""
+    import tomllib
+
+    pipfile, requirements = project / "Pipfile", project / "requirements.txt"
+    if pipfile.exists():
+        packages = tomllib.loads(pipfile.read_text()).get("packages", {})
+        return [
+            name if spec in ("*", "") or not isinstance(spec, str) else f"{name}{spec}"
+            for name, spec in packages.items()
+        ]
+    if requirements.exists():
+        lines = [line.split("#")[0].strip() for line in requirements.read_text().splitlines()]
+        return [line for line in lines if line and not line.startswith("-")]
+    return []
+
+
+def add_requirements(rendered: Path, wanted: list[str]) -> tuple[str, list[str]]:
+    """Write the requirements of *wanted* that the template's dependency file lacks into it
+    (Pipfile [packages], pyproject.toml's dependencies or requirements.txt); returns the file
+    and the added ones."""
+    import tomllib
+
+    pipfile, pyproject = rendered / "Pipfile", rendered / "pyproject.toml"
+    if pipfile.exists():
+        path, have = pipfile, tomllib.loads(pipfile.read_text()).get("packages", {})
+    elif pyproject.exists():
+        path, have = pyproject, tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    else:
+        path = rendered / "requirements.txt"
+        have = [line for line in path.read_text().splitlines() if line[:1].isalnum()]
+    have_names = {package_name(name) for name in have}
+    missing = [req for req in wanted if package_name(req) not in have_names]
+    if missing:
+        text = path.read_text()
+        if path is pipfile:
+            lines = [
+                f'{package_name(req)} = "{req[len(package_name(req)) :] or "*"}"' for req in missing
+            ]
+            text = text.replace("[packages]\n", "[packages]\n" + "\n".join(lines) + "\n", 1)
+        elif path is pyproject:
+            lines = "".join(f'    "{req}",\n' for req in missing)
+            text = text.replace("dependencies = [\n", "dependencies = [\n" + lines, 1)
+        else:
+            text += "".join(f"{req}\n" for req in missing)
+        path.write_text(text)
+    return path.name, missing
+
+
+def keep_what_the_code_needs(project: Path, rendered: Path) -> None:
+    """For a kept ingest.py: its prefect/.env settings and its packages go into the
+    template's files before they are written (rendered is a scratch copy)."""
+    own_settings = project / SETTINGS_FILE
+    if own_settings.exists():
+        text, kept = merge_settings(
+            own_settings.read_text(), (rendered / SETTINGS_FILE).read_text()
+        )
+        (rendered / SETTINGS_FILE).write_text(text)
+        print(f"  {SETTINGS_FILE}: kept your settings {', '.join(kept)} (your values win)")
+    dependency_file, added = add_requirements(rendered, own_requirements(project))
+    if added:
+        print(f"  {dependency_file}: added your ingest.py's packages {', '.join(added)}")
+
+
 def link(
     project: Path, rendered: Path, rows: list[tuple[str, str]], template: str, commit: str
 ) -> None:
+    print("\nWriting the template's files:")
+    if ("keep", "ingest.py") in rows:
+        keep_what_the_code_needs(project, rendered)
+    for name in LEFTOVERS:
+        if name not in project_files(project) and (project / name).exists():
+            (project / name).unlink()
+            print(f"  {name}: removed (left by Prefect 2 or the runbook's pipenv install)")
     for action, name in rows:
         if action in ("add", "replace"):
             (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -159,14 +281,22 @@ def link(
     print("  python scripts/regenerate.py   # every template change since that commit")
 
 
+def uncommitted(project: Path) -> list[str]:
+    """`git status --porcelain` lines, but for the untracked LEFTOVERS (--link removes them)."""
+    lines = git("status", "--porcelain", "--untracked-files=all", cwd=project).splitlines()
+    return [line for line in lines if line[3:] not in LEFTOVERS or not line.startswith("??")]
+
+
 def adopt(args: argparse.Namespace) -> None:
     project = Path(args.project).resolve()
     if not project.is_dir():
         raise AdoptError(f"{args.project}: no such project folder")
     answers = parse_answers(args.answers)
-    if args.link and git("status", "--porcelain", cwd=project):
+    if args.link and uncommitted(project):
         raise AdoptError(f"{project} has uncommitted changes: commit or stash them first")
     kept = [*KEPT_BY_DEFAULT, *args.keep]
+    if "ingest.py" in kept:
+        kept.append(LOADER_TESTS)
     with tempfile.TemporaryDirectory(prefix="adopt-") as scratch:
         rendered = render(args.template, args.commit, answers, Path(scratch), [*OWN_CODE, *kept])
         commit = json.loads((rendered / ".cruft.json").read_text())["commit"]

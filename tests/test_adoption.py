@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,9 @@ def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     state = cruft_state(project)
     assert state["commit"] == pinned  # not the newest: the first update has work to do
     assert state["template"] == str(template)
-    assert state["skip"] == ["transform.py", "ingest.py"]
+    assert state["skip"] == ["transform.py", "ingest.py", "tests/test_ingest.py"]
     assert (project / "ingest.py").read_bytes() == own_ingest
+    assert not (project / "tests/test_ingest.py").exists()  # the template loader's tests
     flow = (project / f"prefect/{flow_name}.py").read_text()  # same path: same entrypoint
     assert f'FLOW_NAME = "{flow_name}"' in flow and "load_source(FLOW_NAME, SOURCE)" in flow
     assert "set -euo pipefail" in (project / "prefect/ingest_flow.py").read_text()
@@ -93,6 +95,47 @@ def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     assert (project / "ingest.py").read_bytes() == own_ingest  # the template's change skipped
     assert not list(project.rglob("*.rej"))
     assert cruft_state(project)["commit"] == head(template)
+    assert not (project / "tests/test_ingest.py").exists()  # skipped by the update too
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_a_kept_ingest_py_keeps_its_settings_and_packages(
+    name: str, template: Path, tmp_path: Path
+) -> None:
+    """The runbook's prefect/.env values (production paths) win over the template's, and the
+    Pipfile packages its ingest.py imports are added to the template's Pipfile."""
+    make, answers, _ = FIXTURES[name]
+    project = make(tmp_path / "projects")
+    own_settings = (project / "prefect/.env").read_text().splitlines()
+
+    result = adopt(project, template, head(template), answers, "--link")
+
+    assert result.returncode == 0, result.stderr
+    settings = (project / "prefect/.env").read_text().splitlines()
+    assert [line for line in own_settings if line not in settings] == []
+    names = [line.split("=")[0] for line in own_settings]
+    assert f"  prefect/.env: kept your settings {', '.join(names)} (your values win)" in (
+        result.stdout
+    )
+    assert len([line for line in settings if line.split("=")[0] == names[0]]) == 1
+    assert "  Pipfile: added your ingest.py's packages pandas, openpyxl\n" in result.stdout
+    pipfile = tomllib.loads((project / "Pipfile").read_text())
+    assert pipfile["packages"]["pandas"] == "*" and pipfile["packages"]["openpyxl"] == "*"
+    assert pipfile["packages"]["sqlalchemy"].startswith("==")  # the template's pin stays
+
+
+def test_prefect_2_leftovers_do_not_block_the_link(template: Path, tmp_path: Path) -> None:
+    """Deployment.build_from_flow's .prefectignore and the runbook's untracked Pipfile.lock
+    are removed by --link, with a line each; any other untracked file still blocks it."""
+    project = clinic_cal(tmp_path / "projects")
+    (project / ".prefectignore").write_text("# prefect artifacts\n.prefectignore\n")
+    (project / "Pipfile.lock").write_text("{}\n")
+
+    result = adopt(project, template, head(template), CLINIC_CAL_ANSWERS, "--link")
+
+    assert result.returncode == 0, result.stderr
+    assert "  .prefectignore: removed (left by Prefect 2" in result.stdout
+    assert not (project / ".prefectignore").exists() and not (project / "Pipfile.lock").exists()
 
 
 def test_a_runbook_flow_name_needs_the_legacy_answer(template: Path, tmp_path: Path) -> None:
@@ -106,9 +149,13 @@ def test_a_runbook_flow_name_needs_the_legacy_answer(template: Path, tmp_path: P
     assert "  add              prefect/prh-dash-redcap-ingest.py" in result.stdout
 
 
-def test_link_refuses_a_dirty_tree(template: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["edit", "untracked"])
+def test_link_refuses_a_dirty_tree(change: str, template: Path, tmp_path: Path) -> None:
     project = clinic_cal(tmp_path / "projects")
-    edit(project, "ingest.py", "pandas", "polars")
+    if change == "edit":
+        edit(project, "ingest.py", "pandas", "polars")
+    else:
+        (project / "notes.txt").write_text("draft\n")
     before = tree(project)
     result = adopt(project, template, head(template), CLINIC_CAL_ANSWERS, "--link")
     assert result.returncode == 1

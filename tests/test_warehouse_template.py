@@ -67,6 +67,7 @@ def test_the_readme_screenshot_is_a_small_png_copied_as_is(flow_set: tuple) -> N
 def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
     _, warehouse = flow_set
     expected = {
+        ".github/workflows/deploy.yml",
         ".gitignore",
         "README.md",
         "prefect/prw_deploy.py",
@@ -82,6 +83,7 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
         "scripts/check-server.py",
         "scripts/naming.py",
         "scripts/regenerate.py",
+        "scripts/verify-units.sh",
         "nginx/prefect-front.conf",
         "systemd/prefect-front.service",
         f"systemd/{UNIT}",
@@ -93,7 +95,7 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
     assert set(texts(warehouse)) == expected
     leftovers = [name for name, text in texts(warehouse).items() if JINJA.search(text)]
     assert leftovers == []
-    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh"):
+    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh", "verify-units.sh"):
         assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 

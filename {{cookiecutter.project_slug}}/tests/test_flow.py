@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -40,9 +39,11 @@ def test_settings_file_names_source_and_sink(flow_module: ModuleType, monkeypatc
     for name in (SOURCE_SETTING, flow_module.SINK_SETTING):
         monkeypatch.delenv(name, raising=False)
     settings = flow_module.load_settings()
-    assert settings[SOURCE_SETTING].startswith("/")
-    # python-dotenv expands ${HOME} as the shell would
-    assert settings[flow_module.SINK_SETTING] == os.path.expandvars("{{ cookiecutter.__database_url }}")
+    assert settings[SOURCE_SETTING]
+    if flow_module.uses_template_loader():  # a project's own ingest.py may not need the sink
+        # a URL, with ${HOME} expanded by python-dotenv as the shell would
+        assert "://" in settings[flow_module.SINK_SETTING]
+        assert "${" not in settings[flow_module.SINK_SETTING]
 
 
 def test_exported_variables_win_over_the_settings_file(flow_module: ModuleType, monkeypatch) -> None:
