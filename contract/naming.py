@@ -147,3 +147,19 @@ def warehouse_entry(flow: str, repo: str) -> dict[str, dict[str, str]]:
 
 
 # --- end of naming contract ---
+
+
+def loads_artifact_key(slug: str, source: str) -> str:
+    """The Prefect table artifact key of a source's loads (`clinic-cal-epic-loads`): its
+    history on the Artifacts page. Keys take lowercase letters, digits and dashes only."""
+    return f"{slug}-{source}-loads"
+
+
+def load_failures_artifact_key(slug: str, source: str) -> str:
+    """The markdown artifact key of a source's failed loads (`clinic-cal-epic-load-failures`)."""
+    return f"{slug}-{source}-load-failures"
+
+
+def warehouse_tag(warehouse_slug: str) -> str:
+    """The tag on every deployment a warehouse creates: its --prune deletes only these."""
+    return f"warehouse:{warehouse_slug}"

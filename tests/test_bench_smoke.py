@@ -107,7 +107,7 @@ def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path:
     from benchmarks.common import BenchError
     from benchmarks.suite import group_times, make_recipe
 
-    assert make_recipe("test")[:2] == ["-m", "not systemd"]  # with the Makefile's xdist options
+    assert make_recipe("test")[:2] == ["-m", "not systemd and not migration"]  # + xdist options
     assert make_recipe("test-systemd") == ["-m", "systemd"]
     with pytest.raises(BenchError, match=re.escape("Makefile: no `nonsense: $(STAMP)` rule")):
         make_recipe("nonsense")

@@ -353,7 +353,10 @@ def test_a_bad_setting_is_refused(
 
 
 def test_another_suffix_is_refused(project: Path, sink: Sink, tmp_path: Path) -> None:
-    source = tmp_path / "export.txt"
+    source = tmp_path / "export.json"
     source.write_text("mrn\n1\n")
     message = rejected(ingest(project, source, sink), source)
-    assert message == "cannot read a .txt file: the source must be .csv or .xlsx"
+    assert message == (
+        "cannot read a .json file: the source must be one of "
+        ".csv .txt .tsv .psv .dat .xlsx .xlsm .xls .xlsb .ods"
+    )

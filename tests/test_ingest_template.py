@@ -323,7 +323,7 @@ def test_a_failing_step_fails_the_flow_and_leaves_the_sink(
 
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert f"error: {SOURCE_SETTING}={bad}: not a readable xlsx workbook" in output
+    assert f"error: {SOURCE_SETTING}={bad}: not a readable .xlsx workbook" in output
     assert output.count("triggered with") == 1  # a rejected file is not retried
     assert not database.exists() or table_count(database) == 0
 

@@ -60,12 +60,17 @@ def test_a_failed_deployment_is_named_and_the_rest_deployed(
     flows = {
         "hello-ingest": entry(repo, timezone="America/New_York", env={"HELLO_MODE": "test"}),
         "broken-ingest": entry(repo, function="no_such_flow"),
+        "misplaced-ingest": {**entry(repo), "entrypoint": "prefect/gone.py:hello_ingest"},
+        "unreachable-ingest": {**entry(repo), "repo": "/nonexistent/unreachable.git"},
     }
     result = deploy(prefect_server, tmp_path, flows)
     assert result.returncode == 1
     assert result.stderr == (
         "error: broken-ingest: cannot read prefect/hello.py:no_such_flow: "
         "Could not find object 'no_such_flow' in 'prefect/hello.py'\n"
+        f"error: misplaced-ingest: prefect/gone.py is not in {repo} (branch main)\n"
+        "error: unreachable-ingest: cannot clone /nonexistent/unreachable.git (branch main): "
+        "fatal: repository '/nonexistent/unreachable.git' does not exist\n"
     ), result.stderr
     api = PrefectApi(prefect_server.api_url)
     assert api.get(f"/work_pools/{POOL}")["type"] == "process"

@@ -44,17 +44,30 @@ def load_prw_deploy(warehouse: Path) -> Any:
     return module
 
 
+SCREENSHOT = "docs/prefect-ui-over-https.png"  # the README's; copied, never rendered
+
+
 def texts(warehouse: Path) -> dict[str, str]:
     return {
         str(path.relative_to(warehouse)): path.read_text()
         for path in warehouse.rglob("*")
-        if path.is_file()
+        if path.is_file() and path.suffix != ".png"
     }
+
+
+def test_the_readme_screenshot_is_a_small_png_copied_as_is(flow_set: tuple) -> None:
+    _, warehouse = flow_set
+    template = Path(WAREHOUSE_TEMPLATE_DIR) / "{{cookiecutter.warehouse_slug}}" / SCREENSHOT
+    png = (warehouse / SCREENSHOT).read_bytes()
+    assert png == template.read_bytes() and png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) < 200_000
+    assert f"]({SCREENSHOT})" in (warehouse / "README.md").read_text()
 
 
 def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
     _, warehouse = flow_set
     expected = {
+        ".github/workflows/deploy.yml",
         ".gitignore",
         "README.md",
         "prefect/prw_deploy.py",
@@ -67,8 +80,12 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
         "scripts/backup-server.sh",
         "scripts/install-server.sh",
         "scripts/install-worker.sh",
+        "scripts/check-server.py",
         "scripts/naming.py",
         "scripts/regenerate.py",
+        "scripts/verify-units.sh",
+        "nginx/prefect-front.conf",
+        "systemd/prefect-front.service",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
         "systemd/prefect-server.service",
@@ -78,7 +95,7 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
     assert set(texts(warehouse)) == expected
     leftovers = [name for name, text in texts(warehouse).items() if JINJA.search(text)]
     assert leftovers == []
-    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh"):
+    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh", "verify-units.sh"):
         assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 
@@ -182,7 +199,7 @@ def test_install_writes_unit_limit_and_private_env_file(installed: tuple) -> Non
     assert unit.read_bytes() == (warehouse / "systemd" / UNIT).read_bytes()
     assert (mode(unit), mode(limit), mode(env_file)) == (0o644, 0o644, 0o600)
     assert f"Environment=WORKER_LIMIT={len(os.sched_getaffinity(0))}\n" in limit.read_text()
-    assert "PREFECT_API_URL=http://127.0.0.1:4200/api\n" in env_file.read_text()
+    assert "PREFECT_API_URL=https://127.0.0.1:4200/api\n" in env_file.read_text()
 
 
 def test_install_prints_the_systemd_steps_in_order(installed: tuple) -> None:
@@ -258,7 +275,9 @@ def test_systemd_accepts_the_unit_with_its_drop_in(installed: tuple, tmp_path: P
     """`systemd-analyze verify` exits 0 even on unknown keys, so any output is a failure."""
     warehouse, root, _ = installed
     unit = tmp_path / UNIT
-    unit.write_text(with_exec_start((warehouse / "systemd" / UNIT).read_text(), BIN / "prefect"))
+    text = with_exec_start((warehouse / "systemd" / UNIT).read_text(), BIN / "prefect")
+    # ExecStartPre= runs the server check with the worker venv's python: here this venv's.
+    unit.write_text(text.replace("/opt/prefect-worker-ingest/venv/bin/python", str(BIN / "python")))
     (tmp_path / f"{UNIT}.d").mkdir()
     (tmp_path / f"{UNIT}.d/limit.conf").write_bytes(
         (root / f"etc/systemd/system/{UNIT}.d/limit.conf").read_bytes()
@@ -360,7 +379,7 @@ def test_hostile_answers_are_rejected_with_one_line_and_nothing_written(
 
 # --- the server units, their settings and the notification automation --------------------------
 
-SERVER_UNITS = ("prefect-server.service", "prefect-services.service")
+SERVER_UNITS = ("prefect-server.service", "prefect-services.service", "prefect-front.service")
 SERVER_ANSWERS = {
     "server_host": "0.0.0.0",  # noqa: S104 (behind a load balancer)
     "server_port": "8443",
@@ -382,7 +401,7 @@ def test_server_units_start_api_and_services_apart(server_warehouse: Path) -> No
     services = (systemd / "prefect-services.service").read_text()
     assert (
         "\nExecStart=/opt/prefect-server/venv/bin/prefect server start"
-        " --host 0.0.0.0 --port 8443 --no-services\n"
+        " --host 127.0.0.1 --port 8444 --no-services\n"  # behind the TLS front on 8443
     ) in api
     assert "\nExecStart=/opt/prefect-server/venv/bin/prefect server services start\n" in services
     for text in (api, services):

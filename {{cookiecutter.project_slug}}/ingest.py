@@ -3,54 +3,75 @@
 The names below are {{ cookiecutter.source_name }}'s; another source (a flow per source, in prefect/) has its
 own: its setting `<PREFIX>_<SOURCE>_SOURCE_FILE` and its table `<slug>_<source>`.
 
-Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: `.csv` or `.xlsx`.
-        Optional settings (names below): the sheet (default: the first visible one), the
-        header's row number as Excel shows it (default: the first non-empty row), and the
-        CSV's encoding (default utf-8-sig; Windows exports are often cp1252). Empty rows
-        above the header and empty columns left of it are skipped.
+Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: delimited text
+        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` `.xls` `.xlsb`
+        `.ods`, through calamine). Optional settings (names below): the sheet (default: the
+        first visible one), the header's row number as Excel shows it (default: the first
+        non-empty row), how many trailing rows to drop (control totals; default 0) and, for
+        text, its encoding (default utf-8-sig; Windows exports are often cp1252), delimiter
+        (default: the one of `,` `|` `^` tab `;` giving the header the most fields; ties: `,`)
+        and text qualifier (default `"`; `none`: every character is data). Empty rows above
+        the header and empty columns left of it are skipped.
 Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cookiecutter.__sink_setting }}: SQLite
         (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`). Each row has
         the header's columns, as text exactly as in the file (empty cells are NULL), plus
         `_load_id`, which points into `{{ cookiecutter.__table_name }}_loads`: one row per load with the
-        file's absolute path, SHA-256, load time and row count.
+        file's absolute path, SHA-256, load time, row count, load mode and the later load
+        that replaced its rows (kept after that too).
 
 The load is
-- fast: PostgreSQL gets the file through COPY (the server parses a plain CSV itself);
-  SQLite gets the CSV reader straight into executemany. Memory stays flat for a CSV; an
-  xlsx sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so
-  a sheet of Excel's maximum 1,048,576 rows needs about 800 MB);
-- idempotent: an earlier load of the same file (same absolute path) is replaced, so
-  re-running a file never duplicates rows, while files in other folders or with other
-  names add their rows; two loads of one file at once leave one copy (they take turns);
+- fast: PostgreSQL gets the file through COPY (the server parses plain delimited text
+  itself); SQLite gets the csv reader straight into executemany. Memory stays flat for
+  text; a sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so a sheet
+  of Excel's maximum 1,048,576 rows needs about 800 MB);
+- explicit about history ({{ cookiecutter.__source_key }}_LOAD_MODE, see LOAD_MODES): `append` keys a
+  load by the file's SHA-256 (the same bytes again add nothing), `file` by its path (a
+  re-sent file replaces its earlier load), `snapshot` replaces the table; two loads of one
+  file at once leave one copy (they take turns);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
 
 This file is the template's (updates change it); your own changes to the rows (renames,
 type fixes, filters) go in transform.py, which updates never touch.
 
+Output: a line saying what was loaded, then one JSON summary line (SUMMARY_KIND) that the
+flow turns into the run's table artifact (ingest.py, a shell subprocess, has no run context).
+
 Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
-printed as one line on stderr; anything else is another failure (e.g. the database is
-down), which the flow retries.
+printed as one line on stderr; 69 cannot start (a module missing from the Python that runs
+it), one line too; the flow retries neither. Anything else is another failure (e.g. the
+database is down), which the flow retries.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
+try:  # a module missing here is a broken install: one line, and the flow does not retry it
+    import sqlalchemy as sa
 
-import transform
+    import transform
+except ImportError as missing:
+    print(f"error: ingest.py cannot start: {missing} (install requirements.txt into {sys.executable})", file=sys.stderr)
+    sys.exit(69)  # EX_UNAVAILABLE: the flow does not retry it
+
+if TYPE_CHECKING:  # the readers and the driver are imported only where they are used
+    import psycopg
+    from python_calamine import CalamineWorkbook
 
 # This source's names. All derive from <PREFIX>_<SOURCE> and the table (the naming contract).
 # The source is the argument (`python ingest.py cerner`); without one, the project's first.
@@ -62,11 +83,32 @@ SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
 SHEET_SETTING = f"{SOURCE_KEY}_SHEET"
 HEADER_ROW_SETTING = f"{SOURCE_KEY}_HEADER_ROW"
 ENCODING_SETTING = f"{SOURCE_KEY}_ENCODING"
+DELIMITER_SETTING = f"{SOURCE_KEY}_DELIMITER"
+QUOTE_SETTING = f"{SOURCE_KEY}_QUOTE"
+FOOTER_ROWS_SETTING = f"{SOURCE_KEY}_FOOTER_ROWS"
+LOAD_MODE_SETTING = f"{SOURCE_KEY}_LOAD_MODE"
+NEW_COLUMNS_SETTING = f"{SOURCE_KEY}_NEW_COLUMNS"
 SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
 
 LOADS_TABLE = f"{TABLE}_loads"
+# What a load does to the rows already there: `append` adds a file's rows unless the same
+# bytes (SHA-256) are loaded already; `file` replaces those of the earlier load of the same
+# path; `snapshot` replaces the whole table. Unset, a table keeps the mode of its first
+# load: `append` for a new table, `file` for one loaded before LOAD_MODE existed (its loads
+# are recorded as `file`, what ingest.py did then), so a template update changes nothing.
+LOAD_MODES = ("append", "file", "snapshot")
+DEFAULT_LOAD_MODE = "append"
+EARLIER_LOAD_MODE = "file"  # what ingest.py did before LOAD_MODE (recorded for such loads)
 LOAD_ID_COLUMN = "_load_id"
 DEFAULT_ENCODING = "utf-8-sig"
+TEXT_SUFFIXES = (".csv", ".txt", ".tsv", ".psv", ".dat")
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+DELIMITERS = (",", "|", "^", "\t", ";")  # detected in this order: a tie goes to the first
+DEFAULT_QUOTE = '"'
+# COPY's CSV format always has a text qualifier: with QUOTE=none it is this byte, and a file
+# that holds it goes through Python's reader instead.
+NO_QUOTE_STANDIN = "\x01"
+SUMMARY_KIND = "prh-ingest-load"  # the JSON summary line's "summary" (the flow looks for it)
 BAD_INPUT_EXIT_CODE = 65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
 SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
 # PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
@@ -89,17 +131,31 @@ class Settings:
     sheet: str | None
     header_row: int | None
     encoding: str
+    delimiter: str | None  # None: detected from the header line
+    quote: str | None  # None: no text qualifier (QUOTE=none)
+    footer_rows: int
+    load_mode: str | None = None  # None: the table's default (see LOAD_MODES)
+    add_columns: bool = False  # NEW_COLUMNS=add: a file's new columns are added to the table
 
 
 @dataclass
 class CsvLayout:
-    """Where a CSV's data rows start (a byte offset) and which of their values are the table."""
+    """Where a text file's data rows are (byte offsets), how they are delimited and which of
+    their values are the table."""
 
     offset: int
+    end: int  # where the footer rows start (the file's size without them)
     encoding: str
+    delimiter: str
+    quote: str | None
     width: int  # values per row, as many as the header row has
     first: int  # the table's values are [first, last)
     last: int
+
+    def reader_options(self) -> dict[str, object]:
+        if self.quote is None:
+            return {"delimiter": self.delimiter, "quoting": csv.QUOTE_NONE}
+        return {"delimiter": self.delimiter, "quotechar": self.quote}
 
     @property
     def plain(self) -> bool:
@@ -192,6 +248,76 @@ def check_rows(rows: Iterable[Row], width: int, first: int, last: int, row: int)
         yield values
 
 
+def without_footer(rows: Iterable[Row], footer_rows: int) -> Iterator[Row]:
+    """The rows but the last `footer_rows` (trailer or control-total rows)."""
+    if not footer_rows:
+        yield from rows
+        return
+    held: collections.deque[Row] = collections.deque()
+    for row in rows:
+        held.append(row)
+        if len(held) > footer_rows:
+            yield held.popleft()
+
+
+def footer_start(path: Path, footer_rows: int) -> int:
+    """The byte offset where the file's last `footer_rows` lines start (its size for none).
+    Line ends after the last line (and blank lines there) do not count as lines."""
+    size = path.stat().st_size
+    if not footer_rows:
+        return size
+    with path.open("rb") as file:
+        data = file.read() if size <= 1 << 24 else tail(file, size)
+    base = size - len(data)
+    end = len(data.rstrip(b"\r\n"))
+    for _ in range(footer_rows):
+        end = data.rfind(b"\n", 0, end)
+        if end < 0:
+            return base  # fewer lines than footer rows: no data rows left
+    return base + end + 1
+
+
+def tail(file: io.BufferedReader, size: int, blocks: int = 1 << 20) -> bytes:
+    """The file's last MB (footers are a few short lines)."""
+    file.seek(max(0, size - blocks))
+    return file.read()
+
+
+class Span(io.RawIOBase):
+    """Bytes [start, end) of a file, as a readable stream."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self.file = path.open("rb")
+        self.file.seek(start)
+        self.left = max(0, end - start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        count = self.file.readinto(memoryview(buffer)[: self.left])
+        self.left -= count
+        return count
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def detect_delimiter(header_line: str, quote: str | None) -> str:
+    """The delimiter giving the header line the most fields (a tie, or one field: `,`)."""
+    options = {"quoting": csv.QUOTE_NONE} if quote is None else {"quotechar": quote}
+    fields = {
+        delimiter: len(next(csv.reader([header_line], delimiter=delimiter, **options), []))
+        for delimiter in DELIMITERS
+    }
+    return max(DELIMITERS, key=lambda delimiter: fields[delimiter])  # max keeps the first of a tie
+
+
+def delimiter_name(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
 class CountedLines:
     """The file's lines decoded, counting the bytes read (the csv reader reads whole lines)."""
 
@@ -220,27 +346,51 @@ def not_encoded_as(encoding: str, line: int, error: UnicodeDecodeError) -> str:
     )
 
 
-def csv_body(path: Path, offset: int, encoding: str) -> Iterator[list[str]]:
-    """The csv reader over the file from byte `offset` on."""
-    binary = path.open("rb")
-    binary.seek(offset)
-    if offset and codecs.lookup(encoding).name == "utf-8-sig":
+def csv_body(path: Path, layout: CsvLayout) -> Iterator[list[str]]:
+    """The csv reader over the file's data rows (from the header to the footer)."""
+    binary = io.BufferedReader(Span(path, layout.offset, layout.end), COPY_CHUNK_BYTES)
+    encoding = layout.encoding
+    if layout.offset and codecs.lookup(encoding).name == "utf-8-sig":
         encoding = "utf-8"  # past the BOM: the C decoder, not utf-8-sig's Python wrapper
     text = io.TextIOWrapper(binary, encoding=encoding, newline="")
-    return csv.reader(text, strict=True)
+    return csv.reader(text, strict=True, **layout.reader_options())
 
 
-def read_csv(path: Path, settings: Settings) -> Table:
+def header_line(path: Path, settings: Settings) -> str:
+    """The line the delimiter is detected from: the header row's, else the first non-empty."""
+    with path.open("rb") as file:
+        lines = CountedLines(file, settings.encoding)
+        for line in lines:
+            if lines.number == settings.header_row or (
+                settings.header_row is None and line.strip(" \t\r\n,|^;")
+            ):
+                return line
+    return ""
+
+
+def read_text(path: Path, settings: Settings) -> Table:
+    delimiter = settings.delimiter
+    if delimiter is None:
+        delimiter = detect_delimiter(header_line(path, settings), settings.quote)
+        print(
+            f"delimiter {delimiter_name(delimiter)} (detected from the header line; "
+            f"set {DELIMITER_SETTING} to choose)"
+        )
+    options = CsvLayout(0, 0, "", delimiter, settings.quote, 0, 0, 0).reader_options()
     with path.open("rb") as file:
         lines = CountedLines(file, settings.encoding)
         try:
-            number, header = find_header(csv.reader(lines, strict=True), settings.header_row)
+            header_rows = csv.reader(lines, strict=True, **options)
+            number, header = find_header(header_rows, settings.header_row)
         except csv.Error as error:
-            raise BadInput(f"line {lines.number} is not valid CSV ({error})") from None
+            raise BadInput(f"line {lines.number} is not valid delimited text ({error})") from None
     first, last = header_span(header)
     columns = column_names(header[first:last], first, number)
-    layout = CsvLayout(lines.consumed, settings.encoding, len(header), first, last)
-    body = csv_body(path, layout.offset, layout.encoding)
+    end = max(lines.consumed, footer_start(path, settings.footer_rows))
+    layout = CsvLayout(
+        lines.consumed, end, settings.encoding, delimiter, settings.quote, len(header), first, last
+    )
+    body = csv_body(path, layout)
     if layout.plain:
         return Table(columns, number + 1, body, layout)
     return Table(columns, number + 1, check_rows(body, len(header), first, last, number + 1), layout)
@@ -259,6 +409,8 @@ def cell_text(value: object) -> str | None:
 
 def sheet_name(workbook: CalamineWorkbook, wanted: str | None) -> str:
     """The sheet the setting names, else the first visible one."""
+    from python_calamine import SheetVisibleEnum
+
     sheets = workbook.sheets_metadata
     if wanted is None:
         visible = [s.name for s in sheets if s.visible == SheetVisibleEnum.Visible]
@@ -275,12 +427,14 @@ def sheet_name(workbook: CalamineWorkbook, wanted: str | None) -> str:
 
 
 def read_workbook(path: Path, settings: Settings) -> Table:
+    from python_calamine import CalamineError, CalamineWorkbook  # needed only for workbooks
+
     try:
         workbook = CalamineWorkbook.from_path(str(path))
         name = sheet_name(workbook, settings.sheet)
         sheet = workbook.get_sheet_by_name(name)
     except CalamineError as error:
-        raise BadInput(f"not a readable xlsx workbook ({error})") from error
+        raise BadInput(f"not a readable {path.suffix.lower()} workbook ({error})") from None
     if sheet.start is None:
         raise BadInput(f"sheet {name!r} is empty")
     # iter_rows yields every row from row 1, each from the sheet's first used column on.
@@ -289,17 +443,19 @@ def read_workbook(path: Path, settings: Settings) -> Table:
     number, header = find_header(rows, settings.header_row)
     first, last = header_span(header)
     columns = column_names(header[first:last], left + first, number)
-    checked = check_rows(rows, len(header), first, last, number + 1)
+    body = without_footer(rows, settings.footer_rows)
+    checked = check_rows(body, len(header), first, last, number + 1)
     return Table(columns, number + 1, checked)
 
 
 def read_table(path: Path, settings: Settings) -> Table:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(path, settings)
-    if suffix == ".xlsx":
+    if suffix in TEXT_SUFFIXES:
+        return read_text(path, settings)
+    if suffix in WORKBOOK_SUFFIXES:
         return read_workbook(path, settings)
-    raise BadInput(f"cannot read a {suffix or 'suffix-less'} file: the source must be .csv or .xlsx")
+    known = " ".join(TEXT_SUFFIXES + WORKBOOK_SUFFIXES)
+    raise BadInput(f"cannot read a {suffix or 'suffix-less'} file: the source must be one of {known}")
 
 
 def read_settings() -> Settings:
@@ -307,14 +463,46 @@ def read_settings() -> Settings:
     header_row = os.environ.get(HEADER_ROW_SETTING) or None
     if header_row is not None and not (header_row.isdigit() and int(header_row) >= 1):
         raise BadInput(f"{HEADER_ROW_SETTING}={header_row}: not a row number (1, 2, ...)")
+    footer_rows = os.environ.get(FOOTER_ROWS_SETTING) or "0"
+    if not footer_rows.isdigit():
+        raise BadInput(f"{FOOTER_ROWS_SETTING}={footer_rows}: not a number of rows (0, 1, ...)")
     encoding = os.environ.get(ENCODING_SETTING) or DEFAULT_ENCODING
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise BadInput(f"{ENCODING_SETTING}={encoding}: unknown encoding") from None
+    quote = text_character(QUOTE_SETTING, os.environ.get(QUOTE_SETTING) or DEFAULT_QUOTE, "none")
+    load_mode = os.environ.get(LOAD_MODE_SETTING) or None
+    if load_mode is not None and load_mode not in LOAD_MODES:
+        raise BadInput(f"{LOAD_MODE_SETTING}={load_mode}: one of {', '.join(LOAD_MODES)}")
+    new_columns = os.environ.get(NEW_COLUMNS_SETTING) or None
+    if new_columns not in (None, "add"):
+        raise BadInput(f"{NEW_COLUMNS_SETTING}={new_columns}: add, or unset (a new column is refused)")
+    delimiter = os.environ.get(DELIMITER_SETTING) or None
+    if delimiter is not None:
+        delimiter = text_character(DELIMITER_SETTING, delimiter, "tab")
+        if delimiter in ('"', "'", quote):
+            raise BadInput(f"{DELIMITER_SETTING}={delimiter}: a quote character, not a delimiter")
     return Settings(
-        os.environ.get(SHEET_SETTING) or None, header_row and int(header_row), encoding
+        os.environ.get(SHEET_SETTING) or None,
+        header_row and int(header_row),
+        encoding,
+        delimiter,
+        quote,
+        int(footer_rows),
+        load_mode,
+        new_columns == "add",
     )
+
+
+def text_character(setting: str, value: str, word: str) -> str | None:
+    """A delimiter or quote setting: one character that is not a letter, digit or line end,
+    or its word (`tab` is a tab, `none` no character)."""
+    if value.lower() == word:
+        return {"tab": "\t", "none": None}[word]
+    if len(value) != 1 or value.isalnum() or value in "\r\n":
+        raise BadInput(f"{setting}={value}: one character (not a letter or digit) or {word}")
+    return value
 
 
 # --- Writing to the database -----------------------------------------------------------------
@@ -368,9 +556,12 @@ def open_sink(setting: str | None) -> sa.Engine:
     return engine
 
 
-def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table, sa.Table]:
-    """The rows table and its loads table, created on the first load. A later file must
-    have the same columns."""
+def sink_tables(
+    connection: sa.Connection, columns: list[str], add_columns: bool
+) -> tuple[sa.Table, sa.Table, list[str]]:
+    """The rows table and its loads table, created on the first load, and the columns added
+    to it. A later file must have the same columns; with NEW_COLUMNS=add its new ones are
+    added (text; earlier rows NULL there) and the table's columns it lacks load as NULL."""
     postgresql = connection.dialect.name == "postgresql"
     metadata = sa.MetaData()
     loads = sa.Table(
@@ -381,6 +572,7 @@ def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table
         sa.Column("source_sha256", sa.String(64), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("row_count", sa.Integer),
+        *LOAD_RECORD_COLUMNS(),
     )
     load_id_default = sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
     rows = sa.Table(
@@ -397,16 +589,64 @@ def sink_tables(connection: sa.Connection, columns: list[str]) -> tuple[sa.Table
     # Finds an earlier load's rows. A load's rows are contiguous on PostgreSQL, where a BRIN
     # index costs COPY almost nothing (a B-tree halves its speed); SQLite ignores `using`.
     sa.Index(f"ix_{TABLE}_{LOAD_ID_COLUMN}", rows.c[LOAD_ID_COLUMN], postgresql_using="brin")
-    if postgresql and not sa.inspect(connection).has_table(TABLE):
-        # Two first loads at once: one creates the tables, the other waits, then sees them.
+    if postgresql and not tables_current(sa.inspect(connection)):
+        # Two first loads at once: one creates (or upgrades) the tables, the other waits.
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(TABLE))))
     existing = sa.inspect(connection)
+    if existing.has_table(LOADS_TABLE):
+        upgrade_loads(connection, existing)
+    added = []
     if existing.has_table(TABLE):
-        have = [column["name"] for column in existing.get_columns(TABLE)]
-        if have != [column.name for column in rows.columns]:
-            raise BadInput(f"columns {columns} differ from table {TABLE}'s {have[:-1]}")
+        have = [c["name"] for c in existing.get_columns(TABLE) if c["name"] != LOAD_ID_COLUMN]
+        added = [name for name in columns if name not in have]
+        if not add_columns and have != columns:
+            missing = [name for name in have if name not in columns]
+            raise BadInput(
+                f"columns {columns} differ from table {TABLE}'s {have} (new: "
+                f"{', '.join(added) or 'none'}; missing: {', '.join(missing) or 'none'}); "
+                f"set {NEW_COLUMNS_SETTING}=add to add new columns"
+            )
+        # PostgreSQL: two loads adding a column take turns on the table's lock (SQLite's
+        # loads always do); the second finds it there.
+        if_new = "IF NOT EXISTS " if postgresql else ""
+        for name in added:
+            connection.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN {if_new}{name} TEXT")
     metadata.create_all(connection)  # creates only what is missing
-    return rows, loads
+    return rows, loads, added
+
+
+def LOAD_RECORD_COLUMNS() -> list[sa.Column]:  # noqa: N802 (fresh columns for each table)
+    """The loads table's columns added with LOAD_MODE: the mode, and the later load that
+    replaced this one's rows (NULL while they are in the table)."""
+    return [sa.Column("load_mode", sa.Text), sa.Column("replaced_by", sa.Integer)]
+
+
+def tables_current(existing: sa.Inspector) -> bool:
+    """Both tables there, the loads table with every column this ingest.py records."""
+    if not existing.has_table(TABLE) or not existing.has_table(LOADS_TABLE):
+        return False
+    have = {column["name"] for column in existing.get_columns(LOADS_TABLE)}
+    return {column.name for column in LOAD_RECORD_COLUMNS()} <= have
+
+
+def upgrade_loads(connection: sa.Connection, existing: sa.Inspector) -> None:
+    """A loads table from before LOAD_MODE gets its columns; its loads are recorded as the
+    mode they were made in, which stays the table's default (an update changes nothing)."""
+    have = {column["name"] for column in existing.get_columns(LOADS_TABLE)}
+    for column in LOAD_RECORD_COLUMNS():
+        if column.name not in have:
+            kind = column.type.compile(connection.dialect)
+            connection.exec_driver_sql(f"ALTER TABLE {LOADS_TABLE} ADD COLUMN {column.name} {kind}")
+            if column.name == "load_mode":
+                connection.exec_driver_sql(
+                    f"UPDATE {LOADS_TABLE} SET load_mode = '{EARLIER_LOAD_MODE}'"  # noqa: S608
+                )
+
+
+def default_load_mode(connection: sa.Connection, loads: sa.Table) -> str:
+    """Unset, a table keeps the mode of its first load; a new table's is `append`."""
+    first = sa.select(loads.c.load_mode).order_by(loads.c.load_id).limit(1)
+    return connection.execute(first).scalar() or DEFAULT_LOAD_MODE
 
 
 def lock_key(name: str) -> int:
@@ -429,45 +669,88 @@ def insert_into_sqlite(
     return cursor.rowcount
 
 
+class HoldsStandIn(Exception):
+    """A QUOTE=none file holds the byte COPY would take for its text qualifier."""
+
+
 def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) -> int:
-    """COPY: a plain CSV's bytes for the server to parse, else the checked rows."""
+    """COPY: plain delimited text's bytes for the server to parse, else the checked rows."""
     import psycopg  # the PostgreSQL driver: needed only here
 
-    columns = ", ".join(table.columns)
     cursor = connection.connection.cursor()
     try:
-        if not table.plain_csv:
-            with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
-                for row in table.rows:
-                    copy.write_row([value or None for value in row])
-            return cursor.rowcount
-        # Quoted empty cells ("") are NULL too, as on SQLite.
-        options = f"FORMAT csv, FORCE_NULL ({columns})"
-        with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
-            for chunk in utf8_chunks(source, table.csv):
-                copy.write(chunk)
-        return cursor.rowcount
+        if table.plain_csv:
+            try:
+                with connection.begin_nested():  # a stand-in byte found: undo, then row by row
+                    return copy_text(cursor, source, table)
+            except HoldsStandIn:
+                table = checked(table)
+        return copy_rows(cursor, table)
     except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
         raise BadInput(find_bad_row(source, table, error)) from None
 
 
+def copy_rows(cursor: psycopg.Cursor, table: Table) -> int:
+    columns = ", ".join(table.columns)
+    with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+        for row in table.rows:
+            copy.write_row([value or None for value in row])
+    return cursor.rowcount
+
+
+def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
+    """The file's data rows for the server to parse (COPY's CSV format with the file's
+    delimiter and qualifier). Quoted empty cells ("") are NULL too, as on SQLite."""
+    layout, columns = table.csv, ", ".join(table.columns)
+    quote = NO_QUOTE_STANDIN if layout.quote is None else layout.quote
+    options = (
+        f"FORMAT csv, DELIMITER {sql_character(layout.delimiter)}, "
+        f"QUOTE {sql_character(quote)}, FORCE_NULL ({columns})"
+    )
+    stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
+    with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
+        for chunk in utf8_chunks(source, layout):
+            if stand_in is not None and stand_in in chunk:
+                raise HoldsStandIn
+            copy.write(chunk)
+    return cursor.rowcount
+
+
+def sql_character(character: str) -> str:
+    """A one-character SQL string literal (E'\\x09' for a tab)."""
+    if character.isprintable():
+        return "'" + character.replace("'", "''") + "'"
+    return f"E'\\x{ord(character):02x}'"
+
+
 def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
-    """The file from the first data row on, as UTF-8 (the connection's encoding)."""
+    """The file's data rows, as UTF-8 (the connection's encoding)."""
     encoding = codecs.lookup(layout.encoding).name
     utf8 = encoding in ("utf-8", "utf-8-sig")  # sent as it is: the server checks it
     decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
-    with path.open("rb") as file:
-        file.seek(layout.offset)
+    with Span(path, layout.offset, layout.end) as span, io.BufferedReader(span) as file:
         while chunk := file.read(COPY_CHUNK_BYTES):
             yield chunk if decoder is None else decoder.decode(chunk).encode()
         if decoder is not None:
             yield decoder.decode(b"", final=True).encode()
 
 
-def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
-    """Replace the rows of `source` in the table, in one transaction. Returns rows loaded."""
+@dataclass
+class Loaded:
+    """What a load did: ingest.py prints it, and the flow shows it as an artifact."""
+
+    mode: str
+    rows: int
+    sha256: str
+    replaced: int = 0  # earlier loads whose rows this one replaced
+    added: list[str] = field(default_factory=list)  # NEW_COLUMNS=add: columns added to the table
+    same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
+
+
+def load(source: Path, engine: sa.Engine, settings: Settings) -> Loaded:
+    """Load `source` into the table in one transaction, as its load mode says."""
     try:
-        return load_rows(source, engine, transformed(read_table(source, settings)))
+        return load_rows(source, engine, transformed(read_table(source, settings)), settings)
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
 
@@ -475,9 +758,7 @@ def load(source: Path, engine: sa.Engine, settings: Settings) -> int:
 def transformed(table: Table) -> Table:
     """The table after transform.py (the team's code). When it hands the rows back as they
     came, the table is loaded as read (a plain CSV keeps its fast path)."""
-    rows = table.rows
-    if table.plain_csv:  # transform.py gets checked rows, as for any other file
-        rows = check_rows(rows, table.csv.width, table.csv.first, table.csv.last, table.first_row)
+    rows = checked(table).rows  # transform.py gets checked rows, as for any other file
     columns, new_rows = transform.transform(SOURCE, list(table.columns), rows)
     if new_rows is rows and columns == table.columns:
         return table
@@ -485,6 +766,15 @@ def transformed(table: Table) -> Table:
         if not COLUMN_NAME.fullmatch(name) or columns.count(name) > 1 or name == LOAD_ID_COLUMN:
             raise BadInput(f"transform.py returned column {name!r}: lowercase, _ and digits, unique")
     return Table(list(columns), table.first_row, fitted(new_rows, len(columns)))
+
+
+def checked(table: Table) -> Table:
+    """A plain text file's table with its rows checked as they are read (others are already)."""
+    if not table.plain_csv:
+        return table
+    layout = table.csv
+    rows = check_rows(table.rows, layout.width, layout.first, layout.last, table.first_row)
+    return Table(table.columns, table.first_row, rows)
 
 
 def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
@@ -501,7 +791,7 @@ def find_bad_row(source: Path, table: Table, error: Exception) -> str:
     if table.csv is None:
         raise error
     layout, encoding = table.csv, table.csv.encoding
-    reader = csv_body(source, layout.offset, encoding)
+    reader = csv_body(source, layout)
     try:
         for _ in check_rows(reader, layout.width, layout.first, layout.last, table.first_row):
             pass
@@ -529,24 +819,40 @@ def bad_line(path: Path, encoding: str) -> str:
     return f"the file is not {encoding}"
 
 
-def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
+def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings) -> Loaded:
+    sha256 = sha256_of(source)
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         postgresql = connection.dialect.name == "postgresql"
+        rows, loads, added = sink_tables(connection, table.columns, settings.add_columns)
+        mode = settings.load_mode or default_load_mode(connection, loads)
         if postgresql:  # loads of the same file take turns; other files load side by side
-            key = lock_key(f"{TABLE}\n{source}")
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-        rows, loads = sink_tables(connection, table.columns)
-        loads_of_source = loads.c.source_file == str(source)
-        earlier = sa.select(loads.c.load_id).where(loads_of_source)
-        connection.execute(rows.delete().where(rows.c[LOAD_ID_COLUMN].in_(earlier)))
-        connection.execute(loads.delete().where(loads_of_source))
+            key = {"append": sha256, "file": str(source), "snapshot": ""}[mode]
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(f"{TABLE}\n{key}"))))
+        current = loads.c.replaced_by.is_(None)
+        if mode == "append":
+            same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
+            if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
+                return Loaded(mode, 0, sha256, same_as=same_as, added=added)
+        replaced = [] if mode == "append" else connection.execute(
+            sa.select(loads.c.load_id).where(current, *(
+                [loads.c.source_file == str(source)] if mode == "file" else []
+            ))
+        ).scalars().all()
         load_id = connection.execute(
             loads.insert().values(
                 source_file=str(source),
-                source_sha256=sha256_of(source),
+                source_sha256=sha256,
                 loaded_at=dt.datetime.now(dt.timezone.utc),
+                load_mode=mode,
             )
         ).inserted_primary_key[0]
+        if mode == "snapshot":
+            connection.execute(rows.delete())
+        elif replaced:
+            connection.execute(rows.delete().where(rows.c[LOAD_ID_COLUMN].in_(replaced)))
+        if replaced:
+            mark = loads.update().where(loads.c.load_id.in_(replaced)).values(replaced_by=load_id)
+            connection.execute(mark)
         if postgresql:
             set_load_id = sa.select(sa.func.set_config(LOAD_ID_SETTING, str(load_id), True))
             connection.execute(set_load_id)  # true: for this transaction only
@@ -556,10 +862,16 @@ def load_rows(source: Path, engine: sa.Engine, table: Table) -> int:
         connection.execute(
             loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
         )
-    return loaded
+    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added)
+
+
+def print_summary(**fields: object) -> None:
+    """The one JSON line the flow reads (no cell value is ever part of it)."""
+    print(json.dumps({"summary": SUMMARY_KIND, "source": SOURCE, "table": TABLE, **fields}))
 
 
 def main() -> int:
+    started = time.monotonic()
     try:
         if not SOURCE_NAME.fullmatch(SOURCE):
             raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
@@ -569,9 +881,33 @@ def main() -> int:
         loaded = load(source, engine, settings)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
+        print_summary(ok=False, error=str(error))
         return BAD_INPUT_EXIT_CODE
     where = engine.url.render_as_string(hide_password=True)
-    print(f"loaded {loaded} rows from {source} into table {TABLE} at {where}")
+    if loaded.same_as is not None:
+        print(
+            f"loaded 0 rows: {source} has the same bytes as load {loaded.same_as}, already in "
+            f"table {TABLE} at {where} ({LOAD_MODE_SETTING}={loaded.mode})"
+        )
+    else:
+        replaced = f", replacing the rows of {loaded.replaced} earlier load(s)" if loaded.replaced else ""
+        print(
+            f"loaded {loaded.rows} rows from {source} into table {TABLE} at {where} "
+            f"({LOAD_MODE_SETTING}={loaded.mode}{replaced})"
+        )
+    print_summary(
+        ok=True,
+        file=source.name,
+        path=str(source),
+        size_bytes=source.stat().st_size,
+        sha256=loaded.sha256,
+        rows=loaded.rows,
+        mode=loaded.mode,
+        same_as_load=loaded.same_as,
+        replaced_loads=loaded.replaced,
+        columns_added=loaded.added,
+        seconds=round(time.monotonic() - started, 3),
+    )
     return 0
 
 

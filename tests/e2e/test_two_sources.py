@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from support.flow_runs import PrefectApi, run_deployment
 from support.git import commit_all, git
 from support.processes import ProcessPool
 from support.regeneration import cruft_project, edit, regenerate, template_repo
-from support.services import PostgresServer, PrefectServer
+from support.services import PostgresServer, PrefectServer, running_prefect_server
 from support.site import POOL, Site, install_worker
 from support.warehouse import bake_warehouse
 
@@ -33,6 +34,14 @@ def add_cerner(project: Path) -> dict:
     commit_all(project, "add the cerner source")
     line = next(line for line in result.stdout.splitlines() if "regenerate.py --add '" in line)
     return json.loads(line.split("'")[1])
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A server of this test's own: it deploys `clinic-cal-epic-ingest`, the name the e2e
+    site's deployment has too, and on the session's server would replace the site's."""
+    with running_prefect_server(tmp_path_factory.mktemp("two-sources-server")) as server:
+        yield server
 
 
 def run_both(site: Site) -> dict[str, str]:

@@ -290,7 +290,8 @@ def test_a_deployment_runs_to_completed_through_the_installed_worker(
     server: Server, deployed: str, worker: str
 ) -> None:
     assert "Created automation 'notify-failed-flow-runs'" in deployed
-    assert "Deployed 2 deployment(s)" in deployed
+    # prw_deploy.py's plan lines (issue 18): one `create <name>` per new deployment.
+    assert re.findall(r"(?m)^create +(\S+)$", deployed) == ["server-fails", "server-hello"]
     run = server.run_deployment("hello/server-hello")
     assert run["state"] == "Completed", (run, server.system.journal(worker)[-6000:])
     assert run["id"] in server.system.journal(worker)  # this worker ran it

@@ -8,6 +8,11 @@ worker's environment or a deployment's `env` overrides the file. The file a sett
 is fetched, when it has to be, by `prefect/source_file.py`. With pipenv or uv all of the
 project's flows share its one venv: the dependency step installs under an exclusive lock, and
 each ingest runs under a shared one, so two sources load side by side.
+
+Each load shows in the Prefect UI: ingest.py prints a JSON summary line, and the flow
+turns it into a table artifact keyed `<slug>-<source>-loads` (the Artifacts page keeps that
+source's history); a failed load's one-line error becomes a markdown artifact
+(`<slug>-<source>-load-failures`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 from prefect import Flow, Task, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect_shell import ShellOperation
@@ -29,7 +35,13 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 SETTINGS_FILE = PROJECT_DIR / "prefect" / ".env"
 SETTINGS_PREFIX = "{{ cookiecutter.__env_prefix }}"
 SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
+PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 BAD_INPUT_EXIT_CODE = 65  # ingest.py's exit code for a missing, unreadable or malformed source
+# Failures a retry cannot fix: ingest.py cannot start (69: a module missing), bash cannot
+# run a command (126) or find it (127).
+CANNOT_START_EXIT_CODES = (69, 126, 127)
+SUMMARY_KIND = "prh-ingest-load"  # ingest.py's JSON summary line
+SUMMARY_COLUMNS = ("file", "size_bytes", "sha256", "rows", "table", "mode", "columns_added", "seconds")
 
 # One bash script. ShellOperation adds no `set -e`, so the first line makes any failing
 # command fail the run. The second runs the ingest the way this project's dependency manager
@@ -48,8 +60,17 @@ def ingest_commands(source: str) -> list[str]:
     return ["set -euo pipefail", f"{command} {source}"]
 
 
+def loads_artifact_key(source: str) -> str:
+    """`epic` -> `<slug>-epic-loads` (the naming contract; lowercase letters, digits, dashes)."""
+    return f"{PROJECT_SLUG}-{source}-loads"
+
+
 class BadSourceFile(RuntimeError):
     """ingest.py rejected the source file: retrying would not help."""
+
+
+class CannotStart(RuntimeError):
+    """ingest.py could not start (e.g. a module is missing): retrying would not help."""
 
 
 def load_settings() -> dict[str, str]:
@@ -83,7 +104,7 @@ def retry_unless_bad_source(task: Task, task_run: TaskRun, state: State) -> bool
     """Retry a failed ingest unless the source file itself was rejected."""
     try:
         state.result()
-    except BadSourceFile:
+    except (BadSourceFile, CannotStart):
         return False
     except Exception:  # any other failure may be transient
         return True
@@ -100,9 +121,39 @@ def run_ingest(source: str, path: str, env: dict[str, str]) -> None:
         try:
             process.wait_for_completion()
         except RuntimeError:
+            show_load(source, load_summary(process.fetch_result()), process.return_code)
             if process.return_code == BAD_INPUT_EXIT_CODE:
                 raise BadSourceFile(f"ingest.py rejected {source_setting(source)}={path}") from None
+            if process.return_code in CANNOT_START_EXIT_CODES:
+                raise CannotStart(f"ingest.py could not start (exit {process.return_code})") from None
             raise
+        show_load(source, load_summary(process.fetch_result()), process.return_code)
+
+
+def load_summary(output: list[str]) -> dict | None:
+    """ingest.py's JSON summary line, from the shell step's output (None if it printed none)."""
+    for line in reversed(output):
+        if line.startswith("{"):
+            try:
+                summary = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(summary, dict) and summary.get("summary") == SUMMARY_KIND:
+                return summary
+    return None
+
+
+def show_load(source: str, summary: dict | None, return_code: int | None) -> None:
+    """The load as an artifact of this run: a table row, or the failure's one line."""
+    if summary is not None and summary.get("ok"):
+        row = {name: summary.get(name) for name in SUMMARY_COLUMNS}
+        row["columns_added"] = ", ".join(row["columns_added"] or []) or "none"
+        create_table_artifact([row], key=loads_artifact_key(source), description=f"{source} load")
+        return
+    error = summary["error"] if summary else f"ingest.py exited {return_code} before loading: see the run's logs"
+    markdown = f"**{source} load failed** (exit {return_code})\n\n    error: {error}\n"
+    key = f"{PROJECT_SLUG}-{source}-load-failures"
+    create_markdown_artifact(markdown, key=key, description=f"{source} load failed")
 
 
 def load_source(flow_name: str, source: str) -> None:

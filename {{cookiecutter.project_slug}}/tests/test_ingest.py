@@ -19,8 +19,8 @@ SAMPLE_ROWS = 20
 BAD_INPUT = 65  # ingest.py's exit code for a rejected file or setting
 
 
-def ingest(source: Path, database: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, SOURCE_SETTING: str(source), SINK_SETTING: f"sqlite:///{database}"}
+def ingest(source: Path, database: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, SOURCE_SETTING: str(source), SINK_SETTING: f"sqlite:///{database}", **settings}
     return subprocess.run(
         [sys.executable, "ingest.py"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
     )
@@ -56,13 +56,26 @@ def test_rerunning_the_same_file_adds_no_rows(database: Path) -> None:
 
 
 @pytest.mark.parametrize("other", ["next-day.{{ cookiecutter.source_format }}", "2026-11-28/sample.{{ cookiecutter.source_format }}"])
-def test_another_file_adds_its_rows(database: Path, tmp_path: Path, other: str) -> None:
-    """Another name, or the same name in another folder (daily exports), is another file."""
+def test_the_same_bytes_elsewhere_add_nothing(database: Path, tmp_path: Path, other: str) -> None:
+    """append (a new table's mode) keys a load by the file's bytes: a copy adds no rows..."""
     copy = tmp_path / other
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_bytes(SAMPLE.read_bytes())
     assert ingest(SAMPLE, database).returncode == 0
-    assert ingest(copy, database).returncode == 0
+    assert "loaded 0 rows" in ingest(copy, database).stdout
+    assert len(table_rows(database)) == SAMPLE_ROWS
+
+
+@pytest.mark.parametrize("other", ["next-day.{{ cookiecutter.source_format }}", "2026-11-28/sample.{{ cookiecutter.source_format }}"])
+def test_another_path_adds_its_rows_in_file_mode(database: Path, tmp_path: Path, other: str) -> None:
+    """...while LOAD_MODE=file keys it by its path: another name or folder is another file."""
+    copy = tmp_path / other
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(SAMPLE.read_bytes())
+    mode = {"{{ cookiecutter.__source_key }}_LOAD_MODE": "file"}
+    assert ingest(SAMPLE, database, **mode).returncode == 0
+    assert ingest(copy, database, **mode).returncode == 0
+    assert ingest(copy, database, **mode).returncode == 0
     assert len(table_rows(database)) == 2 * SAMPLE_ROWS
 
 

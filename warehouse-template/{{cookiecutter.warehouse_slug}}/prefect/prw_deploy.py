@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -64,6 +65,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.flows import load_flow_arguments_from_entrypoint
 from prefect.runner.storage import GitRepository
 from prefect.server.schemas.schedules import CronSchedule
+from prefect.settings import get_current_settings
 from prefect.utilities.callables import parameter_schema_from_entrypoint
 from prefect.workers.process import ProcessWorker
 
@@ -74,6 +76,7 @@ NEXT_RUNS = 3
 MARKER_TAG = "warehouse:{{ cookiecutter.warehouse_slug }}"
 IN_POOL = WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL]))
 WRITES_AT_ONCE = 8  # concurrent creates/updates through the one API client
+CLONES_AT_ONCE = 8  # concurrent shallow clones of the flows' repositories
 PAGE = 200  # the server's largest page of a read
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 PLAN_ACTIONS = ("create", "update", "unchanged", "prune", "unlisted")
@@ -237,6 +240,12 @@ class SettingError(ValueError):
     """A deploy-environment setting is unusable; the message says which and why."""
 
 
+def require_api_url() -> None:
+    """Without an API URL Prefect would start a throwaway server of its own and deploy there."""
+    if not get_current_settings().api.url:
+        raise SettingError("PREFECT_API_URL is not set: export it (see the README)")
+
+
 def notify_url(environ: dict[str, str]) -> str | None:
     """The webhook from the deploy environment: None when unset, "" to stop notifying."""
     url = environ.get(NOTIFY_URL_SETTING)
@@ -309,18 +318,26 @@ class Target:
         return f"{self.flow_name}/{self.entry.deployment}"
 
 
-def clone(repo: str, branch: str, into: Path) -> Path:
-    """A shallow clone of one branch."""
-    result = subprocess.run(
-        ["git", "clone", "--quiet", "--depth=1", "--single-branch", f"--branch={branch}"]
-        + ["--", repo, str(into)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["git clone failed"])[-1]
+SHALLOW_CLONE = ("clone", "--quiet", "--depth=1", "--single-branch", "--no-checkout", "--no-local")
+
+
+def clone(repo: str, branch: str, paths: list[str], into: Path) -> Path:
+    """A shallow clone of one branch with only the flow files checked out: reading a flow
+    needs its file, and a full checkout of many repos is slow to write and to delete.
+    (--no-local: a repository on a local path is cloned shallow too, not hard-linked.)"""
+    cloned = git(*SHALLOW_CLONE, f"--branch={branch}", "--", repo, str(into))
+    if cloned.returncode == 0:  # a path the branch lacks is the entry's error, not the repo's
+        cloned = git("-C", str(into), "ls-tree", "-r", "--name-only", "HEAD", "--", *paths)
+    if cloned.returncode == 0 and cloned.stdout.split():
+        cloned = git("-C", str(into), "checkout", "HEAD", "--", *cloned.stdout.split())
+    if cloned.returncode != 0:
+        reason = (cloned.stderr.strip().splitlines() or ["git failed"])[-1]
         raise EntryError(f"cannot clone {repo} (branch {branch}): {reason}")
     return into
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], capture_output=True, text=True)
 
 
 def read_flow(checkout: Path, entry: FlowEntry) -> Target:
@@ -341,19 +358,26 @@ def read_flow(checkout: Path, entry: FlowEntry) -> Target:
 
 
 def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], list[str]]:
-    """Each repository (and branch) cloned once; one error line per entry that failed."""
-    checkouts: dict[tuple[str, str], Path | EntryError] = {}
+    """Each repository (and branch) cloned once, CLONES_AT_ONCE at a time (a clone mostly
+    waits on the git server); one error line per entry that failed."""
+    paths: dict[tuple[str, str], set[str]] = {}
+    for entry in flows:
+        paths.setdefault((entry.repo, entry.branch), set()).add(entry.entrypoint.split(":")[0])
+    sources = sorted(paths)
+
+    def clone_one(n: int) -> Path | EntryError:
+        try:
+            return clone(*sources[n], sorted(paths[sources[n]]), workdir / str(n))
+        except EntryError as exc:
+            return exc
+
+    with ThreadPoolExecutor(CLONES_AT_ONCE) as pool:
+        checkouts = dict(zip(sources, pool.map(clone_one, range(len(sources))), strict=True))
     targets: list[Target] = []
     errors: list[str] = []
     for entry in flows:
-        key = (entry.repo, entry.branch)
-        if key not in checkouts:
-            try:
-                checkouts[key] = clone(entry.repo, entry.branch, workdir / str(len(checkouts)))
-            except EntryError as exc:
-                checkouts[key] = exc
         try:
-            checkout = checkouts[key]
+            checkout = checkouts[entry.repo, entry.branch]
             if isinstance(checkout, EntryError):
                 raise checkout
             targets.append(read_flow(checkout, entry))
@@ -653,9 +677,7 @@ def report(errors: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.resume or args.pause:
-        errors = asyncio.run(set_paused(args.pause or args.resume, paused=bool(args.pause)))
-        report(errors)
-        return 1 if errors else 0
+        return switch(args.pause or args.resume, paused=bool(args.pause))
     if args.dry_run:
         return dry_run()
     if args.plan:
@@ -676,14 +698,30 @@ def dry_run() -> int:
     return 0
 
 
+def switch(names: list[str], paused: bool) -> int:
+    """--pause / --resume: exit 0, or 1 naming each deployment that failed."""
+    try:
+        require_api_url()
+        errors = asyncio.run(set_paused(names, paused))
+    except Exception as exc:  # the setting, or the server unreachable
+        errors = [one_line(exc)]
+    report(errors)
+    return 1 if errors else 0
+
+
 def plan(prune: bool) -> int:
     """Exit 0: the server matches flows.json; 2: a deploy would change it; 1: an error."""
+    try:
+        require_api_url()
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
         targets, errors = load_targets(FLOWS, Path(workdir))
     try:
         changes, _ = asyncio.run(plan_and_apply(targets, apply=False, prune=prune))
     except Exception as exc:
-        errors.append(f"cannot read the server: {one_line(exc)}")
+        errors.append(f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}")
         changes = False
     report(errors)
     return 1 if errors else 2 if changes else 0
@@ -691,19 +729,24 @@ def plan(prune: bool) -> int:
 
 def deploy(prune: bool) -> int:
     try:
+        require_api_url()
         url = notify_url(dict(os.environ))
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
-    # context) for every call, about 30 ms each.
-    with SyncClientContext.get_or_create():
-        ensure_work_pool()
-        ensure_zombie_automation()
-        ensure_notify_automation(url)
-    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
-        targets, errors = load_targets(FLOWS, Path(workdir))
-    _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    try:
+        # One API client for the set-up: otherwise Prefect builds a new one (and its TLS
+        # context) for every call, about 30 ms each.
+        with SyncClientContext.get_or_create():
+            ensure_work_pool()
+            ensure_zombie_automation()
+            ensure_notify_automation(url)
+        with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+            targets, errors = load_targets(FLOWS, Path(workdir))
+        _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+    except Exception as exc:  # the server unreachable or refusing: one line, not a traceback
+        report([f"cannot deploy to {get_current_settings().api.url}: {one_line(exc)}"])
+        return 1
     report(errors + failures)
     if errors or failures:
         return 1

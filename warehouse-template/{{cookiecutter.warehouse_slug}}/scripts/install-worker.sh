@@ -106,6 +106,18 @@ install_unit() {
   echo "Installed $UNIT_DIR/$UNIT (worker limit $LIMIT)"
 }
 
+# --- the server answers this worker (issue 21) ---------------------------------------------
+# /api/ready, then a GET with the env file's credentials and the unit's CA trust, before the
+# unit is enabled; the unit runs the same check before each start (ExecStartPre=).
+check_server() {
+  local check="/opt/prefect-worker-$POOL/check-server.py"
+  run install -m 644 "$WAREHOUSE/scripts/check-server.py" "$ROOT$check"
+  if [ "$DRY_RUN" = 1 ]; then return; fi
+  "$VENV/bin/python" "$check" --once "$WAREHOUSE/systemd/$UNIT" "$ENV_FILE" ||
+    exit 1  # check-server.py printed the one error line
+}
+# --- end of the server check -----------------------------------------------------------------
+
 start_service() {
   local was_active=0
   if [ "$DRY_RUN" = 0 ] && systemctl is-active --quiet "$UNIT"; then was_active=1; fi
@@ -127,5 +139,6 @@ check_env_file
 STATE_BEFORE="$(installed_state)"
 install_venv
 install_env_file
+check_server
 install_unit
 start_service

@@ -1,0 +1,87 @@
+"""Schema drift on both databases: by default a file with other columns than the table's is
+refused in one line naming the new and the missing ones, table untouched; with
+NEW_COLUMNS=add a new column is added (text, earlier rows NULL there) and a column the file
+lacks loads as NULL. Nothing is ever dropped or renamed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import test_ingest_loader
+from support.baking import TABLE
+from test_ingest_loader import BAD_INPUT, Sink, ingest, rejected
+
+project = test_ingest_loader.project
+sink = test_ingest_loader.sink
+
+NEW_COLUMNS_SETTING = "CLINIC_CAL_EPIC_NEW_COLUMNS"
+ADD = {NEW_COLUMNS_SETTING: "add"}
+
+
+def columns(sink: Sink) -> list[str]:
+    if sink.url.startswith("sqlite"):
+        return [row[1] for row in sink.query(f"PRAGMA table_info({TABLE})")]
+    where = f"table_name = '{TABLE}' ORDER BY ordinal_position"
+    sql = f"SELECT column_name FROM information_schema.columns WHERE {where}"  # noqa: S608
+    return [row[0] for row in sink.query(sql)]
+
+
+def all_rows(sink: Sink) -> list[tuple]:
+    found = sink.query(f"SELECT mrn, visit, ward FROM {TABLE}")  # noqa: S608
+    return sorted(found, key=repr)
+
+
+def test_a_new_column_is_refused_by_default(project: Path, sink: Sink, tmp_path: Path) -> None:
+    first = tmp_path / "november.csv"
+    first.write_text("mrn,visit,note\n0001,2026-11-01,x\n")
+    assert ingest(project, first, sink).returncode == 0
+    drifted = tmp_path / "december.csv"
+    drifted.write_text("mrn,visit,ward\n0002,2026-12-01,4B\n")
+    message = rejected(ingest(project, drifted, sink), drifted)
+    assert message == (
+        f"columns ['mrn', 'visit', 'ward'] differ from table {TABLE}'s ['mrn', 'visit', 'note'] "
+        f"(new: ward; missing: note); set {NEW_COLUMNS_SETTING}=add to add new columns"
+    )
+    assert columns(sink) == ["mrn", "visit", "note", "_load_id"]
+    assert sink.rows() == [("0001", "2026-11-01", "x")]
+
+
+def test_new_columns_add_adds_them(project: Path, sink: Sink, tmp_path: Path) -> None:
+    first = tmp_path / "november.csv"
+    first.write_text("mrn,visit\n0001,2026-11-01\n")
+    assert ingest(project, first, sink).returncode == 0
+    wider = tmp_path / "december.csv"
+    wider.write_text("mrn,visit,ward\n0002,2026-12-01,4B\n")
+    result = ingest(project, wider, sink, **ADD)
+    assert result.returncode == 0, result.stderr
+    assert columns(sink) == ["mrn", "visit", "_load_id", "ward"]
+    narrower = tmp_path / "january.csv"  # a column the table has is missing: NULL
+    narrower.write_text("ward,mrn\n5C,0003\n")
+    result = ingest(project, narrower, sink, **ADD)
+    assert result.returncode == 0, result.stderr
+    assert all_rows(sink) == sorted(
+        [("0001", "2026-11-01", None), ("0002", "2026-12-01", "4B"), ("0003", None, "5C")],
+        key=repr,
+    )
+    assert columns(sink) == ["mrn", "visit", "_load_id", "ward"]  # nothing dropped
+
+
+def test_a_failed_load_adds_no_column(project: Path, sink: Sink, tmp_path: Path) -> None:
+    """The ALTER TABLE is inside the load's transaction."""
+    first = tmp_path / "november.csv"
+    first.write_text("mrn,visit\n0001,2026-11-01\n")
+    assert ingest(project, first, sink).returncode == 0
+    bad = tmp_path / "december.csv"
+    bad.write_text("mrn,visit,ward\n0002,2026-12-01,4B\n0003,x,y,z\n")
+    assert ingest(project, bad, sink, **ADD).returncode == BAD_INPUT
+    assert columns(sink) == ["mrn", "visit", "_load_id"]
+
+
+def test_a_bad_new_columns_setting_is_refused(project: Path, sink: Sink, tmp_path: Path) -> None:
+    source = tmp_path / "november.csv"
+    source.write_text("mrn\n1\n")
+    result = ingest(project, source, sink, **{NEW_COLUMNS_SETTING: "drop"})
+    assert result.returncode == BAD_INPUT
+    assert result.stderr == (
+        f"error: {NEW_COLUMNS_SETTING}=drop: add, or unset (a new column is refused)\n"
+    )

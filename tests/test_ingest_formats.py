@@ -1,0 +1,312 @@
+"""The shapes hospital systems send, made here and loaded by the baked ingest.py on both
+databases, then compared value by value with what was written: delimited text (`,` `|` `^`
+tab `;`, quoted or not, UTF-8, cp1252 or ISO-8859-15, LF or CRLF, control-total footers) and
+workbooks (.xlsx, .xlsm, .xls written with xlwt, .ods with odfpy)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import test_ingest_loader
+import xlwt
+from odf.opendocument import OpenDocumentSpreadsheet
+from odf.table import Table as OdsTable
+from odf.table import TableCell, TableRow
+from odf.text import P
+from test_ingest_loader import BAD_INPUT, HEADER, Sink, ingest, ingest_env, rejected
+
+# The loader tests' fixtures: one baked project, and each test on SQLite and on PostgreSQL.
+project = test_ingest_loader.project
+sink = test_ingest_loader.sink
+
+DELIMITER_SETTING = "CLINIC_CAL_EPIC_DELIMITER"
+QUOTE_SETTING = "CLINIC_CAL_EPIC_QUOTE"
+FOOTER_ROWS_SETTING = "CLINIC_CAL_EPIC_FOOTER_ROWS"
+ENCODING_SETTING = "CLINIC_CAL_EPIC_ENCODING"
+# Zero-padded ids, letters each encoding below has, an empty cell (NULL) and, in quoted
+# files, values holding every delimiter and a quote.
+PLAIN_ROWS = [
+    ["00012345", "Zoë Ångström", "café 5 €"],
+    ["00000007", "", "Müller"],
+    ["0042", "Ms. Ó Briain", "née"],
+]
+QUOTED_ROWS = [*PLAIN_ROWS, ["007", 'says "hi", twice; | ^ \t', "a\r\nb"]]
+# Without a text qualifier a `"` is data (EpicCare's `5" laceration`).
+UNQUOTED_ROWS = [*PLAIN_ROWS, ["008", '5" laceration', '"as typed"']]
+CONTROL_TOTALS = ["CONTROL TOTALS", "4", ""]
+
+
+@dataclass(frozen=True)
+class Shape:
+    suffix: str
+    delimiter: str
+    quoted: bool
+    encoding: str
+    line_end: str
+    footer: int = 0
+
+    @property
+    def rows(self) -> list[list[str]]:
+        return QUOTED_ROWS if self.quoted else UNQUOTED_ROWS
+
+    def settings(self) -> dict[str, str]:
+        settings = {} if self.quoted else {QUOTE_SETTING: "none"}
+        if self.encoding != "utf-8":
+            settings[ENCODING_SETTING] = self.encoding
+        if self.footer:
+            settings[FOOTER_ROWS_SETTING] = str(self.footer)
+        return settings
+
+    def write(self, path: Path) -> Path:
+        rows = [HEADER, *self.rows, *[CONTROL_TOTALS] * self.footer]
+        with path.open("w", newline="", encoding=self.encoding) as file:
+            if self.quoted:
+                writer = csv.writer(file, delimiter=self.delimiter, lineterminator=self.line_end)
+                writer.writerows(rows)
+            else:
+                file.writelines(self.delimiter.join(row) + self.line_end for row in rows)
+        return path
+
+
+SHAPES = {
+    "comma-quoted-utf8-lf": Shape(".csv", ",", True, "utf-8", "\n"),
+    "cerner-pipe-quoted-cp1252-crlf": Shape(".txt", "|", True, "cp1252", "\r\n"),
+    "epiccare-caret-unquoted-iso8859-15-crlf-footer": Shape(
+        ".dat", "^", False, "iso8859-15", "\r\n", footer=1
+    ),
+    "epic-ehi-tab-unquoted-utf8-lf": Shape(".tsv", "\t", False, "utf-8", "\n"),
+    "tab-quoted-utf8-crlf": Shape(".tsv", "\t", True, "utf-8", "\r\n"),
+    "semicolon-quoted-cp1252-crlf-footers": Shape(".csv", ";", True, "cp1252", "\r\n", footer=2),
+    "pipe-unquoted-utf8-lf-footer": Shape(".psv", "|", False, "utf-8", "\n", footer=1),
+}
+DELIMITER_WORDS = {",": "','", "|": "'|'", "^": "'^'", "\t": "tab", ";": "';'"}
+
+
+def expected(rows: list[list[str]]) -> list[tuple]:
+    """What the table must hold: the values as written, empty cells NULL."""
+    return sorted((tuple(value or None for value in row) for row in rows), key=repr)
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_delimited_text_loads_value_by_value(
+    project: Path, sink: Sink, tmp_path: Path, shape: Shape
+) -> None:
+    """The delimiter is detected from the header and said; every value arrives as written."""
+    source = shape.write(tmp_path / f"export{shape.suffix}")
+    result = ingest(project, source, sink, **shape.settings())
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(shape.rows)
+    word = DELIMITER_WORDS[shape.delimiter]
+    said = f"delimiter {word} (detected from the header line; set {DELIMITER_SETTING} to choose)"
+    assert said in result.stdout
+    assert f"loaded {len(shape.rows)} rows" in result.stdout
+
+
+@pytest.mark.parametrize("shape", [SHAPES["cerner-pipe-quoted-cp1252-crlf"]], ids=["pipe"])
+def test_a_delimiter_setting_is_used_and_not_detected(
+    project: Path, sink: Sink, tmp_path: Path, shape: Shape
+) -> None:
+    source = shape.write(tmp_path / "export.txt")
+    result = ingest(project, source, sink, **shape.settings(), **{DELIMITER_SETTING: "|"})
+    assert result.returncode == 0, result.stderr
+    assert "detected" not in result.stdout
+    assert sink.rows() == expected(shape.rows)
+
+
+def test_tab_is_spelled_tab(project: Path, sink: Sink, tmp_path: Path) -> None:
+    shape = SHAPES["epic-ehi-tab-unquoted-utf8-lf"]
+    source = shape.write(tmp_path / "export.txt")
+    result = ingest(project, source, sink, **shape.settings(), **{DELIMITER_SETTING: "tab"})
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(shape.rows)
+
+
+@pytest.mark.parametrize(
+    ("header", "word"),
+    [("mrn,name|note", "','"), ("mrn", "','"), ("a|b|c,d", "'|'"), ('"a;b",c,d', "','")],
+    ids=["tie", "one-column", "most-fields", "quoted-delimiter-not-counted"],
+)
+def test_detection_ties_and_single_columns_go_to_comma(
+    project: Path, sink: Sink, tmp_path: Path, header: str, word: str
+) -> None:
+    source = tmp_path / "export.txt"
+    source.write_text(header + "\n")
+    result = ingest(project, source, sink)
+    assert result.returncode == 0, result.stderr
+    assert f"delimiter {word} (detected" in result.stdout
+
+
+def test_a_stand_in_byte_in_an_unquoted_file_still_loads(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """PostgreSQL's COPY needs a qualifier even with QUOTE=none; a file holding the byte
+    used for it loads through the row reader instead, with the same values."""
+    rows = [*UNQUOTED_ROWS, ["009", "odd\x01byte", "x"]]
+    source = tmp_path / "export.dat"
+    source.write_text("".join("^".join(row) + "\r\n" for row in [HEADER, *rows]))
+    result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(rows)
+
+
+def test_the_header_row_setting_picks_the_line_detected_from(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """A title line with commas above a `|` header: detection reads the header's line."""
+    source = tmp_path / "report.txt"
+    body = "".join("|".join(row) + "\n" for row in [HEADER, *PLAIN_ROWS])
+    source.write_text("Clinic report, Nov 2026, page 1\n\n" + body)
+    result = ingest(project, source, sink, CLINIC_CAL_EPIC_HEADER_ROW="3")
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(PLAIN_ROWS)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        (DELIMITER_SETTING, "||"),
+        (DELIMITER_SETTING, "x"),
+        (DELIMITER_SETTING, "7"),
+        (DELIMITER_SETTING, '"'),
+        (DELIMITER_SETTING, "'"),
+        (QUOTE_SETTING, "''"),
+        (QUOTE_SETTING, "q"),
+        (FOOTER_ROWS_SETTING, "-1"),
+        (FOOTER_ROWS_SETTING, "two"),
+    ],
+)
+def test_a_bad_text_setting_is_one_line_naming_it(
+    project: Path, sink: Sink, tmp_path: Path, setting: str, value: str
+) -> None:
+    source = SHAPES["comma-quoted-utf8-lf"].write(tmp_path / "export.csv")
+    result = ingest(project, source, sink, **{setting: value})
+    assert result.returncode == BAD_INPUT, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {setting}={value}: "), result.stderr
+    summary = json.loads(result.stdout)  # the one line on stdout: the flow's summary
+    assert summary["ok"] is False and summary["error"] == lines[0].removeprefix("error: ")
+
+
+def test_footer_rows_beyond_the_data_leave_no_rows(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    source = SHAPES["comma-quoted-utf8-lf"].write(tmp_path / "export.csv")
+    result = ingest(project, source, sink, **{FOOTER_ROWS_SETTING: "9"})
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == []
+
+
+# --- workbooks ---------------------------------------------------------------------------------
+
+# Text cells as written; the `visits` column holds numbers (whole ones stored without `.0`).
+SHEET_HEADER = ["mrn", "name", "visits"]
+SHEET_ROWS = [["00012345", "Zoë Ångström", 3], ["00000007", None, 2.5], ["0042", "née", None]]
+SHEET_TEXT = [["00012345", "Zoë Ångström", "3"], ["00000007", None, "2.5"], ["0042", "née", None]]
+SHEET_FOOTER = ["CONTROL TOTALS", None, 5.5]
+
+
+def write_xls(path: Path, rows: list[list[object]]) -> Path:
+    workbook = xlwt.Workbook(encoding="utf-8")
+    sheet = workbook.add_sheet("Export")
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if value is not None:
+                sheet.write(r, c, value)
+    workbook.save(str(path))
+    return path
+
+
+def write_ods(path: Path, rows: list[list[object]]) -> Path:
+    document = OpenDocumentSpreadsheet()
+    table = OdsTable(name="Export")
+    for row in rows:
+        table_row = TableRow()
+        for value in row:
+            if value is None:
+                cell = TableCell()
+            elif isinstance(value, str):
+                cell = TableCell(valuetype="string")
+                cell.addElement(P(text=value))
+            else:
+                cell = TableCell(valuetype="float", value=value)
+                cell.addElement(P(text=str(value)))
+            table_row.addElement(cell)
+        table.addElement(table_row)
+    document.spreadsheet.addElement(table)
+    document.save(str(path))
+    return path
+
+
+def write_openpyxl(path: Path, rows: list[list[object]]) -> Path:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    workbook.active.title = "Export"
+    for row in rows:
+        workbook.active.append(row)
+    workbook.save(path)
+    return path
+
+
+WRITERS = {".xls": write_xls, ".ods": write_ods, ".xlsx": write_openpyxl, ".xlsm": write_openpyxl}
+
+
+@pytest.mark.parametrize("footer", [0, 1], ids=["no-footer", "control-totals-footer"])
+@pytest.mark.parametrize("suffix", WRITERS, ids=[suffix[1:] for suffix in WRITERS])
+def test_workbooks_load_value_by_value(
+    project: Path, sink: Sink, tmp_path: Path, suffix: str, footer: int
+) -> None:
+    rows = [SHEET_HEADER, *SHEET_ROWS, *[SHEET_FOOTER] * footer]
+    source = WRITERS[suffix](tmp_path / f"export{suffix}", rows)
+    result = ingest(project, source, sink, **{FOOTER_ROWS_SETTING: str(footer)})
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == sorted(map(tuple, SHEET_TEXT), key=repr)
+
+
+def test_a_workbook_that_is_not_one_names_its_suffix(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    source = tmp_path / "export.xls"
+    source.write_text("mrn,name\n1,a\n")
+    message = rejected(ingest(project, source, sink), source)
+    assert message.startswith("not a readable .xls workbook")
+
+
+# --- readers imported only for the format read -----------------------------------------------
+
+BLOCK_CALAMINE = """
+import runpy, sys
+sys.modules["python_calamine"] = None  # importing it now fails, as where it is not installed
+sys.argv = ["ingest.py"]
+runpy.run_path("ingest.py", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("suffix", "loads"), [(".csv", True), (".xlsx", False)])
+def test_text_needs_no_calamine(
+    project: Path, sink: Sink, tmp_path: Path, suffix: str, loads: bool
+) -> None:
+    source = tmp_path / f"export{suffix}"
+    if suffix == ".csv":
+        SHAPES["comma-quoted-utf8-lf"].write(source)
+    else:
+        write_openpyxl(source, [SHEET_HEADER, *SHEET_ROWS])
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_CALAMINE],
+        cwd=project,
+        env=ingest_env(source, sink),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode == 0) is loads, result.stderr
+    if not loads:  # the workbook needs it: proof the block works
+        assert "python_calamine" in result.stderr
+    else:
+        assert sink.rows() == expected(QUOTED_ROWS)

@@ -1,0 +1,202 @@
+"""LOAD_MODE on both databases: a source system that overwrites one path with each day's
+file never loses an earlier day by surprise, and a template update keeps what an existing
+project's tables do (a table keeps the mode of its first load; loads from before LOAD_MODE
+are recorded as `file`, what the loader did then)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import test_ingest_loader
+from support.baking import TABLE
+from test_ingest_loader import BAD_INPUT, Sink, ingest, rejected
+
+project = test_ingest_loader.project
+sink = test_ingest_loader.sink
+
+LOAD_MODE_SETTING = "CLINIC_CAL_EPIC_LOAD_MODE"
+HEADER = "mrn,visit"
+DAY_1 = [(f"{n:08}", "2026-11-01") for n in range(10)]
+DAY_2 = [(f"{n:08}", "2026-11-02") for n in range(100, 105)]
+
+
+def write_day(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("\n".join([HEADER, *(",".join(row) for row in rows)]) + "\n")
+    return path
+
+
+def records(sink: Sink) -> list[tuple]:
+    """Each load's record: (id, path, mode, rows, replaced_by), in load order."""
+    sql = f"SELECT load_id, source_file, load_mode, row_count, replaced_by FROM {TABLE}_loads"  # noqa: S608
+    return sorted(sink.query(sql))
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# What a path overwritten with day 2's file leaves, in each mode.
+KEPT = {"append": DAY_1 + DAY_2, "file": DAY_2, "snapshot": DAY_2}
+
+
+@pytest.mark.parametrize("mode", KEPT)
+def test_a_path_overwritten_with_day_2(
+    project: Path, sink: Sink, tmp_path: Path, mode: str
+) -> None:
+    landing = write_day(tmp_path / "epic.csv", DAY_1)
+    assert ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode}).returncode == 0
+    day_1_sha = sha256(landing)
+    write_day(landing, DAY_2)
+    result = ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode})
+    assert result.returncode == 0, result.stderr
+    assert f"loaded 5 rows from {landing}" in result.stdout
+    assert f"({LOAD_MODE_SETTING}={mode}" in result.stdout
+    assert sink.rows() == sorted(KEPT[mode], key=repr)
+    replaced_by = None if mode == "append" else 2
+    assert records(sink) == [
+        (1, str(landing), mode, 10, replaced_by),  # day 1's record stays, also once replaced
+        (2, str(landing), mode, 5, None),
+    ]
+    kept = sink.query(f"SELECT source_sha256 FROM {TABLE}_loads WHERE load_id = 1")  # noqa: S608
+    assert kept == [(day_1_sha,)]
+
+
+def test_new_tables_append_by_default(project: Path, sink: Sink, tmp_path: Path) -> None:
+    landing = write_day(tmp_path / "epic.csv", DAY_1)
+    assert ingest(project, landing, sink).returncode == 0
+    write_day(landing, DAY_2)
+    assert ingest(project, landing, sink).returncode == 0
+    assert sink.rows() == sorted(DAY_1 + DAY_2, key=repr)
+    assert [record[2] for record in records(sink)] == ["append", "append"]
+
+
+def test_the_same_bytes_again_add_nothing_and_say_so(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """Wherever they sit: a copy in an archive folder is the same file."""
+    landing = write_day(tmp_path / "epic.csv", DAY_1)
+    assert ingest(project, landing, sink).returncode == 0
+    copy = tmp_path / "archive" / "epic.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(landing.read_bytes())
+    result = ingest(project, copy, sink)
+    assert result.returncode == 0, result.stderr
+    assert f"loaded 0 rows: {copy} has the same bytes as load 1, already in table" in result.stdout
+    assert sink.rows() == sorted(DAY_1, key=repr)
+    assert len(records(sink)) == 1
+
+
+def test_snapshot_replaces_every_earlier_file(project: Path, sink: Sink, tmp_path: Path) -> None:
+    other = write_day(tmp_path / "other.csv", DAY_1)
+    assert ingest(project, other, sink).returncode == 0
+    full = write_day(tmp_path / "full.csv", DAY_2)
+    result = ingest(project, full, sink, **{LOAD_MODE_SETTING: "snapshot"})
+    assert result.returncode == 0, result.stderr
+    assert "replacing the rows of 1 earlier load(s)" in result.stdout
+    assert sink.rows() == sorted(DAY_2, key=repr)
+    assert [record[4] for record in records(sink)] == [2, None]
+
+
+@pytest.mark.parametrize("mode", KEPT)
+def test_a_bad_day_2_changes_nothing(project: Path, sink: Sink, tmp_path: Path, mode: str) -> None:
+    landing = write_day(tmp_path / "epic.csv", DAY_1)
+    assert ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode}).returncode == 0
+    landing.write_text(landing.read_text() + "99,2026-11-02,extra\n")
+    result = ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode})
+    assert rejected(result, landing) == "row 12 has 3 values, the header has 2"
+    assert sink.rows() == sorted(DAY_1, key=repr)
+    assert records(sink) == [(1, str(landing), mode, 10, None)]
+
+
+def test_a_bad_load_mode_is_refused(project: Path, sink: Sink, tmp_path: Path) -> None:
+    landing = write_day(tmp_path / "epic.csv", DAY_1)
+    result = ingest(project, landing, sink, **{LOAD_MODE_SETTING: "replace"})
+    assert result.returncode == BAD_INPUT
+    assert result.stderr == f"error: {LOAD_MODE_SETTING}=replace: one of append, file, snapshot\n"
+
+
+# --- an existing project's tables, as the loader before LOAD_MODE left them --------------------
+
+
+def tables_before_load_modes(sink: Sink, landing: Path) -> None:
+    """The two tables exactly as ingest.py made them before LOAD_MODE (no load_mode or
+    replaced_by column), holding day 1's load of `landing`."""
+    engine = sa.create_engine(sink.url)
+    if engine.dialect.name == "sqlite":
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    metadata = sa.MetaData()
+    loads = sa.Table(
+        f"{TABLE}_loads",
+        metadata,
+        sa.Column("load_id", sa.Integer, primary_key=True),
+        sa.Column("source_file", sa.Text, nullable=False, index=True),
+        sa.Column("source_sha256", sa.String(64), nullable=False),
+        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("row_count", sa.Integer),
+    )
+    rows = sa.Table(
+        TABLE,
+        metadata,
+        sa.Column("mrn", sa.Text),
+        sa.Column("visit", sa.Text),
+        sa.Column(
+            "_load_id",
+            sa.Integer,
+            nullable=False,
+            server_default=(
+                sa.text("current_setting('prh_ingest.load_id')::integer")
+                if engine.dialect.name == "postgresql"
+                else None
+            ),
+        ),
+    )
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+        connection.execute(
+            loads.insert().values(
+                source_file=str(landing),
+                source_sha256=sha256(landing),
+                loaded_at=sa.func.now(),
+                row_count=len(DAY_1),
+            )
+        )
+        connection.execute(rows.insert(), [{"mrn": m, "visit": v, "_load_id": 1} for m, v in DAY_1])
+    engine.dispose()
+
+
+def test_an_updated_project_keeps_replacing_by_path(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """After the update, with no LOAD_MODE set, day 2 at the same path replaces day 1 as it
+    did before, and day 1's record is kept, marked replaced."""
+    landing = write_day(tmp_path / "epic.csv", DAY_1)
+    tables_before_load_modes(sink, landing)
+    write_day(landing, DAY_2)
+    result = ingest(project, landing, sink)
+    assert result.returncode == 0, result.stderr
+    assert f"({LOAD_MODE_SETTING}=file" in result.stdout
+    assert sink.rows() == sorted(DAY_2, key=repr)
+    assert records(sink) == [(1, str(landing), "file", 10, 2), (2, str(landing), "file", 5, None)]
+    other = write_day(tmp_path / "2026-11-03.csv", DAY_1[:3])
+    assert ingest(project, other, sink).returncode == 0  # other paths still add their rows
+    assert len(sink.rows()) == 8
+
+
+def test_the_generated_settings_leave_the_mode_to_the_table(project: Path) -> None:
+    """The update's merge of prefect/.env must not set a mode: only a comment names it."""
+    lines = (project / "prefect" / ".env").read_text().splitlines()
+    assert [line for line in lines if LOAD_MODE_SETTING in line] == [f"#{LOAD_MODE_SETTING}=file"]
+
+
+def test_the_readme_says_which_setting_fits_which_export(project: Path) -> None:
+    readme = (project / "README.md").read_text()
+    shape = readme.split("## Your export's shape", 1)[1].split("\n## ", 1)[0]
+    settings = ("_DELIMITER", "_QUOTE=none", "_ENCODING=cp1252", "_FOOTER_ROWS=1", "_HEADER_ROW")
+    for setting in settings:
+        assert setting in shape, setting
+    for mode in ("`append`", "`file`", "`snapshot`"):
+        assert mode in shape, mode
