@@ -40,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from naming import Invalid, flow_name, json_mapping, warehouse_entry
+# Importing scripts/naming.py must leave no scripts/__pycache__/ in the project.
+sys.dont_write_bytecode = True
+from naming import Invalid, flow_name, json_mapping, warehouse_entry  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 CRUFT_FILE = PROJECT / ".cruft.json"
