@@ -39,18 +39,25 @@ class PrefectApi:
     def __init__(self, api_url: str) -> None:
         self.http = httpx.Client(base_url=api_url, timeout=15)
 
-    def get(self, path: str) -> Any:
-        response = self.http.get(path)
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None):
+        """One call, retried on 503: the server answers it while its SQLite database is
+        briefly locked by a busy moment, and Prefect's own client retries it the same way."""
+        for delay in (0.5, 1, 2, 4, 0):
+            response = self.http.request(method, path, json=None if body is None else dict(body))
+            if response.status_code != 503 or not delay:
+                break
+            time.sleep(delay)
         response.raise_for_status()
-        return response.json()
+        return response
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path).json()
 
     def post(self, path: str, body: Mapping[str, Any]) -> Any:
-        response = self.http.post(path, json=dict(body))
-        response.raise_for_status()
-        return response.json()
+        return self.request("POST", path, body).json()
 
     def patch(self, path: str, body: Mapping[str, Any]) -> None:
-        self.http.patch(path, json=dict(body)).raise_for_status()
+        self.request("PATCH", path, body)
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.get(f"/flow_runs/{run_id}")
