@@ -282,9 +282,14 @@ def link(
 
 
 def uncommitted(project: Path) -> list[str]:
-    """`git status --porcelain` lines, but for the untracked LEFTOVERS (--link removes them)."""
+    """`git status --porcelain` lines, but for the untracked LEFTOVERS (--link removes them)
+    and Python's untracked bytecode (`__pycache__/`, left by any run of the project's flows)."""
     lines = git("status", "--porcelain", "--untracked-files=all", cwd=project).splitlines()
-    return [line for line in lines if line[3:] not in LEFTOVERS or not line.startswith("??")]
+    return [line for line in lines if not (line.startswith("??") and left_over(line[3:]))]
+
+
+def left_over(path: str) -> bool:
+    return path in LEFTOVERS or "__pycache__/" in path
 
 
 def adopt(args: argparse.Namespace) -> None:
