@@ -31,12 +31,21 @@ def all_rows(sink: Sink) -> list[tuple]:
     return sorted(found, key=repr)
 
 
+def month(tmp_path: Path, name: str, text: str) -> Path:
+    """One month's export, written for the test."""
+    path = tmp_path / f"{name}.csv"
+    path.write_text(text)
+    return path
+
+
+def loaded(project: Path, sink: Sink, source: Path, **env: str) -> None:
+    result = ingest(project, source, sink, **env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_new_column_is_refused_by_default(project: Path, sink: Sink, tmp_path: Path) -> None:
-    first = tmp_path / "november.csv"
-    first.write_text("mrn,visit,note\n0001,2026-11-01,x\n")
-    assert ingest(project, first, sink).returncode == 0
-    drifted = tmp_path / "december.csv"
-    drifted.write_text("mrn,visit,ward\n0002,2026-12-01,4B\n")
+    loaded(project, sink, month(tmp_path, "november", "mrn,visit,note\n0001,2026-11-01,x\n"))
+    drifted = month(tmp_path, "december", "mrn,visit,ward\n0002,2026-12-01,4B\n")
     message = rejected(ingest(project, drifted, sink), drifted)
     assert message == (
         f"columns ['mrn', 'visit', 'ward'] differ from table {TABLE}'s ['mrn', 'visit', 'note'] "
@@ -47,18 +56,12 @@ def test_a_new_column_is_refused_by_default(project: Path, sink: Sink, tmp_path:
 
 
 def test_new_columns_add_adds_them(project: Path, sink: Sink, tmp_path: Path) -> None:
-    first = tmp_path / "november.csv"
-    first.write_text("mrn,visit\n0001,2026-11-01\n")
-    assert ingest(project, first, sink).returncode == 0
-    wider = tmp_path / "december.csv"
-    wider.write_text("mrn,visit,ward\n0002,2026-12-01,4B\n")
-    result = ingest(project, wider, sink, **ADD)
-    assert result.returncode == 0, result.stderr
+    loaded(project, sink, month(tmp_path, "november", "mrn,visit\n0001,2026-11-01\n"))
+    wider = month(tmp_path, "december", "mrn,visit,ward\n0002,2026-12-01,4B\n")
+    loaded(project, sink, wider, **ADD)
     assert columns(sink) == ["mrn", "visit", "_load_id", "ward"]
-    narrower = tmp_path / "january.csv"  # a column the table has is missing: NULL
-    narrower.write_text("ward,mrn\n5C,0003\n")
-    result = ingest(project, narrower, sink, **ADD)
-    assert result.returncode == 0, result.stderr
+    # a column the table has is missing from the file: NULL there
+    loaded(project, sink, month(tmp_path, "january", "ward,mrn\n5C,0003\n"), **ADD)
     assert all_rows(sink) == sorted(
         [("0001", "2026-11-01", None), ("0002", "2026-12-01", "4B"), ("0003", None, "5C")],
         key=repr,
@@ -68,18 +71,14 @@ def test_new_columns_add_adds_them(project: Path, sink: Sink, tmp_path: Path) ->
 
 def test_a_failed_load_adds_no_column(project: Path, sink: Sink, tmp_path: Path) -> None:
     """The ALTER TABLE is inside the load's transaction."""
-    first = tmp_path / "november.csv"
-    first.write_text("mrn,visit\n0001,2026-11-01\n")
-    assert ingest(project, first, sink).returncode == 0
-    bad = tmp_path / "december.csv"
-    bad.write_text("mrn,visit,ward\n0002,2026-12-01,4B\n0003,x,y,z\n")
+    loaded(project, sink, month(tmp_path, "november", "mrn,visit\n0001,2026-11-01\n"))
+    bad = month(tmp_path, "december", "mrn,visit,ward\n0002,2026-12-01,4B\n0003,x,y,z\n")
     assert ingest(project, bad, sink, **ADD).returncode == BAD_INPUT
     assert columns(sink) == ["mrn", "visit", "_load_id"]
 
 
 def test_a_bad_new_columns_setting_is_refused(project: Path, sink: Sink, tmp_path: Path) -> None:
-    source = tmp_path / "november.csv"
-    source.write_text("mrn\n1\n")
+    source = month(tmp_path, "november", "mrn\n1\n")
     result = ingest(project, source, sink, **{NEW_COLUMNS_SETTING: "drop"})
     assert result.returncode == BAD_INPUT
     assert result.stderr == (
