@@ -336,6 +336,7 @@ def test_a_workbook_that_is_not_one_names_its_suffix(
 
 # --- readers imported only for the format read -----------------------------------------------
 
+CANNOT_START = 69  # ingest.py's exit code for a missing module: the flow does not retry it
 BLOCK_CALAMINE = """
 import runpy, sys
 sys.modules["python_calamine"] = None  # importing it now fails, as where it is not installed
@@ -362,7 +363,9 @@ def test_text_needs_no_calamine(
         timeout=120,
     )
     assert (result.returncode == 0) is loads, result.stderr
-    if not loads:  # the workbook needs it: proof the block works
-        assert "python_calamine" in result.stderr
+    if not loads:  # the workbook needs it: proof the block works, and one line, exit 69
+        assert result.returncode == CANNOT_START, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: ingest.py cannot start: ") and "python_calamine" in line
     else:
         assert sink.rows() == expected(QUOTED_ROWS)
