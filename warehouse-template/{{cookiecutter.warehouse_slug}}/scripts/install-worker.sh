@@ -178,7 +178,7 @@ start_service() {
   run systemctl start "$UNIT"
   run systemctl --no-pager status "$UNIT" || true
   if [ "$was_active" = 1 ] && ! worker_changed; then
-    echo "No restart needed: the unit, its env file and the worker's packages are unchanged."
+    echo "No restart needed: the unit, its env file and the packages the worker started with are unchanged."
   elif [ "$was_active" = 1 ]; then
     echo "Restart needed: the worker still runs the previous unit, env file or venv."
     echo "Once no flow runs are active: sudo systemctl restart $UNIT"
