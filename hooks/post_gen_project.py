@@ -142,6 +142,7 @@ def print_next_steps() -> None:
         f"'{json.dumps(naming.warehouse_entry(flow, ANSWERS['git_repo_url']))}'"
         for flow in sources().values()
     )
+    install = "\n".join(f"    {line}" for line in ANSWERS["__worker_install"].splitlines())
     print(
         f"""
 Created {slug}/. Run the flow locally on the sample data:
@@ -159,6 +160,11 @@ Push it to {ANSWERS["git_repo_url"]}, then register it in the warehouse repo
 (from the warehouse folder, with a clean git tree):
 
 {entries}
+
+Each worker VM needs the flow's imports plus {ANSWERS["__worker_needs"]};
+the warehouse's installer puts them there (on the VM, from the warehouse checkout):
+
+{install}
 """
     )
 

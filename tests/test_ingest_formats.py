@@ -1,7 +1,7 @@
 """The shapes hospital systems send, made here and loaded by the baked ingest.py on both
 databases, then compared value by value with what was written: delimited text (`,` `|` `^`
 tab `;`, quoted or not, UTF-8, cp1252 or ISO-8859-15, LF or CRLF, control-total footers) and
-workbooks (.xlsx, .xlsm, .xls written with xlwt, .ods with odfpy)."""
+workbooks (.xlsx, .xlsm, .xls written with xlwt, .xlsb with pyxlsbwriter, .ods with odfpy)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,17 @@ from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import Table as OdsTable
 from odf.table import TableCell, TableRow
 from odf.text import P
-from test_ingest_loader import BAD_INPUT, HEADER, Sink, ingest, ingest_env, rejected
+from pyxlsbwriter import XlsbWriter
+from test_ingest_loader import (
+    BAD_INPUT,
+    HEADER,
+    HEADER_ROW_SETTING,
+    SHEET_SETTING,
+    Sink,
+    ingest,
+    ingest_env,
+    rejected,
+)
 
 # The loader tests' fixtures: one baked project, and each test on SQLite and on PostgreSQL.
 project = test_ingest_loader.project
@@ -222,6 +232,21 @@ def write_xls(path: Path, rows: list[list[object]]) -> Path:
     return path
 
 
+def write_xlsb(
+    path: Path, rows: list[list[object]], before: dict[str, bool] | None = None
+) -> Path:
+    """A binary workbook (BIFF12): sheet "Export" after the sheets of *before* (name: hidden),
+    with string cells as strings, numbers as numbers and None as no value."""
+    width = max(map(len, rows))
+    with XlsbWriter(str(path)) as workbook:
+        for name, hidden in (before or {}).items():
+            workbook.add_sheet(name, hidden=hidden)
+            workbook.write_sheet([[f"{name} sheet"]])
+        workbook.add_sheet("Export")
+        workbook.write_sheet([[*row, *[None] * (width - len(row))] for row in rows])
+    return path
+
+
 def write_ods(path: Path, rows: list[list[object]]) -> Path:
     document = OpenDocumentSpreadsheet()
     table = OdsTable(name="Export")
@@ -254,7 +279,13 @@ def write_openpyxl(path: Path, rows: list[list[object]]) -> Path:
     return path
 
 
-WRITERS = {".xls": write_xls, ".ods": write_ods, ".xlsx": write_openpyxl, ".xlsm": write_openpyxl}
+WRITERS = {
+    ".xls": write_xls,
+    ".xlsb": write_xlsb,
+    ".ods": write_ods,
+    ".xlsx": write_openpyxl,
+    ".xlsm": write_openpyxl,
+}
 
 
 @pytest.mark.parametrize("footer", [0, 1], ids=["no-footer", "control-totals-footer"])
@@ -269,6 +300,31 @@ def test_workbooks_load_value_by_value(
     assert sink.rows() == sorted(map(tuple, SHEET_TEXT), key=repr)
 
 
+XLSB_LAYOUTS = {
+    # case: (sheets before "Export" (name: hidden), rows above the header, settings)
+    "first-visible-sheet-by-default": ({"Lookup": True}, [], {}),
+    "sheet-header-row-and-footer-set": (
+        {"Cover": False, "Lookup": True},
+        [["Clinic report, Nov 2026"], [], [None, None, "page 1"]],
+        {SHEET_SETTING: "Export", HEADER_ROW_SETTING: "4", FOOTER_ROWS_SETTING: "1"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", XLSB_LAYOUTS)
+def test_xlsb_sheet_and_header_settings_pick_the_rows(
+    project: Path, sink: Sink, tmp_path: Path, case: str
+) -> None:
+    before, above, settings = XLSB_LAYOUTS[case]
+    footer = [SHEET_FOOTER] if FOOTER_ROWS_SETTING in settings else []
+    rows = [*above, SHEET_HEADER, *SHEET_ROWS, *footer]
+    source = write_xlsb(tmp_path / "export.xlsb", rows, before)
+    result = ingest(project, source, sink, **settings)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == sorted(map(tuple, SHEET_TEXT), key=repr)
+    assert f"loaded {len(SHEET_ROWS)} rows" in result.stdout
+
+
 def test_a_workbook_that_is_not_one_names_its_suffix(
     project: Path, sink: Sink, tmp_path: Path
 ) -> None:
@@ -280,6 +336,7 @@ def test_a_workbook_that_is_not_one_names_its_suffix(
 
 # --- readers imported only for the format read -----------------------------------------------
 
+CANNOT_START = 69  # ingest.py's exit code for a missing module: the flow does not retry it
 BLOCK_CALAMINE = """
 import runpy, sys
 sys.modules["python_calamine"] = None  # importing it now fails, as where it is not installed
@@ -306,7 +363,9 @@ def test_text_needs_no_calamine(
         timeout=120,
     )
     assert (result.returncode == 0) is loads, result.stderr
-    if not loads:  # the workbook needs it: proof the block works
-        assert "python_calamine" in result.stderr
+    if not loads:  # the workbook needs it: proof the block works, and one line, exit 69
+        assert result.returncode == CANNOT_START, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: ingest.py cannot start: ") and "python_calamine" in line
     else:
         assert sink.rows() == expected(QUOTED_ROWS)

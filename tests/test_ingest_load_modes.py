@@ -129,6 +129,7 @@ def tables_before_load_modes(sink: Sink, landing: Path) -> None:
     if engine.dialect.name == "sqlite":
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     metadata = sa.MetaData()
+    # A copy, not an import: the released pre-wave-3 schema an upgraded ingest.py must read.
     loads = sa.Table(
         f"{TABLE}_loads",
         metadata,

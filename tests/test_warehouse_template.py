@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from pytest_cookies.plugin import Cookies
-from support.baking import baked
+from support.baking import baked, cookiecutter_cli, readme_worker_install, sudo_stand_in
 from support.commands import BIN, REPO_DIR, run, run_python
+from support.git import bare_repo
 from support.systemd import exposure, read_env_file, with_exec_start
 from support.warehouse import CLINIC_CAL, FLOW_SETS, UNIT, WAREHOUSE_TEMPLATE_DIR, dry_run_env
 
@@ -241,6 +243,85 @@ def test_install_refuses_a_bad_worker_limit(limit: str, installed: tuple, tmp_pa
     assert result.returncode == 2
     assert result.stderr.startswith("error: WORKER_LIMIT must be a positive whole number")
     assert list(tmp_path.iterdir()) == []
+
+
+
+# --- a dependency_manager=none project's pinned requirements (--requirements) ------------------
+
+
+@pytest.mark.parametrize("manager", ["none", "pipenv"])
+def test_the_worker_install_a_project_readme_gives_runs_as_written(
+    manager: str, installed: tuple, tmp_path: Path
+) -> None:
+    """The lines of the project README's worker install, which its post-generation message
+    prints too and tests/systemd runs for real: here as written, from this warehouse, with a
+    `sudo` that adds --dry-run. A none project's pins (PostgreSQL: the most of them) agree
+    with the worker's constraints and go into the worker venv's one pip run."""
+    warehouse, _, _ = installed
+    repo = tmp_path / "git" / "clinic-cal.git"
+    answers = [f"dependency_manager={manager}", "database=postgresql", f"git_repo_url={repo}"]
+    made = cookiecutter_cli(tmp_path / "out", *answers)
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "out" / "clinic-cal"
+    (tmp_path / "git").mkdir()
+    bare_repo(project, tmp_path / "git")
+    commands = readme_worker_install(project)
+    assert textwrap.indent(commands, "    ") in made.stdout
+    sudo = sudo_stand_in(tmp_path / "bin", "--dry-run", str(tmp_path / "root"))
+    env = {**os.environ, "PATH": f"{sudo}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+    result = run(["bash", "-euc", commands], warehouse, {**env, "WORKER_LIMIT": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    pip = next(line.split() for line in result.stdout.splitlines() if " install --quiet " in line)
+    files = [Path(pip[index + 1]) for index, word in enumerate(pip) if word in ("-r", "-c")]
+    if manager == "none":
+        assert commands.count("\n") == 2
+        install = 'sudo scripts/install-worker.sh --requirements "$deps/requirements.txt"\n'
+        assert commands.endswith(install)
+        worker, clone, constraints = files
+        assert clone.name == "requirements.txt" and clone.parent.parent == tmp_path
+        assert clone.read_text() == (project / "requirements.txt").read_text()
+        assert "psycopg-binary==" in clone.read_text()
+    else:
+        assert commands == "sudo scripts/install-worker.sh\n"
+        worker, constraints = files
+    assert (worker.name, constraints.name) == ("requirements-worker.txt", "constraints-worker.txt")
+
+
+CALAMINE_PIN = next(
+    line.split("==")[1]
+    for line in (REPO_DIR / "constraints.txt").read_text().splitlines()
+    if line.startswith("python-calamine==")
+)
+BAD_REQUIREMENTS = {
+    # case: (the file, what its one error line says after its name)
+    "another-pin": (
+        "sqlalchemy==2.1.9\nPython_Calamine==0.0.1  # normalized as pip does\n",
+        f"line 2 pins Python_Calamine==0.0.1 but constraints-worker.txt pins "
+        f"Python_Calamine=={CALAMINE_PIN}: update the project or this checkout so they agree",
+    ),
+    "a-range": ("SQLAlchemy>=2\n", "line 1 is not one pinned package (name==version)"),
+    "an-include": ("# ours\n\n-r other.txt\n", "line 3 is not one pinned package"),
+    "no-file": (None, "no such readable file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUIREMENTS))
+def test_install_refuses_bad_requirements_in_one_line_before_writing_anything(
+    case: str, installed: tuple, tmp_path: Path
+) -> None:
+    warehouse, _, _ = installed
+    text, message = BAD_REQUIREMENTS[case]
+    requirements = tmp_path / "requirements.txt"
+    if text is not None:
+        requirements.write_text(text)
+    root = tmp_path / "root"
+    argv = ["--requirements", str(requirements), "--dry-run", str(root)]
+    env = {**os.environ, "WORKER_LIMIT": ""}
+    result = run(["scripts/install-worker.sh", *argv], warehouse, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: --requirements {requirements}: {message}"), line
+    assert not root.exists() and result.stdout == ""
 
 
 def test_unit_runs_the_pool_worker_as_the_user_with_a_per_host_name(cookies: Cookies) -> None:

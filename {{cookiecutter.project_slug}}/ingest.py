@@ -883,6 +883,10 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         print_summary(ok=False, error=str(error))
         return BAD_INPUT_EXIT_CODE
+    except ImportError as missing:  # a reader or the driver, imported where used: as at the top
+        hint = f"install requirements.txt into {sys.executable}"
+        print(f"error: ingest.py cannot start: {missing} ({hint})", file=sys.stderr)
+        return 69
     where = engine.url.render_as_string(hide_password=True)
     if loaded.same_as is not None:
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -125,4 +126,24 @@ def portable_bin(directory: Path) -> Path:
         found = sys.executable if tool == "python3" else shutil.which(tool)
         assert found, f"{tool} is not installed"
         (directory / tool).symlink_to(found)
+    return directory
+
+
+# The generated README's worker install, after this sentence (`__worker_install`).
+WORKER_INSTALL_INTRO = "The warehouse's installer puts them there"
+
+
+def readme_worker_install(project: Path) -> str:
+    """The shell lines of the baked README's worker-install block, as written."""
+    section = (project / "README.md").read_text().split(WORKER_INSTALL_INTRO)[1]
+    return section.split("```bash\n")[1].split("```")[0]
+
+
+def sudo_stand_in(directory: Path, *appended: str) -> Path:
+    """A `sudo` for where the tests already run as root and there is none: it runs the command
+    as is, with *appended* arguments after it; returns the folder to put first on PATH."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stand_in = directory / "sudo"
+    stand_in.write_text(f'#!/bin/sh\nexec "$@" {shlex.join(appended)}\n')
+    stand_in.chmod(0o755)
     return directory

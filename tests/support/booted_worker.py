@@ -1,8 +1,8 @@
 """The warehouse's worker installed in the booted system as the generated README says,
 serving a work pool of the live Prefect server on loopback.
 
-On the host: two ingest projects (pipenv + xlsx, uv + csv) baked and pushed to bare git
-repos, a warehouse baked with their flows and deployed (`prw_deploy.py`), all under one
+On the host: three ingest projects (pipenv + xlsx, uv + csv, none + xlsx) baked and pushed
+to bare git repos, a warehouse baked with their flows and deployed (`prw_deploy.py`), all under one
 directory that is then copied into the booted system at the same path. Inside, as root: the
 worker user, `safe.directory` for the local bare repos, a clone of the warehouse and its
 `scripts/install-worker.sh`. Each project keeps the production settings of its own
@@ -45,7 +45,9 @@ INSTALL_COMMAND = "scripts/install-worker.sh"  # the README's, run as root from 
 CRON = "0 6 * * *"
 PIPENV = project("ward-census", "adt", dependency_manager="pipenv", source_format="xlsx")
 UV = project("pharmacy", "dispense", dependency_manager="uv", source_format="csv")
-PROJECTS = (PIPENV, UV)
+PROJECTS = (PIPENV, UV)  # the two with a venv of their own
+# Runs on the worker venv's Python: loads once the project README's worker install ran.
+NONE = project("lab-results", "lis", dependency_manager="none", source_format="xlsx")
 # UV's flow once more with its own sink (and so its own lock): SIGKILLed mid-run.
 HARD_KILL = f"{UV.flow}-hard-kill"
 HARD_KILL_SINK = f"{HOME}/prh-data/hard-kill.db"
@@ -167,7 +169,7 @@ def build_projects(root: Path) -> dict[str, dict[str, object]]:
     """Bake each project, push it to `<root>/git/<slug>.git`; the warehouse's flow entries."""
     (root / "git").mkdir()
     flows: dict[str, dict[str, object]] = {}
-    for spec in PROJECTS:
+    for spec in (*PROJECTS, NONE):
         bare = root / "git" / f"{spec.slug}.git"
         baked = bake_ingest_project(root / "projects", **spec.answers, git_repo_url=str(bare))
         bare_repo(baked, root / "git")
@@ -206,7 +208,7 @@ def prepare_inside(system: BootedSystem, root: Path) -> None:
     download must trust the machine's CA store by itself."""
     system.path("/etc/pip.conf").unlink(missing_ok=True)
     system.copy_in(root)
-    for spec in PROJECTS:
+    for spec in (*PROJECTS, NONE):
         sample = next((root / "projects" / spec.slug / "data").glob("sample.*"))
         system.copy_in(sample, landing(spec))
     # A local bare repo owned by root is "dubious ownership" to the worker user's git.

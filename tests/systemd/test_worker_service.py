@@ -1,4 +1,4 @@
-"""The generated worker unit under a real systemd: install, runs in both dependency modes,
+"""The generated worker unit under a real systemd: install, runs in the three dependency modes,
 stop, SIGKILL, reboot, the sandbox's score and a re-install, against the live Prefect
 server. The tests share one booted system and run in file order (each leaves the worker
 active for the next)."""
@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from support.baking import SAMPLE_ROWS
-from support.booted import BootedSystem
+from support.baking import SAMPLE_ROWS, readme_worker_install, sudo_stand_in
+from support.booted import CLEAN_ENV, BootedSystem
 from support.booted_worker import (
     CHECKOUT,
     HARD_KILL,
     HARD_KILL_SINK,
     HOME,
+    NONE,
     PIPENV,
     POOL,
     PROJECTS,
@@ -161,6 +162,42 @@ def test_uv_run_completes_through_the_service_trusting_the_system_ca_store(
     assert site.rows(sink(UV), UV.table) == SAMPLE_ROWS
     journal = site.journal()
     assert f"loaded {SAMPLE_ROWS} rows from /srv/prh/landing/{UV.slug}/" in journal
+
+
+def error_lines(site: WorkerSite, run_id: str) -> list[str]:
+    logs = "\n".join(site.api.logs_with(run_id, "error: "))
+    return [line for line in logs.splitlines() if line.startswith("error: ")]
+
+
+def test_a_none_project_loads_on_the_worker_python_once_its_readme_install_ran(
+    worker_site: WorkerSite,
+) -> None:
+    """dependency_manager=none: ingest.py runs on the worker venv's Python, which lacks the
+    workbook reader until the project README's worker install (its pinned requirements.txt
+    through install-worker.sh) ran, as root from the warehouse checkout."""
+    site = worker_site
+    run_id = site.run(NONE.deployment)
+    run = site.api.wait_terminal(run_id, timeout=180)
+    assert run["state_type"] == "FAILED", logs_of(site, run_id)
+    (error,) = error_lines(site, run_id)
+    assert error.startswith("error: ingest.py cannot start: ") and "python_calamine" in error
+    assert WORKER_VENV in error, error  # the Python to install into
+    assert [task["run_count"] for task in site.api.task_runs(run_id)] == [1]  # not retried
+    # The README's lines as written; no sudo inside, where they run as root already.
+    sudo = f"{site.root}/sudo-bin"
+    sudo_stand_in(site.system.path(sudo))
+    commands = readme_worker_install(site.root / "projects" / NONE.slug)
+    assert "--requirements" in commands
+    env = {"PATH": f"{sudo}:{CLEAN_ENV['PATH']}"}
+    installed = site.system.run(["bash", "-euc", commands], cwd=CHECKOUT, env=env, timeout=600)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert "No restart needed" in installed.stdout  # packages added: each run starts a Python
+    next_id = site.run(NONE.deployment)
+    run = site.api.wait_terminal(next_id, timeout=180)
+    assert run["state_type"] == "COMPLETED", logs_of(site, next_id)
+    assert site.rows(sink(NONE), NONE.table) == SAMPLE_ROWS
+    assert f"loaded {SAMPLE_ROWS} rows from {landing(NONE)}" in site.journal()
+    assert set(venvs(site)) <= {f"{VENVS}/prefect-{spec.slug}" for spec in PROJECTS}
 
 
 def test_second_runs_reuse_the_one_shared_venv_of_each_project(worker_site: WorkerSite) -> None:

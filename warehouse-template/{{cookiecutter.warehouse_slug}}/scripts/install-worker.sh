@@ -5,6 +5,8 @@
 #   sudo scripts/install-worker.sh             # install, enable and start the service
 #   scripts/install-worker.sh --dry-run ROOT   # write the files under ROOT, only print commands
 #
+# --requirements FILE (repeatable) also installs a dependency_manager=none project's pinned
+# requirements.txt into the venv: its ingest.py runs on the worker's own Python.
 # WORKER_LIMIT=N overrides the number of concurrent flow runs (default: CPU count).
 # PYTHON=/usr/bin/python3.12 picks the venv's interpreter (default: python3 on PATH); it
 # must live outside /home and /root, which the unit hides from the worker (ProtectHome=).
@@ -17,11 +19,15 @@ WAREHOUSE="$(cd "$(dirname "$0")/.." && pwd)"
 
 ROOT=''
 DRY_RUN=0
-case "${1:-}" in
-  --dry-run) DRY_RUN=1; ROOT="${2:?usage: $0 --dry-run ROOT}" ;;
-  '') ;;
-  *) echo "usage: $0 [--dry-run ROOT]" >&2; exit 2 ;;
-esac
+REQUIREMENTS=()
+USAGE="usage: $0 [--dry-run ROOT] [--requirements FILE]..."
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1; ROOT="${2:?$USAGE}"; shift 2 ;;
+    --requirements) REQUIREMENTS+=("${2:?$USAGE}"); shift 2 ;;
+    *) echo "$USAGE" >&2; exit 2 ;;
+  esac
+done
 
 VENV="/opt/prefect-worker-$POOL/venv"
 ENV_FILE="/etc/prefect-worker/$POOL.env"
@@ -68,21 +74,67 @@ check_env_file() {
     fail "$file has no PREFECT_API_URL: add the URL of the Prefect API the worker talks to"
 }
 
-# What the running worker uses: unit, drop-in, env file and the venv's packages.
+# What the running worker uses: the digest of its unit, drop-in and env file, then the venv's
+# packages, one a line.
 installed_state() {
-  {
-    cat "$ROOT$UNIT_DIR/$UNIT" "$ROOT$UNIT_DIR/$UNIT.d/limit.conf" "$ROOT$ENV_FILE" 2>/dev/null || true
-    if [ -x "$ROOT$VENV/bin/python" ]; then "$ROOT$VENV/bin/python" -m pip freeze --all; fi
-  } | sha256sum
+  cat "$ROOT$UNIT_DIR/$UNIT" "$ROOT$UNIT_DIR/$UNIT.d/limit.conf" "$ROOT$ENV_FILE" 2>/dev/null | sha256sum || true
+  if [ -x "$ROOT$VENV/bin/python" ]; then "$ROOT$VENV/bin/python" -m pip freeze --all; fi
 }
 
+# Whether a line of the state before is gone: a changed file or a package changed or removed.
+# A package only added (a project's --requirements) leaves the running worker as it is: each
+# flow run starts a new Python, which has it.
+worker_changed() {
+  [ -n "$(LC_ALL=C comm -23 <(LC_ALL=C sort <<<"$STATE_BEFORE") <(installed_state | LC_ALL=C sort))" ]
+}
+
+# --- a dependency_manager=none project's requirements (--requirements) ---------------------
+# Each line one pinned package; a pin other than constraints-worker.txt's is refused before
+# anything is written (one version of a package serves every project on this worker).
+PINS_CHECK='
+function key(name) { name = tolower(name); gsub(/[-_.]+/, "-", name); return name }
+FNR == NR { if (split($0, pin, "==") == 2) tested[key(pin[1])] = pin[2]; next }
+{ line = $0; sub(/#.*/, "", line); gsub(/[ \t\r]/, "", line) }
+line == "" { next }
+line !~ /^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+$/ {
+  print "line " FNR " is not one pinned package (name==version)"; exit
+}
+{ split(line, pin, "=="); name = pin[1]; sub(/\[.*/, "", name) }
+key(name) in tested && tested[key(name)] != pin[2] {
+  print "line " FNR " pins " name "==" pin[2] " but constraints-worker.txt pins " \
+    name "==" tested[key(name)] ": update the project or this checkout so they agree"; exit
+}'
+
+check_requirements() {
+  local file problem
+  for file in "${REQUIREMENTS[@]}"; do
+    [ -f "$file" ] && [ -r "$file" ] || fail "--requirements $file: no such readable file"
+    problem="$(awk "$PINS_CHECK" "$WAREHOUSE/constraints-worker.txt" "$file")"
+    [ -z "$problem" ] || fail "--requirements $file: $problem"
+  done
+}
+
+# One pip run resolves the worker's requirements and the projects' together, so a conflict
+# installs nothing; pip's first ERROR line is the one line said (its whole output is kept).
 install_venv() {
+  local created=0 file log reason
+  local args=(install --quiet -r "$WAREHOUSE/requirements-worker.txt")
+  for file in "${REQUIREMENTS[@]}"; do args+=(-r "$file"); done
+  args+=(-c "$WAREHOUSE/constraints-worker.txt")
   if [ ! -x "$ROOT$VENV/bin/python" ]; then
     run "${PYTHON:-python3}" -m venv "$ROOT$VENV"
+    created=1
   fi
-  run "$ROOT$VENV/bin/pip" install --quiet -r "$WAREHOUSE/requirements-worker.txt" \
-    -c "$WAREHOUSE/constraints-worker.txt"
+  if [ "$DRY_RUN" = 1 ]; then run "$ROOT$VENV/bin/pip" "${args[@]}"; return; fi
+  log="$(mktemp)"
+  if ! "$VENV/bin/pip" "${args[@]}" >"$log" 2>&1; then
+    if [ "$created" = 1 ]; then rm -rf "$VENV"; fi
+    reason="$(grep -m1 '^ERROR: ' "$log" | cut -c8- || true)"
+    fail "pip could not install the worker's venv: ${reason:-pip failed} (pip's output: $log)"
+  fi
+  rm -f "$log"
 }
+# --- end of the projects' requirements -------------------------------------------------------
 
 install_env_file() {
   install -d -m 755 "$ROOT$(dirname "$ENV_FILE")"
@@ -125,8 +177,8 @@ start_service() {
   run systemctl enable "$UNIT"
   run systemctl start "$UNIT"
   run systemctl --no-pager status "$UNIT" || true
-  if [ "$was_active" = 1 ] && [ "$STATE_BEFORE" = "$(installed_state)" ]; then
-    echo "No restart needed: the unit, its env file and the venv are unchanged."
+  if [ "$was_active" = 1 ] && ! worker_changed; then
+    echo "No restart needed: the unit, its env file and the packages the worker started with are unchanged."
   elif [ "$was_active" = 1 ]; then
     echo "Restart needed: the worker still runs the previous unit, env file or venv."
     echo "Once no flow runs are active: sudo systemctl restart $UNIT"
@@ -136,6 +188,7 @@ start_service() {
 
 check_host
 check_env_file
+check_requirements
 STATE_BEFORE="$(installed_state)"
 install_venv
 install_env_file
