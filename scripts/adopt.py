@@ -393,7 +393,7 @@ def link(
     state["checkout"] = None  # the pin is the commit; updates follow the default branch
     (project / ".cruft.json").write_text(json.dumps(state, ensure_ascii=False, indent=2) + "\n")
     print(f"\nLinked {project.name} at template commit {commit[:12]}. Next, in {project}:")
-    print("  git diff   # put back what production needs (e.g. prefect/.env values), then")
+    print("  git diff   # review what the template changed, then run the tests (README)")
     print('  git add -A && git commit -m "Adopt prh-ingest-template"')
     print("  python scripts/regenerate.py   # every template change since that commit")
 
