@@ -16,7 +16,10 @@
 A kept ingest.py keeps what it runs on: the template's own loader tests (tests/test_ingest.py)
 are not added (and skipped by updates), the project's prefect/.env settings stay (merged into
 the template's file, their values winning), and the packages of the project's Pipfile or
-requirements.txt go into the template's dependency file. Each is printed.
+requirements.txt go into the template's dependency file. Each is printed. In a Pipfile they
+also get the bounds the template's dev packages (prefect, for the tests) put on what they pull
+in (see dev_bounds): pipenv locks [packages] before [dev-packages], so without them it takes,
+say, pandas' newest python-dateutil, which prefect refuses, and `pipenv lock` fails.
 
 A runbook flow whose name breaks the `<slug>-<source>-ingest` rule keeps it with the
 `legacy_flow_name` answer, so its deployment and run history on the server stay the same.
@@ -242,6 +245,113 @@ def add_requirements(rendered: Path, wanted: list[str]) -> tuple[str, list[str]]
     return path.name, missing
 
 
+def requirement_bounds(name: str) -> list[tuple[str, str]]:
+    """(package, specifier) for each requirement of the installed distribution *name* that
+    applies here (markers evaluated, extras left out)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    bounds = []
+    for line in metadata.requires(name) or []:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            bounds.append((package_name(requirement.name), str(requirement.specifier)))
+    return bounds
+
+
+def dev_bounds(pipfile: dict[str, Any]) -> dict[str, str]:
+    """Package -> the specifier the Pipfile's [dev-packages], at their pins, and everything
+    they pull in put on it, read from this Python's installed copies (the clone's
+    `pip install -r requirements.txt`: the same pins). Only the parts that can refuse a newer
+    release (`<`, `!=`, `==`, `~=`) are kept: a [packages] lock takes the newest it may."""
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    specifiers: dict[str, SpecifierSet] = {}
+    seen: set[str] = set()
+    todo = []
+    for name, spec in pipfile.get("dev-packages", {}).items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if not isinstance(spec, str) or installed is None or installed not in SpecifierSet(spec):
+            raise AdoptError(
+                f"this Python has {name} {installed or 'not installed'}, the template's Pipfile "
+                f"wants {spec}: run `pip install -r requirements.txt` in the template's clone"
+            )
+        todo.append(package_name(name))
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            bounds = requirement_bounds(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional dependency this Python does not have
+        for package, specifier in bounds:
+            specifiers[package] = specifiers.get(package, SpecifierSet()) & specifier
+            todo.append(package)
+    refusing = ("<", "!=", "==", "~=")
+    kept = {
+        name: ",".join(sorted({str(one) for one in spec if one.operator.startswith(refusing)}))
+        for name, spec in specifiers.items()
+    }
+    return {name: spec for name, spec in kept.items() if spec}
+
+
+def pulled_in(requirements: list[str], bounds: dict[str, str], pipfile: dict[str, Any]) -> set[str]:
+    """The packages *requirements* install, resolved by uv against the Pipfile's index and
+    Python version with *bounds* as constraints; an unsolvable set is an AdoptError."""
+    uv = Path(sys.executable).parent / "uv"
+    with tempfile.TemporaryDirectory(prefix="adopt-") as scratch:
+        wanted, constraints = Path(scratch) / "wanted.txt", Path(scratch) / "bounds.txt"
+        wanted.write_text("".join(f"{req}\n" for req in requirements))
+        constraints.write_text("".join(f"{name}{spec}\n" for name, spec in bounds.items()))
+        argv = [str(uv) if uv.exists() else "uv", "pip", "compile", str(wanted), "-c"]
+        argv += [str(constraints), "--no-header", "--no-annotate", "--quiet"]
+        argv += ["--python-version", str(pipfile["requires"]["python_version"])]
+        argv += ["--index-url", pipfile["source"][0]["url"]]
+        try:
+            resolved = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AdoptError(f"cannot resolve your packages with uv: {exc}") from None
+    if resolved.returncode != 0:
+        print(resolved.stderr, file=sys.stderr)
+        raise AdoptError(
+            "your packages cannot be installed beside the template's dev packages "
+            "(uv's reason above)"
+        )
+    return {package_name(line) for line in resolved.stdout.splitlines() if line[:1].isalnum()}
+
+
+def bound_for_the_lock(rendered: Path, added: list[str]) -> list[str]:
+    """In the rendered Pipfile's [packages], the dev packages' bounds on each package that
+    the added ones pull in (see the module docstring); returns `name<spec` of each written."""
+    import tomllib
+
+    pipfile_path = rendered / "Pipfile"
+    pipfile = tomllib.loads(pipfile_path.read_text())
+    bounds = dev_bounds(pipfile)
+    packages = pipfile.get("packages", {})
+    requirements = [  # with the added ones: add_requirements wrote them in
+        f"{name}{'' if spec == '*' else spec}" for name, spec in packages.items()
+    ]
+    pinned = {package_name(name) for name in packages}
+    needed = sorted((pulled_in(requirements, bounds, pipfile) - pinned) & set(bounds))
+    if needed:
+        lines = [f'{name} = "{bounds[name]}"' for name in needed]
+        note = "# [dev-packages]' bounds on what your packages pull in (scripts/adopt.py)"
+        text = pipfile_path.read_text().replace(
+            "[packages]\n", "[packages]\n" + "\n".join([note, *lines]) + "\n", 1
+        )
+        pipfile_path.write_text(text)
+    return [f"{name}{bounds[name]}" for name in needed]
+
+
 def keep_what_the_code_needs(project: Path, rendered: Path) -> None:
     """For a kept ingest.py: its prefect/.env settings and its packages go into the
     template's files before they are written (rendered is a scratch copy)."""
@@ -255,6 +365,13 @@ def keep_what_the_code_needs(project: Path, rendered: Path) -> None:
     dependency_file, added = add_requirements(rendered, own_requirements(project))
     if added:
         print(f"  {dependency_file}: added your ingest.py's packages {', '.join(added)}")
+    if added and dependency_file == "Pipfile":
+        bounded = bound_for_the_lock(rendered, added)
+        if bounded:
+            print(
+                f"  Pipfile: bounded {', '.join(bounded)}, as the dev packages need (pipenv"
+                " locks [packages] before [dev-packages])"
+            )
 
 
 def link(
@@ -276,7 +393,7 @@ def link(
     state["checkout"] = None  # the pin is the commit; updates follow the default branch
     (project / ".cruft.json").write_text(json.dumps(state, ensure_ascii=False, indent=2) + "\n")
     print(f"\nLinked {project.name} at template commit {commit[:12]}. Next, in {project}:")
-    print("  git diff   # put back what production needs (e.g. prefect/.env values), then")
+    print("  git diff   # review what the template changed, then run the tests (README)")
     print('  git add -A && git commit -m "Adopt prh-ingest-template"')
     print("  python scripts/regenerate.py   # every template change since that commit")
 

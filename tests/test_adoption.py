@@ -1,6 +1,8 @@
-"""Adopting runbook-era projects (scripts/adopt.py), offline: the template repository and the
+"""Adopting runbook-era projects (scripts/adopt.py): the template repository and the
 hand-made projects are git repos under tmp_path. The project is linked at the pinned commit,
-keeps its own ingest.py, and its first update then applies cleanly."""
+keeps its own ingest.py, and its first update then applies cleanly. Offline but for the
+`network` tests: a --link that adds the project's packages to a Pipfile resolves them with uv
+(PyPI) to bound what they pull in."""
 
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ def test_the_preview_shows_the_whole_difference_and_writes_nothing(
     assert "Nothing written." in out
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", list(FIXTURES))
 def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     name: str, template: Path, tmp_path: Path
@@ -98,6 +101,7 @@ def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     assert not (project / "tests/test_ingest.py").exists()  # skipped by the update too
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", list(FIXTURES))
 def test_a_kept_ingest_py_keeps_its_settings_and_packages(
     name: str, template: Path, tmp_path: Path
@@ -122,8 +126,13 @@ def test_a_kept_ingest_py_keeps_its_settings_and_packages(
     pipfile = tomllib.loads((project / "Pipfile").read_text())
     assert pipfile["packages"]["pandas"] == "*" and pipfile["packages"]["openpyxl"] == "*"
     assert pipfile["packages"]["sqlalchemy"].startswith("==")  # the template's pin stays
+    # pandas pulls in python-dateutil; prefect (a dev package) needs it below 3, and pipenv
+    # locks [packages] first: the bound makes that lock take a version prefect accepts.
+    assert pipfile["packages"]["python-dateutil"] == "<3.0.0"
+    assert "  Pipfile: bounded python-dateutil<3.0.0, " in result.stdout
 
 
+@pytest.mark.network
 def test_prefect_2_leftovers_do_not_block_the_link(template: Path, tmp_path: Path) -> None:
     """Deployment.build_from_flow's .prefectignore and the runbook's untracked Pipfile.lock
     are removed by --link, with a line each; any other untracked file still blocks it."""
@@ -136,6 +145,26 @@ def test_prefect_2_leftovers_do_not_block_the_link(template: Path, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert "  .prefectignore: removed (left by Prefect 2" in result.stdout
     assert not (project / ".prefectignore").exists() and not (project / "Pipfile.lock").exists()
+
+
+@pytest.mark.network
+def test_packages_that_cannot_go_beside_prefect_are_refused(
+    template: Path, tmp_path: Path
+) -> None:
+    """A package the project needs in a version the dev packages' prefect refuses: one error
+    line (after uv's reason), nothing written."""
+    project = clinic_cal(tmp_path / "projects")
+    edit(project, "Pipfile", 'pandas = "*"', 'pandas = "*"\npython-dateutil = ">=3"')
+    commit_all(project, "our dateutil")
+    before = tree(project)
+    result = adopt(project, template, head(template), CLINIC_CAL_ANSWERS, "--link")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: your packages cannot be installed beside the template's dev packages "
+        "(uv's reason above)"
+    )
+    assert "python-dateutil" in result.stderr
+    assert tree(project) == before
 
 
 def test_a_runbook_flow_name_needs_the_legacy_answer(template: Path, tmp_path: Path) -> None:

@@ -80,6 +80,9 @@ class PrefectApi:
             flow_runs["state"] = {"type": {"any_": state_types}}
         return self.post("/flow_runs/filter", {"flow_runs": flow_runs, "sort": "START_TIME_ASC"})
 
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        return self.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+
     def logs(self, run_id: str) -> list[str]:
         body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
         return [entry["message"] for entry in self.post("/logs/filter", body)]

@@ -1,10 +1,12 @@
 """MIGRATING.md as the migration tests read it: its steps, each step's fenced ```bash blocks
 (an info string's further words tag a block: `sqlite`, `postgresql`, `systemd`) and the
-commands of its "Verify:" paragraphs, with the `<placeholders>` the test fills in."""
+commands of its "Verify:" paragraphs, with the `<placeholders>` the test fills in, and
+`stop_on_failure`, which makes a block stop at its first failing command line."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,3 +111,26 @@ def fill(
             assert not left, f"placeholders left in {copy!r}: {left}"
             script.append(copy)
     return "\n".join(script)
+
+
+def stop_on_failure(script: str) -> str:
+    """*script* with a check after each command line (a `\\`-continued one: after its last
+    line) that stops it, naming the line, when the line's status is not 0. `bash -e` alone
+    goes on after `a && b` when `a` fails (only the last command of a list stops it), as a
+    reader's pasted block would, and the block's status is then its last line's."""
+    out: list[str] = []
+    command: list[str] = []
+    for line in script.splitlines():
+        out.append(line)
+        command.append(line)
+        if line.endswith("\\") or not line.strip() or line.lstrip().startswith("#"):
+            if not line.endswith("\\"):
+                command.clear()
+            continue
+        quoted = shlex.quote(" ".join(part.strip() for part in command))
+        out.append(
+            f'__status=$?; if [ "$__status" -ne 0 ]; then'
+            f' echo "block line failed ($__status): "{quoted} >&2; exit "$__status"; fi'
+        )
+        command.clear()
+    return "\n".join(out)

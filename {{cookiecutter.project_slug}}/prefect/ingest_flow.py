@@ -150,6 +150,8 @@ def show_load(source: str, summary: dict | None, return_code: int | None) -> Non
         row["columns_added"] = ", ".join(row["columns_added"] or []) or "none"
         create_table_artifact([row], key=loads_artifact_key(source), description=f"{source} load")
         return
+    if summary is None and return_code == 0:
+        return  # the project's own ingest.py (scripts/adopt.py kept it) prints no summary
     error = summary["error"] if summary else f"ingest.py exited {return_code} before loading: see the run's logs"
     markdown = f"**{source} load failed** (exit {return_code})\n\n    error: {error}\n"
     key = f"{PROJECT_SLUG}-{source}-load-failures"
