@@ -320,7 +320,10 @@ class Target:
         return f"{self.flow_name}/{self.entry.deployment}"
 
 
-SHALLOW_CLONE = ("clone", "--quiet", "--depth=1", "--single-branch", "--no-checkout", "--no-local")
+SHALLOW_CLONE = (
+    *("clone", "--quiet", "--depth=1", "--single-branch", "--no-checkout", "--no-local"),
+    "--template=",  # no sample hooks: half the files a clone writes and deletes
+)
 
 
 def clone(repo: str, branch: str, paths: list[str], into: Path) -> str:
