@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from cron_descriptor import get_description
 from prefect import get_client
@@ -308,7 +309,8 @@ class EntryError(Exception):
 @dataclass(frozen=True)
 class Target:
     """One entry as the server should hold it. The flow's name and parameter schema are read
-    from the entrypoint's source at *commit*, the head of the entry's branch."""
+    from the entrypoint's source at *commit*, the head of the entry's branch (or taken from
+    the deployment when that is the commit it was last written from)."""
 
     entry: FlowEntry
     flow_name: str
@@ -409,7 +411,10 @@ def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], l
 
 
 def recorded_targets(
-    flows: list[FlowEntry], heads: dict, marked: list[DeploymentResponse], flow_names: dict
+    flows: list[FlowEntry],
+    heads: dict[tuple[str, str], str | None],
+    marked: list[DeploymentResponse],
+    flow_names: dict[UUID, str],
 ) -> list[Target]:
     """The entries whose deployment was last written from the commit that is still the head
     of their branch (the deployment's version records it), from the same repo, branch and
@@ -558,7 +563,7 @@ async def read_all(read: Callable[..., Awaitable[list[Any]]], **filters: Any) ->
     return found
 
 
-async def read_marked(client: PrefectClient) -> tuple[list[DeploymentResponse], dict]:
+async def read_marked(client: PrefectClient) -> tuple[list[DeploymentResponse], dict[UUID, str]]:
     """The deployments of the pool that carry this warehouse's marker, and their flows' names
     by flow id."""
     marked = await read_all(
@@ -597,9 +602,10 @@ async def load_plan(client: PrefectClient, prune: bool) -> tuple[list[Step], lis
     with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
         to_read = [entry for entry in FLOWS if entry.deployment not in skipped]
         cloned, errors = await asyncio.to_thread(load_targets, to_read, Path(workdir))
-    order = [entry.deployment for entry in FLOWS]
-    targets = sorted(recorded + cloned, key=lambda target: order.index(target.entry.deployment))
-    server = await read_server(client, targets)
+    order = {entry.deployment: n for n, entry in enumerate(FLOWS)}
+    targets = sorted(recorded + cloned, key=lambda target: order[target.entry.deployment])
+    server = {f"{flow_names[d.flow_id]}/{d.name}": d for d in marked}
+    server |= await read_server(client, cloned) if cloned else {}  # wherever they are
     return make_plan(targets, server, marked, prune), errors
 
 
