@@ -158,9 +158,13 @@ NOTE_IF_SLOW_UNCHANGED = (
     "2.5 s (1.1 s at load 1), about three quarters of it `import prefect` itself (its package "
     "start-up loads its settings, API client and context); 100 `git ls-remote`s 0.65 s, at "
     "the same time as reading the warehouse's deployments 0.7 s; reading the listed flows' "
-    "deployments and comparing 0.1 to 0.2 s. Nothing is cloned or written. What is left is "
-    "Python and Prefect starting, which the load slows; a lazier import of the few Prefect "
-    "modules only a deploy needs would save under 0.1 s."
+    "deployments and comparing 0.1 to 0.2 s. Nothing is cloned. A `--plan` is that alone "
+    "(1.8 s in this benchmark at load 4 to 7). A re-deploy measured about 3 s more here, "
+    "also with 1 flow, and 3.2 s at load 5 in the phase timing: not profiled in this "
+    "benchmark, where it runs right after three first deploys of 100 flows while the server "
+    "still writes their scheduled runs; its one write (prw_deploy.py updates the zombie-run "
+    "automation on every deploy) may meet SQLite's lock and Prefect's 2 s retry. Not "
+    "rewriting an unchanged automation would remove that write."
 )
 NOTE_IF_SLOW_FIRST = (
     "Where the time goes, timed by phase on first deploys of 100 flows (load average 3 to 6 "
