@@ -4,12 +4,13 @@ its own keeps these deployments apart from the end-to-end site's."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from support.commands import run_python
 from support.flow_runs import PrefectApi
-from support.git import bare_repo
+from support.git import bare_repo, commit_all, git, head
 from support.services import PrefectServer
 from support.warehouse import bake_warehouse
 
@@ -269,3 +270,55 @@ def test_prune_deletes_only_this_warehouses_unlisted_deployments(
     pruned = run_python(["prefect/prw_deploy.py", "--prune"], one, prefect_server.env)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert pool_deployments(api, pool) == ["hand-made", "kept-ingest"]
+
+
+def test_a_branch_that_did_not_move_is_not_cloned_and_a_pushed_commit_is(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    """The deployment records the commit its flow was read from (its version). While the
+    branch head is still that commit, a plan or deploy asks git for the head only: this repo,
+    its objects moved away, lists its branch but cannot be cloned. A pushed commit is read."""
+    api = PrefectApi(prefect_server.api_url)
+    source = tmp_path / "hello"
+    (source / "prefect").mkdir(parents=True)
+    (source / "prefect/hello.py").write_text(HELLO_FLOW)
+    bare = bare_repo(source, tmp_path)
+    name = "hello-ingest/commit-ingest"
+    first = deploy(
+        prefect_server, tmp_path, {"commit-ingest": entry(str(bare))}, pool="commit-check"
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    deployed = api.deployment(name)
+    assert deployed["version"] == head(source)
+    warehouse = tmp_path / "prh-warehouse"
+
+    (bare / "objects").rename(tmp_path / "objects")
+    (bare / "objects").mkdir()
+    try:
+        same = plan(warehouse, prefect_server)
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert same.stdout.endswith("unchanged commit-ingest\n1 unchanged\n"), same.stdout
+        again = run_python(["prefect/prw_deploy.py"], warehouse, prefect_server.env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert api.deployment(name)["updated"] == deployed["updated"]
+    finally:
+        shutil.rmtree(bare / "objects")
+        (tmp_path / "objects").rename(bare / "objects")
+
+    old = head(source)
+    flow = HELLO_FLOW.replace('who: str = "world"', 'who: str = "world", greeting: str = "hi"')
+    (source / "prefect/hello.py").write_text(flow)
+    commit_all(source, "a greeting parameter")
+    git(source, "push", "-q", str(bare), "main")
+    planned = plan(warehouse, prefect_server)
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert (
+        "update    commit-ingest\n"
+        f"    commit: {old[:12]!r} -> {head(source)[:12]!r}\n"
+        "    parameter schema: ['who'] -> ['greeting', 'who']\n"
+    ) in planned.stdout
+    applied = run_python(["prefect/prw_deploy.py"], warehouse, prefect_server.env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    updated = api.deployment(name)
+    assert updated["version"] == head(source)
+    assert sorted(updated["parameter_openapi_schema"]["properties"]) == ["greeting", "who"]

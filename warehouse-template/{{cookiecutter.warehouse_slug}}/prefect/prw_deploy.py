@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from cron_descriptor import get_description
 from prefect import get_client
@@ -77,6 +78,7 @@ MARKER_TAG = "warehouse:{{ cookiecutter.warehouse_slug }}"
 IN_POOL = WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL]))
 WRITES_AT_ONCE = 8  # concurrent creates/updates through the one API client
 CLONES_AT_ONCE = 8  # concurrent shallow clones of the flows' repositories
+HEADS_AT_ONCE = 16  # concurrent `git ls-remote`s: each mostly waits on the git server
 PAGE = 200  # the server's largest page of a read
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 PLAN_ACTIONS = ("create", "update", "unchanged", "prune", "unlisted")
@@ -307,40 +309,61 @@ class EntryError(Exception):
 @dataclass(frozen=True)
 class Target:
     """One entry as the server should hold it. The flow's name and parameter schema are read
-    from the entrypoint's source in the flow's repo."""
+    from the entrypoint's source at *commit*, the head of the entry's branch (or taken from
+    the deployment when that is the commit it was last written from)."""
 
     entry: FlowEntry
     flow_name: str
     parameter_schema: dict[str, Any]
+    commit: str
 
     @property
     def full_name(self) -> str:
         return f"{self.flow_name}/{self.entry.deployment}"
 
 
-SHALLOW_CLONE = ("clone", "--quiet", "--depth=1", "--single-branch", "--no-checkout", "--no-local")
+SHALLOW_CLONE = (
+    *("clone", "--quiet", "--depth=1", "--single-branch", "--no-checkout", "--no-local"),
+    "--template=",  # no sample hooks: half the files a clone writes and deletes
+)
 
 
-def clone(repo: str, branch: str, paths: list[str], into: Path) -> Path:
+def clone(repo: str, branch: str, paths: list[str], into: Path) -> str:
     """A shallow clone of one branch with only the flow files checked out: reading a flow
     needs its file, and a full checkout of many repos is slow to write and to delete.
-    (--no-local: a repository on a local path is cloned shallow too, not hard-linked.)"""
+    (--no-local: a repository on a local path is cloned shallow too, not hard-linked.)
+    Returns the commit checked out."""
     cloned = git(*SHALLOW_CLONE, f"--branch={branch}", "--", repo, str(into))
     if cloned.returncode == 0:  # a path the branch lacks is the entry's error, not the repo's
         cloned = git("-C", str(into), "ls-tree", "-r", "--name-only", "HEAD", "--", *paths)
     if cloned.returncode == 0 and cloned.stdout.split():
         cloned = git("-C", str(into), "checkout", "HEAD", "--", *cloned.stdout.split())
+    if cloned.returncode == 0:
+        cloned = git("-C", str(into), "rev-parse", "HEAD")
     if cloned.returncode != 0:
         reason = (cloned.stderr.strip().splitlines() or ["git failed"])[-1]
         raise EntryError(f"cannot clone {repo} (branch {branch}): {reason}")
-    return into
+    return cloned.stdout.strip()
 
 
 def git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], capture_output=True, text=True)
 
 
-def read_flow(checkout: Path, entry: FlowEntry) -> Target:
+def branch_heads(sources: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """The commit at the head of each (repo, branch), asked of the git server without
+    cloning, HEADS_AT_ONCE at a time; None where it cannot be read (the clone that follows
+    names the reason)."""
+
+    def head(source: tuple[str, str]) -> str | None:
+        listed = git("ls-remote", "--", source[0], f"refs/heads/{source[1]}")
+        return (listed.stdout.split() or [None])[0] if listed.returncode == 0 else None
+
+    with ThreadPoolExecutor(HEADS_AT_ONCE) as pool:
+        return dict(zip(sources, pool.map(head, sources), strict=True))
+
+
+def read_flow(checkout: Path, commit: str, entry: FlowEntry) -> Target:
     """The flow's name and parameter schema from its source file: Prefect reads the
     decorator and the signature without importing the flow's own dependencies."""
     path, function = entry.entrypoint.rsplit(":", 1)
@@ -354,7 +377,7 @@ def read_flow(checkout: Path, entry: FlowEntry) -> Target:
         reason = one_line(exc).replace(f"{checkout}/", "")
         raise EntryError(f"cannot read {entry.entrypoint}: {reason}") from None
     flow_name = decorator.get("name") or function.replace("_", "-")
-    return Target(entry, flow_name, schema.model_dump(exclude_unset=True))
+    return Target(entry, flow_name, schema.model_dump(exclude_unset=True), commit)
 
 
 def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], list[str]]:
@@ -365,9 +388,10 @@ def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], l
         paths.setdefault((entry.repo, entry.branch), set()).add(entry.entrypoint.split(":")[0])
     sources = sorted(paths)
 
-    def clone_one(n: int) -> Path | EntryError:
+    def clone_one(n: int) -> tuple[Path, str] | EntryError:
         try:
-            return clone(*sources[n], sorted(paths[sources[n]]), workdir / str(n))
+            into = workdir / str(n)
+            return into, clone(*sources[n], sorted(paths[sources[n]]), into)
         except EntryError as exc:
             return exc
 
@@ -380,10 +404,40 @@ def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], l
             checkout = checkouts[entry.repo, entry.branch]
             if isinstance(checkout, EntryError):
                 raise checkout
-            targets.append(read_flow(checkout, entry))
+            targets.append(read_flow(*checkout, entry))
         except EntryError as exc:
             errors.append(f"{entry.deployment}: {exc}")
     return targets, errors
+
+
+def recorded_targets(
+    flows: list[FlowEntry],
+    heads: dict[tuple[str, str], str | None],
+    marked: list[DeploymentResponse],
+    flow_names: dict[UUID, str],
+) -> list[Target]:
+    """The entries whose deployment was last written from the commit that is still the head
+    of their branch (the deployment's version records it), from the same repo, branch and
+    entrypoint: their flow name and parameter schema are the deployment's, no clone needed.
+    A pushed commit or a changed entrypoint is cloned and read again."""
+    named: dict[str, list[DeploymentResponse]] = {}
+    for deployment in marked:
+        named.setdefault(deployment.name, []).append(deployment)
+    targets = []
+    for entry in flows:
+        found = named.get(entry.deployment, [])
+        if len(found) != 1 or not found[0].version:
+            continue
+        current, source = found[0], server_fields(found[0])
+        if (current.version, source["repo"], source["branch"], source["entrypoint"]) == (
+            heads[entry.repo, entry.branch],
+            entry.repo,
+            entry.branch,
+            entry.entrypoint,
+        ):
+            schema = current.parameter_openapi_schema
+            targets.append(Target(entry, flow_names[current.flow_id], schema, current.version))
+    return targets
 
 
 def one_line(exc: BaseException) -> str:
@@ -408,6 +462,7 @@ def wanted_fields(target: Target) -> dict[str, Any]:
         "entrypoint": entry.entrypoint,
         "repo": entry.repo,
         "branch": entry.branch,
+        "commit": target.commit,
         "parameters": entry.parameters,
         "parameter schema": target.parameter_schema,
         "env": entry.env,
@@ -431,6 +486,7 @@ def server_fields(deployment: DeploymentResponse) -> dict[str, Any]:
         "entrypoint": deployment.entrypoint,
         "repo": source.get("repository"),
         "branch": source.get("branch"),
+        "commit": deployment.version,  # the commit it was last written from
         "parameters": deployment.parameters,
         "parameter schema": deployment.parameter_openapi_schema,
         "env": (deployment.job_variables or {}).get("env", {}),
@@ -448,6 +504,8 @@ def shown_change(name: str, old: Any, new: Any) -> str:
         return f"env keys: {sorted(old)} -> {sorted(new)}"
     if name == "parameter schema":
         return f"parameter schema: {params_of(old)} -> {params_of(new)}"
+    if name == "commit":  # 12 hex digits name a commit well enough to read
+        return f"commit: {old and old[:12]!r} -> {new[:12]!r}"
     return f"{name}: {old!r} -> {new!r}"
 
 
@@ -505,24 +563,50 @@ async def read_all(read: Callable[..., Awaitable[list[Any]]], **filters: Any) ->
     return found
 
 
+async def read_marked(client: PrefectClient) -> tuple[list[DeploymentResponse], dict[UUID, str]]:
+    """The deployments of the pool that carry this warehouse's marker, and their flows' names
+    by flow id."""
+    marked = await read_all(
+        client.read_deployments,
+        work_pool_filter=IN_POOL,
+        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MARKER_TAG])),
+    )
+    ids = FlowFilter(id=FlowFilterId(any_=sorted({d.flow_id for d in marked})))
+    flows = await read_all(client.read_flows, flow_filter=ids) if marked else []
+    return marked, {flow.id: flow.name for flow in flows}
+
+
 async def read_server(
     client: PrefectClient, targets: list[Target]
-) -> tuple[dict[str, DeploymentResponse], list[DeploymentResponse]]:
-    """The deployments of the listed flows by `<flow>/<deployment>`, wherever they are,
-    and the deployments of the pool that carry this warehouse's marker."""
+) -> dict[str, DeploymentResponse]:
+    """The deployments of the listed flows by `<flow>/<deployment>`, wherever they are."""
     names = sorted({target.flow_name for target in targets})
     named = FlowFilter(name=FlowFilterName(any_=names))
     flows = await read_all(client.read_flows, flow_filter=named)
     flow_names = {flow.id: flow.name for flow in flows}
     ours = FlowFilter(id=FlowFilterId(any_=list(flow_names)))
     listed = await read_all(client.read_deployments, flow_filter=ours) if flows else []
-    marked = await read_all(
-        client.read_deployments,
-        work_pool_filter=IN_POOL,
-        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[MARKER_TAG])),
+    return {f"{flow_names[d.flow_id]}/{d.name}": d for d in listed}
+
+
+async def load_plan(client: PrefectClient, prune: bool) -> tuple[list[Step], list[str]]:
+    """The plan, and one error line per entry that could not be read. A repo whose branch
+    head is the commit its deployments were written from is not cloned (see
+    recorded_targets); the others are cloned and their flows read."""
+    sources = sorted({(entry.repo, entry.branch) for entry in FLOWS})
+    heads, (marked, flow_names) = await asyncio.gather(
+        asyncio.to_thread(branch_heads, sources), read_marked(client)
     )
-    by_name = {f"{flow_names[d.flow_id]}/{d.name}": d for d in listed}
-    return by_name, marked
+    recorded = recorded_targets(FLOWS, heads, marked, flow_names)
+    skipped = {target.entry.deployment for target in recorded}
+    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+        to_read = [entry for entry in FLOWS if entry.deployment not in skipped]
+        cloned, errors = await asyncio.to_thread(load_targets, to_read, Path(workdir))
+    order = {entry.deployment: n for n, entry in enumerate(FLOWS)}
+    targets = sorted(recorded + cloned, key=lambda target: order[target.entry.deployment])
+    server = {f"{flow_names[d.flow_id]}/{d.name}": d for d in marked}
+    server |= await read_server(client, cloned) if cloned else {}  # wherever they are
+    return make_plan(targets, server, marked, prune), errors
 
 
 async def create(client: PrefectClient, step: Step) -> None:
@@ -540,6 +624,7 @@ async def create(client: PrefectClient, step: Step) -> None:
         parameters=entry.parameters,
         parameter_openapi_schema=target.parameter_schema,
         tags=[MARKER_TAG],
+        version=target.commit,
         entrypoint=entry.entrypoint,
         pull_steps=[pull_step(entry)],
         job_variables={"env": entry.env},
@@ -551,6 +636,7 @@ async def update(client: PrefectClient, step: Step) -> None:
     target, current = step.target, step.current
     entry = target.entry
     changes = DeploymentUpdate(
+        version=target.commit,
         entrypoint=entry.entrypoint,
         pull_steps=[pull_step(entry)],
         parameters=entry.parameters,
@@ -620,14 +706,14 @@ def print_plan(plan: list[Step]) -> None:
     print(", ".join(f"{count} {action}" for action, count in counts.items() if count) or "empty")
 
 
-async def plan_and_apply(targets: list[Target], apply: bool, prune: bool) -> tuple[bool, list[str]]:
-    """Print the plan; with *apply*, write it. Returns (anything to change?, failures)."""
+async def plan_and_apply(apply: bool, prune: bool) -> tuple[bool, list[str]]:
+    """Print the plan; with *apply*, write it. Returns (anything to change?, one line per
+    entry that could not be read or written)."""
     async with get_client() as client:
-        server, marked = await read_server(client, targets)
-        plan = make_plan(targets, server, marked, prune)
+        plan, errors = await load_plan(client, prune)
         print_plan(plan)
         changes = any(step.action in WRITES for step in plan)
-        return changes, (await write(client, plan) if apply else [])
+        return changes, errors + (await write(client, plan) if apply else [])
 
 
 async def set_paused(names: list[str], paused: bool) -> list[str]:
@@ -716,12 +802,10 @@ def plan(prune: bool) -> int:
     except SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
-        targets, errors = load_targets(FLOWS, Path(workdir))
     try:
-        changes, _ = asyncio.run(plan_and_apply(targets, apply=False, prune=prune))
+        changes, errors = asyncio.run(plan_and_apply(apply=False, prune=prune))
     except Exception as exc:
-        errors.append(f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}")
+        errors = [f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}"]
         changes = False
     report(errors)
     return 1 if errors else 2 if changes else 0
@@ -741,16 +825,14 @@ def deploy(prune: bool) -> int:
             ensure_work_pool()
             ensure_zombie_automation()
             ensure_notify_automation(url)
-        with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
-            targets, errors = load_targets(FLOWS, Path(workdir))
-        _, failures = asyncio.run(plan_and_apply(targets, apply=True, prune=prune))
+        _, errors = asyncio.run(plan_and_apply(apply=True, prune=prune))
     except Exception as exc:  # the server unreachable or refusing: one line, not a traceback
         report([f"cannot deploy to {get_current_settings().api.url}: {one_line(exc)}"])
         return 1
-    report(errors + failures)
-    if errors or failures:
+    report(errors)
+    if errors:
         return 1
-    print(f"Work pool {WORK_POOL!r} matches flows.json ({len(targets)} deployment(s)).")
+    print(f"Work pool {WORK_POOL!r} matches flows.json ({len(FLOWS)} deployment(s)).")
     return 0
 
 
