@@ -17,6 +17,7 @@ from support.warehouse import bake_warehouse
 pytestmark = pytest.mark.e2e
 
 POOL = "deploy-check"
+ZOMBIE = "crash-zombie-flow-runs"  # the automation prw_deploy.py keeps
 HELLO_FLOW = """from prefect import flow
 
 
@@ -101,17 +102,28 @@ def test_prune_removes_deployments_no_longer_listed(
 def test_deploy_keeps_exactly_one_zombie_run_automation(
     prefect_server: PrefectServer, repo: str, tmp_path: Path
 ) -> None:
-    """Runs whose heartbeats stop are crashed by one automation, however often we deploy."""
+    """Runs whose heartbeats stop are crashed by one automation, however often we deploy; a
+    deploy rewrites it only when it differs from what the deploy would write."""
     api = PrefectApi(prefect_server.api_url)
+    flows = {"hello-ingest": entry(repo)}
+
+    def zombie_automations() -> list[dict]:
+        found = api.post("/automations/filter", {})
+        return [automation for automation in found if automation["name"] == ZOMBIE]
+
+    written = []
     for attempt in ("first", "again"):
-        result = deploy(prefect_server, tmp_path / attempt, {"hello-ingest": entry(repo)})
+        result = deploy(prefect_server, tmp_path / attempt, flows)
         assert result.returncode == 0, result.stdout + result.stderr
-    named = [
-        automation
-        for automation in api.post("/automations/filter", {})
-        if automation["name"] == "crash-zombie-flow-runs"
-    ]
+        written += [automation["updated"] for automation in zombie_automations()]
+    assert written[0] == written[1]  # unchanged: not written again
+    (disabled,) = zombie_automations()
+    api.patch(f"/automations/{disabled['id']}", {"enabled": False})
+    result = deploy(prefect_server, tmp_path / "changed", flows)
+    assert f"Updated automation {ZOMBIE!r}" in result.stdout, result.stdout + result.stderr
+    named = zombie_automations()
     assert len(named) == 1
+    assert named[0]["enabled"] is True
     trigger, (action,) = named[0]["trigger"], named[0]["actions"]
     assert (trigger["posture"], trigger["within"]) == ("Proactive", 90.0)
     assert trigger["after"] == ["prefect.flow-run.heartbeat"]

@@ -209,13 +209,27 @@ def ensure_zombie_automation() -> None:
             )
         ],
     )
+    save_automation(automation, read_automation(ZOMBIE_AUTOMATION), "")
+
+
+def read_automation(name: str) -> Automation | None:
     try:
-        automation.id = Automation.read(name=ZOMBIE_AUTOMATION).id
-    except ValueError:  # not there yet
+        return Automation.read(name=name)
+    except ValueError:  # not there
+        return None
+
+
+def save_automation(automation: Automation, existing: Automation | None, created: str) -> None:
+    """Create *automation*, or update *existing* to it; an unchanged one is not written (a
+    routine deploy writes nothing that did not change)."""
+    if existing is None:
         automation.create()
-        print(f"Created automation {ZOMBIE_AUTOMATION!r}")
+        print(f"Created automation {automation.name!r}{created}")
         return
-    automation.update()
+    automation.id = existing.id
+    if automation.model_dump(exclude={"id"}) != existing.model_dump(exclude={"id"}):
+        automation.update()
+        print(f"Updated automation {automation.name!r}")
 
 
 {% raw -%}
@@ -264,10 +278,7 @@ def ensure_notify_automation(url: str | None) -> None:
     if url is None:
         print(f"Notifications unchanged ({NOTIFY_URL_SETTING} is not set)")
         return
-    try:
-        existing = Automation.read(name=NOTIFY_AUTOMATION)
-    except ValueError:  # not there
-        existing = None
+    existing = read_automation(NOTIFY_AUTOMATION)
     if not url:
         if existing is not None:
             existing.delete()
@@ -291,12 +302,7 @@ def ensure_notify_automation(url: str | None) -> None:
             SendNotification(block_document_id=block_id, subject=NOTIFY_SUBJECT, body=NOTIFY_BODY)
         ],
     )
-    if existing is None:
-        automation.create()
-        print(f"Created automation {NOTIFY_AUTOMATION!r}: failed runs are reported")
-        return
-    automation.id = existing.id
-    automation.update()
+    save_automation(automation, existing, ": failed runs are reported")
 
 
 # --- deployments: read the flows from their repos, compare with the server, write changes ---
