@@ -709,11 +709,50 @@ def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
     )
     stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
     with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
-        for chunk in utf8_chunks(source, layout):
+        for chunk in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
             if stand_in is not None and stand_in in chunk:
                 raise HoldsStandIn
             copy.write(chunk)
     return cursor.rowcount
+
+
+# A line that is exactly `\.` ends COPY's data, in CSV format too, and the rows after it would
+# be lost; quoted (`"\."`) it is the value `\.`.
+END_MARKER = re.compile(rb"^\\\.(?=[\r\n]|\Z)", re.MULTILINE)
+
+
+def end_markers_quoted(chunks: Iterable[bytes], quote: bytes) -> Iterator[bytes]:
+    """The chunks cut at line ends, each line that is COPY's end marker quoted."""
+    quotes = 0  # before the chunk: odd, it starts inside a quoted value
+    for chunk in whole_lines(chunks):
+        if b"\\." in chunk:
+            chunk = quote_markers(chunk, quote, quotes % 2 == 1)
+        quotes += chunk.count(quote)
+        yield chunk
+
+
+def quote_markers(chunk: bytes, quote: bytes, inside: bool) -> bytes:
+    """As in COPY, a line starts a row where the quotes before it are even (else it is
+    inside a quoted value and stays as it is)."""
+    parts, start = [], 0
+    for marker in END_MARKER.finditer(chunk):
+        inside ^= chunk.count(quote, start, marker.start()) % 2 == 1
+        parts += [chunk[start : marker.start()], marker[0] if inside else quote + marker[0] + quote]
+        start = marker.end()
+    return b"".join([*parts, chunk[start:]])
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The same bytes, each chunk but the last ending with a line end."""
+    rest: list[bytes] = []  # the start of a line the chunks so far end in
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield b"".join([*rest, chunk[:cut]])
+            rest = []
+        rest.append(chunk[cut:])
+    if last := b"".join(rest):
+        yield last
 
 
 def sql_character(character: str) -> str:
