@@ -55,6 +55,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -508,12 +509,30 @@ def text_character(setting: str, value: str, word: str) -> str | None:
 # --- Writing to the database -----------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class Sha256(threading.Thread):
+    """A file's SHA-256, hashed while ingest.py opens the sink (hashlib and reading let go
+    of the GIL, so it takes no time off the load on a second core)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)  # a load that fails before it is needed does not wait
+        self.path, self.digest, self.error = path, "", None
+        self.start()
+
+    def run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self.path.open("rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as error:
+            self.error = error
+        self.digest = digest.hexdigest()
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
 
 
 def open_source(setting: str | None) -> Path:
@@ -786,10 +805,11 @@ class Loaded:
     same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
 
 
-def load(source: Path, engine: sa.Engine, settings: Settings) -> Loaded:
+def load(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
     """Load `source` into the table in one transaction, as its load mode says."""
     try:
-        return load_rows(source, engine, transformed(read_table(source, settings)), settings)
+        table = transformed(read_table(source, settings))
+        return load_rows(source, sha256.result(), engine, table, settings)
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
 
@@ -858,8 +878,9 @@ def bad_line(path: Path, encoding: str) -> str:
     return f"the file is not {encoding}"
 
 
-def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings) -> Loaded:
-    sha256 = sha256_of(source)
+def load_rows(
+    source: Path, sha256: str, engine: sa.Engine, table: Table, settings: Settings
+) -> Loaded:
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         postgresql = connection.dialect.name == "postgresql"
         rows, loads, added = sink_tables(connection, table.columns, settings.add_columns)
@@ -915,9 +936,10 @@ def main() -> int:
         if not SOURCE_NAME.fullmatch(SOURCE):
             raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
         source = open_source(os.environ.get(SOURCE_SETTING))
+        sha256 = Sha256(source)  # while the sink's driver is imported and the file read
         settings = read_settings()
         engine = open_sink(os.environ.get(SINK_SETTING))
-        loaded = load(source, engine, settings)
+        loaded = load(source, sha256, engine, settings)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         print_summary(ok=False, error=str(error))
