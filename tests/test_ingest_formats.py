@@ -19,6 +19,7 @@ from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import Table as OdsTable
 from odf.table import TableCell, TableRow
 from odf.text import P
+from support.services import PostgresServer
 from test_ingest_loader import BAD_INPUT, HEADER, Sink, ingest, ingest_env, rejected, write_csv
 
 # The loader tests' fixtures: one baked project, and each test on SQLite and on PostgreSQL.
@@ -153,6 +154,54 @@ def test_a_stand_in_byte_in_an_unquoted_file_still_loads(
     result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(rows)
+
+
+# ingest.py with its row-by-row COPY (the checked rows, for files PostgreSQL cannot parse
+# itself) made to fail: a load that still succeeds sent the file's bytes to COPY.
+ROW_BY_ROW_BLOCKED = """
+import sys
+import ingest
+def row_by_row(*_):
+    raise SystemExit("row by row")
+ingest.copy_rows = row_by_row
+sys.exit(ingest.main())
+"""
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_every_text_shape_goes_to_postgresql_as_text_for_copy(
+    project: Path, postgres_server: PostgresServer, tmp_path: Path, shape: Shape
+) -> None:
+    """Not row by row (several times slower): the server parses each shape's bytes."""
+    database = postgres_server.create_database()
+    sink = Sink(postgres_server.url(database), lambda sql: postgres_server.query(database, sql))
+    source = shape.write(tmp_path / f"export{shape.suffix}")
+    result = blocked_row_by_row(project, source, sink, **shape.settings())
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(shape.rows)
+
+
+def test_a_stand_in_byte_needs_the_row_by_row_copy(
+    project: Path, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The block above works: the one text file that goes row by row fails with it."""
+    database = postgres_server.create_database()
+    sink = Sink(postgres_server.url(database), lambda sql: postgres_server.query(database, sql))
+    source = tmp_path / "export.dat"
+    source.write_text("".join("^".join(row) + "\n" for row in [HEADER, ["1", "a\x01b", "c"]]))
+    result = blocked_row_by_row(project, source, sink, **{QUOTE_SETTING: "none"})
+    assert result.returncode == 1 and result.stderr.strip() == "row by row", result.stderr
+
+
+def blocked_row_by_row(project: Path, source: Path, sink: Sink, **settings: str):
+    return subprocess.run(
+        [sys.executable, "-c", ROW_BY_ROW_BLOCKED],
+        cwd=project,
+        env=ingest_env(source, sink, **settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # PostgreSQL's COPY ends its data at a line that is exactly `\.` (the end-of-data marker, even
