@@ -156,6 +156,20 @@ def test_a_stand_in_byte_in_an_unquoted_file_still_loads(
     assert sink.rows() == expected(rows)
 
 
+def test_a_qualifier_inside_an_unquoted_value_is_data(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """With the default `"`, a `"` in a value's middle is data, as the csv reader reads it
+    (COPY would start a quoted part there and drop the quotes of `say "hi" now`)."""
+    rows = [["1", 'say "hi" now', "a"], ["2", '5" laceration', 'x"y'], ["3", '"quoted"', ""]]
+    lines = ["|".join(HEADER), *("|".join(row) for row in rows[:2]), '3|"""quoted"""|']
+    source = tmp_path / "export.txt"
+    source.write_text("".join(line + "\n" for line in lines))
+    result = ingest(project, source, sink)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(rows)
+
+
 # ingest.py with its row-by-row COPY (the checked rows, for files PostgreSQL cannot parse
 # itself) made to fail: a load that still succeeds sent the file's bytes to COPY.
 ROW_BY_ROW_BLOCKED = """

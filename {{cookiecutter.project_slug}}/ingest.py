@@ -688,8 +688,10 @@ def insert_into_sqlite(
     return cursor.rowcount
 
 
-class HoldsStandIn(Exception):
-    """A QUOTE=none file holds the byte COPY would take for its text qualifier."""
+class NotAsCopyReadsIt(Exception):
+    """COPY would read the file otherwise than the csv reader: a QUOTE=none file holds the
+    byte COPY takes for its qualifier, or a value holds a qualifier in its middle (`5"
+    laceration`: data to the csv reader, the start of a quoted part to COPY)."""
 
 
 def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) -> int:
@@ -700,9 +702,9 @@ def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) 
     try:
         if table.plain_csv:
             try:
-                with connection.begin_nested():  # a stand-in byte found: undo, then row by row
+                with connection.begin_nested():  # undone, then row by row
                     return copy_text(cursor, source, table)
-            except HoldsStandIn:
+            except NotAsCopyReadsIt:
                 table = checked(table)
         return copy_rows(cursor, table)
     except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
@@ -727,12 +729,26 @@ def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
         f"QUOTE {sql_character(quote)}, FORCE_NULL ({columns})"
     )
     stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
+    classes = byte_classes(layout.delimiter, quote)
     with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
         for chunk in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
             if stand_in is not None and stand_in in chunk:
-                raise HoldsStandIn
+                raise NotAsCopyReadsIt
+            if stand_in is None and quote.encode() in chunk and b"xQx" in chunk.translate(classes):
+                raise NotAsCopyReadsIt  # a qualifier between two characters of a value
             copy.write(chunk)
     return cursor.rowcount
+
+
+def byte_classes(delimiter: str, quote: str) -> bytes:
+    """A bytes.translate table: the qualifier to Q, the delimiter and line ends to D, N and
+    R, any other byte to x. `xQx` is a qualifier in a value's middle (a quoted value's
+    qualifiers are next to a delimiter, a line end or each other)."""
+    table = bytearray(b"x" * 256)
+    for character, name in ((delimiter, "D"), ("\n", "N"), ("\r", "R"), (quote, "Q")):
+        for byte in character.encode():
+            table[byte] = ord(name)
+    return bytes(table)
 
 
 # A line that is exactly `\.` ends COPY's data, in CSV format too, and the rows after it would
