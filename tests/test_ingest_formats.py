@@ -235,13 +235,23 @@ END_MARKER_FILES = {
 def test_a_line_that_is_copy_s_end_marker_is_data(
     project: Path, sink: Sink, tmp_path: Path, line_end: str, settings: dict[str, str]
 ) -> None:
-    values = ["first", "\\.", "after the marker", "\\.", "\\.x", "last \\."]
+    values = ["\\.", "first", "\\.", "after the marker", "\\.x", "last \\.", "\\."]
     source = tmp_path / "notes.txt"
     source.write_bytes("".join(line + line_end for line in ["note", *values]).encode())
     result = ingest(project, source, sink, **settings)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected([[value] for value in values])
     assert f"loaded {len(values)} rows" in result.stdout
+
+
+def test_an_end_marker_on_the_first_data_line_is_data(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("note\n\\.\nafter\n")
+    result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected([["\\."], ["after"]])
 
 
 def test_an_end_marker_inside_a_quoted_value_stays_as_written(

@@ -721,12 +721,14 @@ def copy_rows(cursor: psycopg.Cursor, table: Table) -> int:
 
 def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
     """The file's data rows for the server to parse (COPY's CSV format with the file's
-    delimiter and qualifier). Quoted empty cells ("") are NULL too, as on SQLite."""
+    delimiter and qualifier). Empty cells are NULL; quoted ones ("") too, as on SQLite
+    (FORCE_NULL, which a file without a qualifier does not need)."""
     layout, columns = table.csv, ", ".join(table.columns)
     quote = NO_QUOTE_STANDIN if layout.quote is None else layout.quote
+    force_null = "" if layout.quote is None else f", FORCE_NULL ({columns})"
     options = (
         f"FORMAT csv, DELIMITER {sql_character(layout.delimiter)}, "
-        f"QUOTE {sql_character(quote)}, FORCE_NULL ({columns})"
+        f"QUOTE {sql_character(quote)}{force_null}"
     )
     stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
     classes = byte_classes(layout.delimiter, quote)
@@ -759,10 +761,11 @@ END_MARKER = re.compile(rb"^\\\.(?=[\r\n]|\Z)", re.MULTILINE)
 def end_markers_quoted(chunks: Iterable[bytes], quote: bytes) -> Iterator[bytes]:
     """The chunks cut at line ends, each line that is COPY's end marker quoted."""
     quotes = 0  # before the chunk: odd, it starts inside a quoted value
-    for chunk in whole_lines(chunks):
-        if b"\\." in chunk:
+    for chunk in whole_lines(chunks):  # `in` a one-byte string is memchr: almost free
+        if b"\\" in chunk and (chunk.startswith(b"\\.") or b"\n\\." in chunk):
             chunk = quote_markers(chunk, quote, quotes % 2 == 1)
-        quotes += chunk.count(quote)
+        if quote in chunk:
+            quotes += chunk.count(quote)
         yield chunk
 
 
