@@ -21,7 +21,8 @@ Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cook
 
 The load is
 - fast: PostgreSQL gets the file through COPY (the server parses plain delimited text
-  itself); SQLite gets the csv reader straight into executemany. Memory stays flat for
+  itself; a file it would read otherwise than the csv reader, such as one with a `"` inside
+  a value, goes row by row); SQLite gets the csv reader straight into executemany. Memory stays flat for
   text; a sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so a sheet
   of Excel's maximum 1,048,576 rows needs about 800 MB);
 - explicit about history ({{ cookiecutter.__source_key }}_LOAD_MODE, see LOAD_MODES): `append` keys a
