@@ -1,6 +1,8 @@
 """Source files for the ingest benchmark: an 8-column clinic export, like the template's sample,
 with what real exports hold: zero-padded ids, unicode names, quoted fields with commas and
-quotes, and cells with embedded newlines (about 1 row in 12 of each)."""
+quotes, and cells with embedded newlines (about 1 row in 12 of each); and the same rows in the
+shapes hospital systems send (SHAPES: `|` with `"`, `^` with no qualifier, tab, plain comma),
+whose text has no line ends nor qualified values."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import csv
 import datetime as dt
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 HEADER = [
@@ -48,21 +51,43 @@ STATUSES = ["Scheduled", "Completed", "No Show", "Cancelled"] * 3 + ["Cancelled\
 FIRST_DAY = dt.date(2026, 1, 5)
 
 
-def rows(count: int, seed: int = 5) -> Iterator[list]:
-    """*count* deterministic appointment rows: ints, dates, times and text."""
+# The shapes' text: no line ends, no delimiter; a `"` only where it is data (no qualifier).
+PLAIN_VISIT_TYPES = ["New Patient", "Follow Up", "Telehealth", "Procedure"] * 3 + [
+    "Follow Up urgent"
+]
+UNQUOTED_VISIT_TYPES = [*PLAIN_VISIT_TYPES, 'Procedure 5" laceration']
+PLAIN_STATUSES = ["Scheduled", "Completed", "No Show", "Cancelled"]
+
+
+def rows(
+    count: int,
+    seed: int = 5,
+    visit_types: list[str] = VISIT_TYPES,
+    statuses: list[str] = STATUSES,
+    encoding: str = "utf-8",
+) -> Iterator[list]:
+    """*count* deterministic appointment rows: ints, dates, times and text (the names those
+    of CLINICS and PROVIDERS that *encoding* has)."""
     pick = random.Random(seed)  # noqa: S311 (test data, not secrets)
+    clinics, providers = (encodable(names, encoding) for names in (CLINICS, PROVIDERS))
     for index in range(count):
         minutes = pick.randrange(8 * 60, 17 * 60, 15)
         yield [
             f"{100_000 + index:08d}",
-            pick.choice(CLINICS),
-            pick.choice(PROVIDERS),
+            pick.choice(clinics),
+            pick.choice(providers),
             FIRST_DAY + dt.timedelta(days=index % 300),
             dt.time(minutes // 60, minutes % 60),
             pick.choice((15, 30, 45, 60)),
-            pick.choice(VISIT_TYPES),
-            pick.choice(STATUSES),
+            pick.choice(visit_types),
+            pick.choice(statuses),
         ]
+
+
+def encodable(names: list[str], encoding: str) -> list[str]:
+    return [
+        name for name in names if name.encode(encoding, errors="ignore").decode(encoding) == name
+    ]
 
 
 def csv_file(folder: Path, count: int) -> Path:
@@ -78,6 +103,97 @@ def csv_file(folder: Path, count: int) -> Path:
                 writer.writerow(row)
         partial.rename(path)
     return path
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A delimited export as a source system writes it, and the ingest.py settings for it."""
+
+    name: str
+    what: str  # for the report
+    suffix: str
+    delimiter: str
+    quoted: bool  # `"` qualifies values; False: QUOTE=none (every character is data)
+    encoding: str = "utf-8"
+    line_end: str = "\n"
+    footer: bool = False  # a trailing CONTROL TOTALS row (FOOTER_ROWS=1)
+
+    def settings(self, source_key: str) -> dict[str, str]:
+        """What ingest.py is told (the delimiter is detected from the header)."""
+        settings = {} if self.quoted else {f"{source_key}_QUOTE": "none"}
+        if self.encoding != "utf-8":
+            settings[f"{source_key}_ENCODING"] = self.encoding
+        if self.footer:
+            settings[f"{source_key}_FOOTER_ROWS"] = "1"
+        return settings
+
+    @property
+    def copy_options(self) -> str:
+        """psql \\copy's options for the same file without its footer (psql cannot drop it)."""
+        options = ["FORMAT csv", "HEADER", f"DELIMITER E'\\x{ord(self.delimiter):02x}'"]
+        if not self.quoted:
+            options.append("QUOTE E'\\x01'")  # a byte the data never holds: no qualifier
+        if self.encoding != "utf-8":
+            options.append(f"ENCODING '{POSTGRES_ENCODINGS[self.encoding]}'")
+        return ", ".join(options)
+
+
+POSTGRES_ENCODINGS = {"iso8859-15": "LATIN9"}
+SHAPES = {
+    shape.name: shape
+    for shape in (
+        Shape(
+            "plain", "plain comma csv (nothing quoted, no line ends in values)", ".csv", ",", True
+        ),
+        Shape("pipe", '`|`-delimited, `"` qualifier (Cerner, payers)', ".txt", "|", True),
+        Shape(
+            "caret",
+            "`^`-delimited, no qualifier, ISO-8859-15, CRLF, CONTROL TOTALS footer (EpicCare)",
+            ".dat",
+            "^",
+            False,
+            "iso8859-15",
+            "\r\n",
+            footer=True,
+        ),
+        Shape("tab", "tab-separated, no qualifier (Epic EHI)", ".tsv", "\t", False),
+    )
+}
+
+
+def shape_file(folder: Path, shape: Shape, count: int) -> tuple[Path, Path]:
+    """The export of *count* rows in *shape* (written once and reused), and the same file
+    without its footer for psql."""
+    path = folder / f"appointments-{count}-{shape.name}{shape.suffix}"
+    bare = path.with_name(f"{path.stem}-no-footer{shape.suffix}") if shape.footer else path
+    if not path.exists():
+        visit_types = PLAIN_VISIT_TYPES if shape.quoted else UNQUOTED_VISIT_TYPES
+        table = rows(
+            count, visit_types=visit_types, statuses=PLAIN_STATUSES, encoding=shape.encoding
+        )
+        partial = path.with_suffix(".partial")
+        with partial.open("w", newline="", encoding=shape.encoding) as file:
+            if shape.quoted:  # quotes only a value that needs it: none here
+                writer = csv.writer(file, delimiter=shape.delimiter, lineterminator=shape.line_end)
+                write = writer.writerow
+            else:
+
+                def write(row: list) -> None:
+                    file.write(shape.delimiter.join(map(str, row)) + shape.line_end)
+
+            write(HEADER)
+            for row in table:
+                row[4] = row[4].strftime("%H:%M")
+                write(row)
+        if shape.footer:
+            partial.rename(bare)
+            with bare.open("rb") as source, partial.open("wb") as file:
+                while block := source.read(1 << 20):
+                    file.write(block)
+                footer = ["CONTROL TOTALS", str(count), *[""] * (len(HEADER) - 2)]
+                file.write((shape.delimiter.join(footer) + shape.line_end).encode(shape.encoding))
+        partial.rename(path)
+    return path, bare
 
 
 def xlsx_file(folder: Path, count: int) -> Path:

@@ -20,6 +20,7 @@ from odf.table import Table as OdsTable
 from odf.table import TableCell, TableRow
 from odf.text import P
 from pyxlsbwriter import XlsbWriter
+from support.services import PostgresServer
 from test_ingest_loader import (
     BAD_INPUT,
     HEADER,
@@ -29,6 +30,7 @@ from test_ingest_loader import (
     ingest,
     ingest_env,
     rejected,
+    write_csv,
 )
 
 # The loader tests' fixtures: one baked project, and each test on SQLite and on PostgreSQL.
@@ -163,6 +165,148 @@ def test_a_stand_in_byte_in_an_unquoted_file_still_loads(
     result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(rows)
+
+
+def test_a_qualifier_inside_an_unquoted_value_is_data(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """With the default `"`, a `"` in a value's middle is data, as the csv reader reads it
+    (COPY would start a quoted part there and drop the quotes of `say "hi" now`)."""
+    rows = [["1", 'say "hi" now', "a"], ["2", '5" laceration', 'x"y'], ["3", '"quoted"', ""]]
+    lines = ["|".join(HEADER), *("|".join(row) for row in rows[:2]), '3|"""quoted"""|']
+    source = tmp_path / "export.txt"
+    source.write_text("".join(line + "\n" for line in lines))
+    result = ingest(project, source, sink)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(rows)
+
+
+# ingest.py with its row-by-row COPY (the checked rows, for files PostgreSQL cannot parse
+# itself) made to fail: a load that still succeeds sent the file's bytes to COPY.
+ROW_BY_ROW_BLOCKED = """
+import sys
+import ingest
+def row_by_row(*_):
+    raise SystemExit("row by row")
+ingest.copy_rows = row_by_row
+sys.exit(ingest.main())
+"""
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_every_text_shape_goes_to_postgresql_as_text_for_copy(
+    project: Path, postgres_server: PostgresServer, tmp_path: Path, shape: Shape
+) -> None:
+    """Not row by row (several times slower): the server parses each shape's bytes."""
+    database = postgres_server.create_database()
+    sink = Sink(postgres_server.url(database), lambda sql: postgres_server.query(database, sql))
+    source = shape.write(tmp_path / f"export{shape.suffix}")
+    result = blocked_row_by_row(project, source, sink, **shape.settings())
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(shape.rows)
+
+
+def test_a_stand_in_byte_needs_the_row_by_row_copy(
+    project: Path, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The block above works: the one text file that goes row by row fails with it."""
+    database = postgres_server.create_database()
+    sink = Sink(postgres_server.url(database), lambda sql: postgres_server.query(database, sql))
+    source = tmp_path / "export.dat"
+    source.write_text("".join("^".join(row) + "\n" for row in [HEADER, ["1", "a\x01b", "c"]]))
+    result = blocked_row_by_row(project, source, sink, **{QUOTE_SETTING: "none"})
+    assert result.returncode == 1 and result.stderr.strip() == "row by row", result.stderr
+
+
+def blocked_row_by_row(project: Path, source: Path, sink: Sink, **settings: str):
+    return subprocess.run(
+        [sys.executable, "-c", ROW_BY_ROW_BLOCKED],
+        cwd=project,
+        env=ingest_env(source, sink, **settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# PostgreSQL's COPY ends its data at a line that is exactly `\.` (the end-of-data marker, even
+# in CSV format); in a one-column file such a line is the value `\.`, and the rows after it load.
+UNQUOTED_TAB = {QUOTE_SETTING: "none", DELIMITER_SETTING: "tab"}
+END_MARKER_FILES = {
+    "unquoted-crlf": ("\r\n", {QUOTE_SETTING: "none"}),
+    "quoted-lf": ("\n", {}),
+    "quoted-crlf": ("\r\n", {}),
+    "tab-unquoted-lf": ("\n", UNQUOTED_TAB),
+}
+
+
+@pytest.mark.parametrize(
+    ("line_end", "settings"), END_MARKER_FILES.values(), ids=END_MARKER_FILES.keys()
+)
+def test_a_line_that_is_copy_s_end_marker_is_data(
+    project: Path, sink: Sink, tmp_path: Path, line_end: str, settings: dict[str, str]
+) -> None:
+    values = ["\\.", "first", "\\.", "after the marker", "\\.x", "last \\.", "\\."]
+    source = tmp_path / "notes.txt"
+    source.write_bytes("".join(line + line_end for line in ["note", *values]).encode())
+    result = ingest(project, source, sink, **settings)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected([[value] for value in values])
+    assert f"loaded {len(values)} rows" in result.stdout
+
+
+def test_an_end_marker_on_the_first_data_line_is_data(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("note\n\\.\nafter\n")
+    result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected([["\\."], ["after"]])
+
+
+def test_an_end_marker_inside_a_quoted_value_stays_as_written(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """A `\\.` line inside a quoted multi-line value is that value's (not quoted again)."""
+    rows = [["1", "line one\n\\.\nline three", "x"], ["2", "\\.", '"\\."'], ["3", "y", "\\.\r\n"]]
+    source = write_csv(tmp_path / "export.csv", [HEADER, *rows])
+    result = ingest(project, source, sink)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(rows)
+
+
+COPY_CHUNK = 1 << 20  # ingest.py sends a file's data rows to COPY in chunks of this many bytes
+
+
+def test_end_markers_at_chunk_boundaries_are_data(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """A chunk ending in a marker line's `\\`, and one starting inside a quoted value with a
+    marker line (which stays the value's)."""
+    quoted = "a\n\\.\nb"
+    filler = [["xx"], *[["x"]] * ((COPY_CHUNK - 6) // 2)]
+    rows = [*filler, [quoted], ["yy"], *[["\\."]] * 400_000, ["end"]]
+    lines = [value if value != quoted else f'"{value}"' for (value,) in rows]
+    data = "".join(line + "\n" for line in lines)
+    assert data.index("\\.") == COPY_CHUNK  # the second chunk starts in the quoted value
+    assert data[2 * COPY_CHUNK - 1 : 2 * COPY_CHUNK + 2] == "\\.\n"  # the third after a `\\`
+    source = tmp_path / "notes.txt"
+    source.write_text("note\n" + data)
+    result = ingest(project, source, sink)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == expected(rows)
+
+
+def test_an_end_marker_line_in_a_wider_file_is_a_short_row(
+    project: Path, sink: Sink, tmp_path: Path
+) -> None:
+    """Not the end of the data, nor a silent loss of the rows after it: row 3 has 1 value."""
+    lines = ["^".join(HEADER), "^".join(PLAIN_ROWS[0]), "\\.", "^".join(PLAIN_ROWS[1])]
+    source = tmp_path / "export.dat"
+    source.write_text("".join(line + "\r\n" for line in lines))
+    message = rejected(ingest(project, source, sink, **{QUOTE_SETTING: "none"}), source)
+    assert message.startswith("row 3 has 1 values, the header has 3"), message
 
 
 def test_the_header_row_setting_picks_the_line_detected_from(

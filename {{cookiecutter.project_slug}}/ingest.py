@@ -21,7 +21,8 @@ Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cook
 
 The load is
 - fast: PostgreSQL gets the file through COPY (the server parses plain delimited text
-  itself); SQLite gets the csv reader straight into executemany. Memory stays flat for
+  itself; a file it would read otherwise than the csv reader, such as one with a `"` inside
+  a value, goes row by row); SQLite gets the csv reader straight into executemany. Memory stays flat for
   text; a sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so a sheet
   of Excel's maximum 1,048,576 rows needs about 800 MB);
 - explicit about history ({{ cookiecutter.__source_key }}_LOAD_MODE, see LOAD_MODES): `append` keys a
@@ -55,6 +56,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -508,12 +510,30 @@ def text_character(setting: str, value: str, word: str) -> str | None:
 # --- Writing to the database -----------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class Sha256(threading.Thread):
+    """A file's SHA-256, hashed while ingest.py opens the sink (hashlib and reading let go
+    of the GIL, so it takes no time off the load on a second core)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)  # a load that fails before it is needed does not wait
+        self.path, self.digest, self.error = path, "", None
+        self.start()
+
+    def run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self.path.open("rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as error:
+            self.error = error
+        self.digest = digest.hexdigest()
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
 
 
 def open_source(setting: str | None) -> Path:
@@ -669,8 +689,10 @@ def insert_into_sqlite(
     return cursor.rowcount
 
 
-class HoldsStandIn(Exception):
-    """A QUOTE=none file holds the byte COPY would take for its text qualifier."""
+class NotAsCopyReadsIt(Exception):
+    """COPY would read the file otherwise than the csv reader: a QUOTE=none file holds the
+    byte COPY takes for its qualifier, or a value holds a qualifier in its middle (`5"
+    laceration`: data to the csv reader, the start of a quoted part to COPY)."""
 
 
 def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) -> int:
@@ -681,9 +703,9 @@ def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) 
     try:
         if table.plain_csv:
             try:
-                with connection.begin_nested():  # a stand-in byte found: undo, then row by row
+                with connection.begin_nested():  # undone, then row by row
                     return copy_text(cursor, source, table)
-            except HoldsStandIn:
+            except NotAsCopyReadsIt:
                 table = checked(table)
         return copy_rows(cursor, table)
     except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
@@ -700,20 +722,76 @@ def copy_rows(cursor: psycopg.Cursor, table: Table) -> int:
 
 def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
     """The file's data rows for the server to parse (COPY's CSV format with the file's
-    delimiter and qualifier). Quoted empty cells ("") are NULL too, as on SQLite."""
+    delimiter and qualifier). Empty cells are NULL; quoted ones ("") too, as on SQLite
+    (FORCE_NULL, which a file without a qualifier does not need)."""
     layout, columns = table.csv, ", ".join(table.columns)
     quote = NO_QUOTE_STANDIN if layout.quote is None else layout.quote
+    force_null = "" if layout.quote is None else f", FORCE_NULL ({columns})"
     options = (
         f"FORMAT csv, DELIMITER {sql_character(layout.delimiter)}, "
-        f"QUOTE {sql_character(quote)}, FORCE_NULL ({columns})"
+        f"QUOTE {sql_character(quote)}{force_null}"
     )
     stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
+    classes = byte_classes(layout.delimiter, quote)
     with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
-        for chunk in utf8_chunks(source, layout):
+        for chunk in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
             if stand_in is not None and stand_in in chunk:
-                raise HoldsStandIn
+                raise NotAsCopyReadsIt
+            if stand_in is None and quote.encode() in chunk and b"xQx" in chunk.translate(classes):
+                raise NotAsCopyReadsIt  # a qualifier between two characters of a value
             copy.write(chunk)
     return cursor.rowcount
+
+
+def byte_classes(delimiter: str, quote: str) -> bytes:
+    """A bytes.translate table: the qualifier to Q, the delimiter and line ends to D, N and
+    R, any other byte to x. `xQx` is a qualifier in a value's middle (a quoted value's
+    qualifiers are next to a delimiter, a line end or each other)."""
+    table = bytearray(b"x" * 256)
+    for character, name in ((delimiter, "D"), ("\n", "N"), ("\r", "R"), (quote, "Q")):
+        for byte in character.encode():
+            table[byte] = ord(name)
+    return bytes(table)
+
+
+# A line that is exactly `\.` ends COPY's data, in CSV format too, and the rows after it would
+# be lost; quoted (`"\."`) it is the value `\.`.
+END_MARKER = re.compile(rb"^\\\.(?=[\r\n]|\Z)", re.MULTILINE)
+
+
+def end_markers_quoted(chunks: Iterable[bytes], quote: bytes) -> Iterator[bytes]:
+    """The chunks cut at line ends, each line that is COPY's end marker quoted."""
+    quotes = 0  # before the chunk: odd, it starts inside a quoted value
+    for chunk in whole_lines(chunks):  # `in` a one-byte string is memchr: almost free
+        if b"\\" in chunk and (chunk.startswith(b"\\.") or b"\n\\." in chunk):
+            chunk = quote_markers(chunk, quote, quotes % 2 == 1)
+        if quote in chunk:
+            quotes += chunk.count(quote)
+        yield chunk
+
+
+def quote_markers(chunk: bytes, quote: bytes, inside: bool) -> bytes:
+    """As in COPY, a line starts a row where the quotes before it are even (else it is
+    inside a quoted value and stays as it is)."""
+    parts, start = [], 0
+    for marker in END_MARKER.finditer(chunk):
+        inside ^= chunk.count(quote, start, marker.start()) % 2 == 1
+        parts += [chunk[start : marker.start()], marker[0] if inside else quote + marker[0] + quote]
+        start = marker.end()
+    return b"".join([*parts, chunk[start:]])
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The same bytes, each chunk but the last ending with a line end."""
+    rest: list[bytes] = []  # the start of a line the chunks so far end in
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield b"".join([*rest, chunk[:cut]])
+            rest = []
+        rest.append(chunk[cut:])
+    if last := b"".join(rest):
+        yield last
 
 
 def sql_character(character: str) -> str:
@@ -747,10 +825,11 @@ class Loaded:
     same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
 
 
-def load(source: Path, engine: sa.Engine, settings: Settings) -> Loaded:
+def load(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
     """Load `source` into the table in one transaction, as its load mode says."""
     try:
-        return load_rows(source, engine, transformed(read_table(source, settings)), settings)
+        table = transformed(read_table(source, settings))
+        return load_rows(source, sha256.result(), engine, table, settings)
     except BadInput as error:
         raise BadInput(f"{SOURCE_SETTING}={source}: {error}") from None
 
@@ -819,8 +898,9 @@ def bad_line(path: Path, encoding: str) -> str:
     return f"the file is not {encoding}"
 
 
-def load_rows(source: Path, engine: sa.Engine, table: Table, settings: Settings) -> Loaded:
-    sha256 = sha256_of(source)
+def load_rows(
+    source: Path, sha256: str, engine: sa.Engine, table: Table, settings: Settings
+) -> Loaded:
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         postgresql = connection.dialect.name == "postgresql"
         rows, loads, added = sink_tables(connection, table.columns, settings.add_columns)
@@ -876,9 +956,10 @@ def main() -> int:
         if not SOURCE_NAME.fullmatch(SOURCE):
             raise BadInput(f"source {SOURCE!r} is not a source name (lowercase words joined by -)")
         source = open_source(os.environ.get(SOURCE_SETTING))
+        sha256 = Sha256(source)  # while the sink's driver is imported and the file read
         settings = read_settings()
         engine = open_sink(os.environ.get(SINK_SETTING))
-        loaded = load(source, engine, settings)
+        loaded = load(source, sha256, engine, settings)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         print_summary(ok=False, error=str(error))
