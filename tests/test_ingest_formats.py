@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -167,18 +168,29 @@ def test_a_stand_in_byte_in_an_unquoted_file_still_loads(
     assert sink.rows() == expected(rows)
 
 
+# Values with a `"` after their first character, each set in a file of its own (a file goes
+# to COPY whole or row by row).
+QUALIFIERS_IN_VALUES = {
+    "in-the-middle": [["1", 'say "hi" now', "a"], ["2", '5" laceration', 'x"y']],
+    "at-the-end": [["4", 'wound 12"', "b"], ["5", '3"', ""], ["6", "after", "c"]],
+    "doubled": [["7", 'a""b', "d"], ["8", "after", 'e""']],
+}
+
+
+@pytest.mark.parametrize("rows", QUALIFIERS_IN_VALUES.values(), ids=QUALIFIERS_IN_VALUES.keys())
 def test_a_qualifier_inside_an_unquoted_value_is_data(
-    project: Path, sink: Sink, tmp_path: Path
+    project: Path, sink: Sink, tmp_path: Path, rows: list[list[str]]
 ) -> None:
-    """With the default `"`, a `"` in a value's middle is data, as the csv reader reads it
-    (COPY would start a quoted part there and drop the quotes of `say "hi" now`)."""
-    rows = [["1", 'say "hi" now', "a"], ["2", '5" laceration', 'x"y'], ["3", '"quoted"', ""]]
-    lines = ["|".join(HEADER), *("|".join(row) for row in rows[:2]), '3|"""quoted"""|']
+    """With the default `"`, a `"` after a value's first character is data, as the csv
+    reader reads it. COPY would start a quoted part there: it dropped the quotes of `say "hi"
+    now`, and from a value ending in `"` (12" in inches) on it joined the rows up to the next
+    such value into one."""
+    lines = ["|".join(HEADER), *("|".join(row) for row in rows), '3|"""quoted"""|']
     source = tmp_path / "export.txt"
     source.write_text("".join(line + "\n" for line in lines))
     result = ingest(project, source, sink)
     assert result.returncode == 0, result.stderr
-    assert sink.rows() == expected(rows)
+    assert sink.rows() == expected([*rows, ["3", '"quoted"', ""]])
 
 
 # ingest.py with its row-by-row COPY (the checked rows, for files PostgreSQL cannot parse
@@ -296,6 +308,28 @@ def test_end_markers_at_chunk_boundaries_are_data(
     result = ingest(project, source, sink)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(rows)
+
+
+def test_a_quoted_value_across_a_chunk_boundary_keeps_the_qualifier_check_in_step(
+    project: Path, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The second chunk starts inside a quoted value, so its first `"` closes one: the file
+    still goes to COPY; a value ending in `"` after it still makes it go row by row."""
+    filler = [["xx"], *[["x"]] * ((COPY_CHUNK - 6) // 2)]
+    for tail in ([], [['12"']]):
+        database = postgres_server.create_database()
+        sink = Sink(postgres_server.url(database), partial(postgres_server.query, database))
+        rows = [*filler, ["a\nb"], ["yy"], *tail]
+        data = "".join((f'"{value}"' if "\n" in value else value) + "\n" for (value,) in rows)
+        assert data.index('b"') == COPY_CHUNK  # the second chunk starts in the quoted value
+        source = tmp_path / f"notes-{len(tail)}.txt"
+        source.write_text("note\n" + data)
+        result = blocked_row_by_row(project, source, sink)
+        if tail:
+            assert (result.returncode, result.stderr.strip()) == (1, "row by row")
+            result = ingest(project, source, sink)
+        assert result.returncode == 0, result.stderr
+        assert sink.rows() == expected(rows)
 
 
 def test_an_end_marker_line_in_a_wider_file_is_a_short_row(

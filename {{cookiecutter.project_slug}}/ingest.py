@@ -691,8 +691,8 @@ def insert_into_sqlite(
 
 class NotAsCopyReadsIt(Exception):
     """COPY would read the file otherwise than the csv reader: a QUOTE=none file holds the
-    byte COPY takes for its qualifier, or a value holds a qualifier in its middle (`5"
-    laceration`: data to the csv reader, the start of a quoted part to COPY)."""
+    byte COPY takes for its qualifier, or a value holds a qualifier after its first character
+    (`5" laceration`, `12"`: data to the csv reader, the start of a quoted part to COPY)."""
 
 
 def copy_into_postgresql(connection: sa.Connection, source: Path, table: Table) -> int:
@@ -732,21 +732,39 @@ def copy_text(cursor: psycopg.Cursor, source: Path, table: Table) -> int:
         f"QUOTE {sql_character(quote)}{force_null}"
     )
     stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
-    classes = byte_classes(layout.delimiter, quote)
+    qualifier, classes = quote.encode(), byte_classes(layout.delimiter, quote)
+    inside = False  # the chunk starts inside a quoted value (one with a line end in it)
     with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN ({options})") as copy:
-        for chunk in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
+        for chunk in end_markers_quoted(utf8_chunks(source, layout), qualifier):
             if stand_in is not None and stand_in in chunk:
                 raise NotAsCopyReadsIt
-            if stand_in is None and quote.encode() in chunk and b"xQx" in chunk.translate(classes):
-                raise NotAsCopyReadsIt  # a qualifier between two characters of a value
+            if stand_in is None and qualifier in chunk:
+                if not read_alike(chunk.translate(classes), inside):
+                    raise NotAsCopyReadsIt
+                inside ^= chunk.count(qualifier) % 2 == 1
             copy.write(chunk)
     return cursor.rowcount
 
 
+# Over a chunk's byte classes: outside a quoted value, a qualifier may open one only at a
+# value's start (after a delimiter, a line end or another qualifier, or at the chunk's start,
+# which is a line's). Anywhere else (`5" laceration`, `12"`, `a""b` unquoted) the csv reader
+# keeps it as data where COPY would open a quoted part, and could join rows.
+READ_ALIKE = re.compile(rb"(?:[^Q]*(?<![xR])Q[^Q]*Q)*(?:[^Q]*(?<![xR])Q)?[^Q]*")
+INSIDE_TO_ITS_END = re.compile(rb"[^Q]*Q")
+
+
+def read_alike(classes: bytes, inside: bool) -> bool:
+    """Whether COPY reads the chunk's qualifiers as the csv reader does."""
+    start = 0
+    if inside and (closed := INSIDE_TO_ITS_END.match(classes)):
+        start = closed.end()
+    return READ_ALIKE.fullmatch(classes, start) is not None
+
+
 def byte_classes(delimiter: str, quote: str) -> bytes:
     """A bytes.translate table: the qualifier to Q, the delimiter and line ends to D, N and
-    R, any other byte to x. `xQx` is a qualifier in a value's middle (a quoted value's
-    qualifiers are next to a delimiter, a line end or each other)."""
+    R, any other byte to x (read by READ_ALIKE)."""
     table = bytearray(b"x" * 256)
     for character, name in ((delimiter, "D"), ("\n", "N"), ("\r", "R"), (quote, "Q")):
         for byte in character.encode():
