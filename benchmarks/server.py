@@ -6,7 +6,8 @@ The PostgreSQL+Redis server runs as host processes, not under systemd: PostgreSQ
 installed major >= 14, support.services.PG_BIN; `initdb`/`pg_ctl` as the postgres user),
 `redis-server`, the migrations, then the two commands of the generated units' ExecStart=
 with the generated env file's settings (secrets
-filled in, ports made free), auth and CSRF on. The worker under test is the same either way.
+filled in, ports made free), auth and CSRF on, and without the TLS front: the clients talk to
+the API over HTTP on its loopback port. The worker under test is the same either way.
 """
 
 from __future__ import annotations
@@ -94,8 +95,11 @@ def warehouse_server(root: Path) -> Iterator[AuthServer]:
             )
         )
         api_port = free_port()
-        with quiet():
-            warehouse = bake_warehouse(root / "warehouse", server_port=str(api_port))
+        api_url = f"http://127.0.0.1:{api_port}/api"
+        with quiet():  # an http URL: the API itself, without the TLS front (nginx) before it
+            warehouse = bake_warehouse(
+                root / "warehouse", server_port=str(api_port), prefect_api_url=api_url
+            )
         auth = f"admin:{secrets.token_hex(16)}"
         settings = {
             name: value.replace("CHANGE-ME-DB-PASSWORD", "bench")
@@ -127,7 +131,6 @@ def warehouse_server(root: Path) -> Iterator[AuthServer]:
             check=True,
             capture_output=True,
         )
-        api_url = f"http://127.0.0.1:{api_port}/api"
         stack.enter_context(
             managed_process(
                 units["prefect-server"],
@@ -218,7 +221,8 @@ def measure(ctx: Context) -> list[Section]:
         "Both servers run on this 2-core machine beside the worker and the clients, one after the "
         "other in the same run. The PostgreSQL + Redis server is the generated "
         "prefect-server.env.example (auth, CSRF, Redis messaging) with the two units' commands "
-        f"run as host processes (not under systemd), PostgreSQL {PG_BIN.parent.name} and "
+        "run as host processes (not under systemd) and without the TLS front (HTTP on "
+        f"loopback), PostgreSQL {PG_BIN.parent.name} and "
         "redis-server on free "
         "loopback ports; both servers get the test speed-ups of support.services (scheduler loop "
         "5 s, no UI). Latency: `prefect deployment run` to COMPLETED of a warm trivial flow, the "
