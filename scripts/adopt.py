@@ -315,6 +315,9 @@ def pulled_in(requirements: list[str], bounds: dict[str, str], pipfile: dict[str
         argv += [str(constraints), "--no-header", "--no-annotate", "--quiet"]
         argv += ["--python-version", str(pipfile["requires"]["python_version"])]
         argv += ["--index-url", pipfile["source"][0]["url"]]
+        # The machine's CA store, as pip and pipenv use it: behind a proxy that re-signs TLS
+        # with the hospital's own CA, uv's bundled CAs alone refuse the index.
+        argv += ["--system-certs"]
         try:
             resolved = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
