@@ -57,7 +57,9 @@ def prefect2_venv() -> Path:
         uv = str(BIN / "uv")
         subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
         installed = subprocess.run(
-            [uv, "pip", "install", "-q", "-p", str(venv / "bin/python"), "-r", str(PINS)],
+            # the machine's CA store, as pip uses it (a proxy may re-sign TLS with its own CA)
+            [uv, "pip", "install", "-q", "--system-certs", "-p", str(venv / "bin/python")]
+            + ["-r", str(PINS)],
             capture_output=True,
             text=True,
             timeout=900,
