@@ -3,6 +3,7 @@ that systemd accepts and scores as hardened, and an installer; hostile answers n
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -10,10 +11,12 @@ import re
 import stat
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from pytest_cookies.plugin import Cookies
@@ -658,3 +661,58 @@ def test_an_empty_cron_bakes_an_unscheduled_entry(cookies, tmp_path: Path) -> No
     assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
     assert "  schedule:   none (cron is empty" in dry_run.stdout
     assert "  next runs:  -\n" in dry_run.stdout
+
+
+def busy_response(pace: Any, retry_after: str | None = None, request: Any = None) -> Any:
+    """A 503 as the server sends it, passed through *pace*'s response hook."""
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    request = request or httpx.Request("POST", "http://127.0.0.1/api/deployments/")
+    response = httpx.Response(503, headers=headers, request=request)
+    asyncio.run(pace.on_response(response))
+    return response
+
+
+def test_a_busy_server_is_retried_soon_and_then_written_one_at_a_time(flow_set: tuple) -> None:
+    """A 503 without Retry-After (SQLite refusing a colliding writer) gets BUSY_RETRY_AFTER's
+    waits, longer for each 503 of the same request; from then on one write at a time."""
+    _, warehouse = flow_set
+    module = load_prw_deploy(warehouse)
+    pace = module.Pace()
+
+    async def write_three() -> int:
+        for _ in range(3):
+            async with pace:
+                pass
+        return pace.at_once
+
+    assert asyncio.run(write_three()) == 4  # one at first, one more after each answer
+    first = busy_response(pace)
+    again = busy_response(pace, request=first.request)
+    assert [first.headers["Retry-After"], again.headers["Retry-After"]] == ["0.05", "0.25"]
+    assert busy_response(pace).headers["Retry-After"] == "0.05"  # another request's first
+    assert busy_response(pace, retry_after="30").headers["Retry-After"] == "30"  # the server's
+    assert asyncio.run(write_three()) == 1
+
+
+def test_each_flow_is_created_once_however_many_deployments_share_it(flow_set: tuple) -> None:
+    _, warehouse = flow_set
+    module = load_prw_deploy(warehouse)
+    created: list[str] = []
+
+    class Client:
+        async def create_flow_from_name(self, name: str) -> uuid.UUID:
+            created.append(name)
+            await asyncio.sleep(0.01)  # the others ask meanwhile
+            return uuid.uuid5(uuid.NAMESPACE_DNS, name)
+
+    known = uuid.uuid4()
+    flow_ids = module.FlowIds(Client())
+    flow_ids.add({known: "read-from-the-server"})
+
+    async def ask() -> list[uuid.UUID]:
+        names = ["ingest", "ingest", "other", "ingest", "read-from-the-server"]
+        return await asyncio.gather(*(flow_ids.of(name) for name in names))
+
+    ids = asyncio.run(ask())
+    assert sorted(created) == ["ingest", "other"]
+    assert ids[0] == ids[1] == ids[3] != ids[2] and ids[4] == known

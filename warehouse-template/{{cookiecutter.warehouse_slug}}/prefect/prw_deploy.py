@@ -18,10 +18,12 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -30,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import httpx
 from cron_descriptor import get_description
 from prefect import get_client
 from prefect.automations import Automation
@@ -80,6 +83,12 @@ WRITES_AT_ONCE = 8  # concurrent creates/updates through the one API client
 CLONES_AT_ONCE = 8  # concurrent shallow clones of the flows' repositories
 HEADS_AT_ONCE = 16  # concurrent `git ls-remote`s: each mostly waits on the git server
 PAGE = 200  # the server's largest page of a read
+# A SQLite database takes one writer at a time: the server answers 503 to a colliding write,
+# and Prefect's client waits 2, 4, 8, 16, 32 s before its retries (the client waits what a
+# 503's Retry-After asks instead). A lock clears in milliseconds: these are the Retry-After
+# seconds of a request's 1st, 2nd, ... 503 that came without one, the later ones outlasting a
+# server restart (39 s in all).
+BUSY_RETRY_AFTER = (0.05, 0.25, 1.25, 6.25, 31.25)
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 PLAN_ACTIONS = ("create", "update", "unchanged", "prune", "unlisted")
 # A flow run whose heartbeats stop (its worker or machine died without a word) is marked
@@ -386,34 +395,47 @@ def read_flow(checkout: Path, commit: str, entry: FlowEntry) -> Target:
     return Target(entry, flow_name, schema.model_dump(exclude_unset=True), commit)
 
 
-def load_targets(flows: list[FlowEntry], workdir: Path) -> tuple[list[Target], list[str]]:
+Failed = tuple[str, str]  # an entry that could not be read: its deployment's name, and why
+
+
+async def cloned_targets(
+    flows: list[FlowEntry], workdir: Path
+) -> AsyncIterator[tuple[list[Target], list[Failed]]]:
     """Each repository (and branch) cloned once, CLONES_AT_ONCE at a time (a clone mostly
-    waits on the git server); one error line per entry that failed."""
-    paths: dict[tuple[str, str], set[str]] = {}
+    waits on the git server), its flows read and the clone deleted. Yields, as clones finish,
+    the targets read and one error line per entry that failed: a deploy writes those while
+    the others still clone."""
+    by_source: dict[tuple[str, str], list[FlowEntry]] = {}
     for entry in flows:
-        paths.setdefault((entry.repo, entry.branch), set()).add(entry.entrypoint.split(":")[0])
-    sources = sorted(paths)
+        by_source.setdefault((entry.repo, entry.branch), []).append(entry)
 
-    def clone_one(n: int) -> tuple[Path, str] | EntryError:
+    def clone_and_read(n: int, entries: list[FlowEntry]) -> tuple[list[Target], list[Failed]]:
+        into = workdir / str(n)
+        paths = sorted({entry.entrypoint.split(":")[0] for entry in entries})
+        targets, errors = [], []
         try:
-            into = workdir / str(n)
-            return into, clone(*sources[n], sorted(paths[sources[n]]), into)
+            commit = clone(entries[0].repo, entries[0].branch, paths, into)
+            for entry in entries:
+                try:
+                    targets.append(read_flow(into, commit, entry))
+                except EntryError as exc:
+                    errors.append((entry.deployment, str(exc)))
         except EntryError as exc:
-            return exc
+            errors += [(entry.deployment, str(exc)) for entry in entries]
+        shutil.rmtree(into, ignore_errors=True)
+        return targets, errors
 
+    loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(CLONES_AT_ONCE) as pool:
-        checkouts = dict(zip(sources, pool.map(clone_one, range(len(sources))), strict=True))
-    targets: list[Target] = []
-    errors: list[str] = []
-    for entry in flows:
-        try:
-            checkout = checkouts[entry.repo, entry.branch]
-            if isinstance(checkout, EntryError):
-                raise checkout
-            targets.append(read_flow(*checkout, entry))
-        except EntryError as exc:
-            errors.append(f"{entry.deployment}: {exc}")
-    return targets, errors
+        cloning = [
+            loop.run_in_executor(pool, clone_and_read, n, by_source[source])
+            for n, source in enumerate(sorted(by_source))
+        ]
+        while cloning:
+            done, pending = await asyncio.wait(cloning, return_when=asyncio.FIRST_COMPLETED)
+            cloning = list(pending)
+            read = [future.result() for future in done]
+            yield [t for found, _ in read for t in found], [f for _, fails in read for f in fails]
 
 
 def recorded_targets(
@@ -544,17 +566,14 @@ def step_for(target: Target, current: DeploymentResponse | None) -> Step:
     return Step("update" if changes else "unchanged", name, target, current, changes)
 
 
-def make_plan(
-    targets: list[Target], server: dict[str, DeploymentResponse], marked: list, prune: bool
-) -> list[Step]:
-    """Create, update or leave each target; the marked deployments of the pool that
-    flows.json no longer names are pruned (with --prune) or kept. An entry that failed to
-    load is still named: its deployment is never a prune candidate."""
-    steps = [step_for(target, server.get(target.full_name)) for target in targets]
+def unlisted_steps(steps: list[Step], marked: list[DeploymentResponse], prune: bool) -> list[Step]:
+    """The marked deployments of the pool that flows.json no longer names: pruned (with
+    --prune) or kept. An entry that failed to load is still named: its deployment is never a
+    prune candidate."""
     kept = {step.current.id for step in steps if step.current}
     named = {entry.deployment for entry in FLOWS}
     action = "prune" if prune else "unlisted"
-    return steps + [
+    return [
         Step(action, deployment.name, current=deployment)
         for deployment in marked
         if deployment.id not in kept and deployment.name not in named
@@ -584,44 +603,86 @@ async def read_marked(client: PrefectClient) -> tuple[list[DeploymentResponse], 
 
 async def read_server(
     client: PrefectClient, targets: list[Target]
-) -> dict[str, DeploymentResponse]:
-    """The deployments of the listed flows by `<flow>/<deployment>`, wherever they are."""
+) -> tuple[dict[str, DeploymentResponse], dict[UUID, str]]:
+    """The deployments of the listed flows by `<flow>/<deployment>`, wherever they are, and
+    the names of those of the flows that exist, by flow id."""
     names = sorted({target.flow_name for target in targets})
     named = FlowFilter(name=FlowFilterName(any_=names))
     flows = await read_all(client.read_flows, flow_filter=named)
     flow_names = {flow.id: flow.name for flow in flows}
     ours = FlowFilter(id=FlowFilterId(any_=list(flow_names)))
     listed = await read_all(client.read_deployments, flow_filter=ours) if flows else []
-    return {f"{flow_names[d.flow_id]}/{d.name}": d for d in listed}
+    return {f"{flow_names[d.flow_id]}/{d.name}": d for d in listed}, flow_names
 
 
-async def load_plan(client: PrefectClient, prune: bool) -> tuple[list[Step], list[str]]:
-    """The plan, and one error line per entry that could not be read. A repo whose branch
+async def load_plan(
+    client: PrefectClient, prune: bool, flow_ids: FlowIds, start: Callable[[Step], None]
+) -> tuple[list[Step], list[str]]:
+    """The plan and one error line per entry that could not be read; each create and update
+    is passed to *start* as soon as it is decided (a deploy writes it while other repos are
+    still being cloned), and each flow's id found is added to *flow_ids*. A repo whose branch
     head is the commit its deployments were written from is not cloned (see
     recorded_targets); the others are cloned and their flows read."""
     sources = sorted({(entry.repo, entry.branch) for entry in FLOWS})
     heads, (marked, flow_names) = await asyncio.gather(
         asyncio.to_thread(branch_heads, sources), read_marked(client)
     )
-    recorded = recorded_targets(FLOWS, heads, marked, flow_names)
-    skipped = {target.entry.deployment for target in recorded}
-    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
-        to_read = [entry for entry in FLOWS if entry.deployment not in skipped]
-        cloned, errors = await asyncio.to_thread(load_targets, to_read, Path(workdir))
-    order = {entry.deployment: n for n, entry in enumerate(FLOWS)}
-    targets = sorted(recorded + cloned, key=lambda target: order[target.entry.deployment])
+    flow_ids.add(flow_names)
     server = {f"{flow_names[d.flow_id]}/{d.name}": d for d in marked}
-    server |= await read_server(client, cloned) if cloned else {}  # wherever they are
-    return make_plan(targets, server, marked, prune), errors
+    steps: list[Step] = []
+
+    def decide(targets: list[Target]) -> None:
+        for target in targets:
+            steps.append(step := step_for(target, server.get(target.full_name)))
+            if step.action in WRITES:
+                start(step)
+
+    recorded = recorded_targets(FLOWS, heads, marked, flow_names)
+    decide(recorded)
+    skipped = {target.entry.deployment for target in recorded}
+    to_read = [entry for entry in FLOWS if entry.deployment not in skipped]
+    errors: list[Failed] = []
+    with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
+        async for cloned, failed in cloned_targets(to_read, Path(workdir)):
+            errors += failed
+            elsewhere = [target for target in cloned if target.full_name not in server]
+            if elsewhere:  # not marked: another pool's, a hand-made one, or none yet
+                listed, listed_flows = await read_server(client, elsewhere)
+                server |= listed
+                flow_ids.add(listed_flows)
+            decide(cloned)
+    order = {entry.deployment: n for n, entry in enumerate(FLOWS)}
+    steps.sort(key=lambda step: order[step.name])
+    errors.sort(key=lambda error: order[error[0]])
+    return steps + unlisted_steps(steps, marked, prune), [f"{n}: {why}" for n, why in errors]
 
 
-async def create(client: PrefectClient, step: Step) -> None:
+class FlowIds:
+    """Each flow's id by name: those read from the server, the others created once per run
+    (a deployment needs its flow's id; many deployments can share one flow)."""
+
+    def __init__(self, client: PrefectClient) -> None:
+        self.client = client
+        self.known: dict[str, UUID] = {}
+        self.creating: dict[str, asyncio.Lock] = {}
+
+    def add(self, names: dict[UUID, str]) -> None:
+        self.known |= {name: flow_id for flow_id, name in names.items()}
+
+    async def of(self, name: str) -> UUID:
+        async with self.creating.setdefault(name, asyncio.Lock()):
+            if name not in self.known:
+                self.known[name] = await self.client.create_flow_from_name(name)
+        return self.known[name]
+
+
+async def create(client: PrefectClient, step: Step, flow_ids: FlowIds) -> None:
     """A new deployment, unpaused, with its schedule active."""
     target = step.target
     entry = target.entry
     schedules = [DeploymentScheduleCreate(schedule=cron_schedule(entry))] if entry.cron else []
     await client.create_deployment(
-        flow_id=await client.create_flow_from_name(target.flow_name),
+        flow_id=await flow_ids.of(target.flow_name),
         name=entry.deployment,
         work_pool_name=WORK_POOL,
         schedules=schedules,
@@ -633,11 +694,11 @@ async def create(client: PrefectClient, step: Step) -> None:
         version=target.commit,
         entrypoint=entry.entrypoint,
         pull_steps=[pull_step(entry)],
-        job_variables={"env": entry.env},
+        job_variables={"env": entry.env} if entry.env else {},  # none: nothing to validate
     )
 
 
-async def update(client: PrefectClient, step: Step) -> None:
+async def update(client: PrefectClient, step: Step, _: FlowIds) -> None:
     """Every field but `paused` and the schedules; then the schedule (see sync_schedule)."""
     target, current = step.target, step.current
     entry = target.entry
@@ -676,33 +737,61 @@ async def sync_schedule(client: PrefectClient, current: DeploymentResponse, entr
         await client.delete_deployment_schedule(current.id, extra.id)
 
 
-async def delete(client: PrefectClient, step: Step) -> None:
+async def delete(client: PrefectClient, step: Step, _: FlowIds) -> None:
     await client.delete_deployment(step.current.id)
     print(f"Deleted deployment {step.name!r} (no longer in flows.json)")
 
 
-WRITES: dict[str, Callable[[PrefectClient, Step], Awaitable[None]]] = {
+WRITES: dict[str, Callable[[PrefectClient, Step, FlowIds], Awaitable[None]]] = {
     "create": create,
     "update": update,
     "prune": delete,
 }
 
 
-async def write(client: PrefectClient, plan: list[Step]) -> list[str]:
-    """Apply the plan's creates, updates and prunes, WRITES_AT_ONCE at a time; one
-    failure does not stop the others. Returns one line per failure."""
-    gate = asyncio.Semaphore(WRITES_AT_ONCE)
+class Pace:
+    """How many writes at once: one, then one more after each write the server answered, up to
+    WRITES_AT_ONCE; one for the rest of the run once it answers 503 (busy: a SQLite database
+    takes one writer at a time and refuses a colliding one). A 503 without a Retry-After gets
+    one from BUSY_RETRY_AFTER, which Prefect's client waits before trying again."""
 
-    async def one(step: Step) -> str | None:
-        async with gate:
-            try:
-                await WRITES[step.action](client, step)
-            except Exception as exc:  # name it, keep going
-                return f"{step.name}: {step.action} failed: {one_line(exc)}"
-        return None
+    def __init__(self) -> None:
+        self.at_once, self.writing, self.busy = 1, 0, False
+        self.turn = asyncio.Condition()
+        self.refused: weakref.WeakKeyDictionary[httpx.Request, int] = weakref.WeakKeyDictionary()
 
-    failures = await asyncio.gather(*(one(step) for step in plan if step.action in WRITES))
-    return [failure for failure in failures if failure]
+    def client(self) -> PrefectClient:
+        return get_client(httpx_settings={"event_hooks": {"response": [self.on_response]}})
+
+    async def on_response(self, response: httpx.Response) -> None:
+        if response.status_code == 503 and "Retry-After" not in response.headers:
+            self.at_once, self.busy = 1, True
+            times = self.refused[response.request] = self.refused.get(response.request, -1) + 1
+            seconds = BUSY_RETRY_AFTER[min(times, len(BUSY_RETRY_AFTER) - 1)]
+            response.headers["Retry-After"] = str(seconds)
+
+    async def __aenter__(self) -> None:
+        async with self.turn:
+            await self.turn.wait_for(lambda: self.writing < self.at_once)
+            self.writing += 1
+
+    async def __aexit__(self, *_: object) -> None:
+        async with self.turn:
+            self.writing -= 1
+            if not self.busy:
+                self.at_once = min(self.at_once + 1, WRITES_AT_ONCE)
+            self.turn.notify_all()
+
+
+async def write(client: PrefectClient, step: Step, flow_ids: FlowIds, pace: Pace) -> str | None:
+    """Apply one create, update or prune at the server's *pace*; None, or a line naming the
+    failure (the other writes go on)."""
+    async with pace:
+        try:
+            await WRITES[step.action](client, step, flow_ids)
+        except Exception as exc:  # name it, keep going
+            return f"{step.name}: {step.action} failed: {one_line(exc)}"
+    return None
 
 
 def print_plan(plan: list[Step]) -> None:
@@ -713,13 +802,28 @@ def print_plan(plan: list[Step]) -> None:
 
 
 async def plan_and_apply(apply: bool, prune: bool) -> tuple[bool, list[str]]:
-    """Print the plan; with *apply*, write it. Returns (anything to change?, one line per
-    entry that could not be read or written)."""
-    async with get_client() as client:
-        plan, errors = await load_plan(client, prune)
-        print_plan(plan)
+    """Print the plan; with *apply*, write it (each create and update from when it is decided,
+    the prunes once the plan is whole). Returns (anything to change?, one line per entry that
+    could not be read or written)."""
+    pace = Pace()
+    async with pace.client() as client:
+        flow_ids = FlowIds(client)
+        writes: list[asyncio.Task[str | None]] = []
+
+        def start(step: Step) -> None:
+            if apply:
+                writes.append(asyncio.create_task(write(client, step, flow_ids, pace)))
+
+        try:
+            plan, errors = await load_plan(client, prune, flow_ids, start)
+            print_plan(plan)
+            for step in plan:
+                if step.action == "prune":
+                    start(step)
+        finally:  # the writes already started finish, also when reading failed
+            failures = await asyncio.gather(*writes)
         changes = any(step.action in WRITES for step in plan)
-        return changes, errors + (await write(client, plan) if apply else [])
+        return changes, errors + [failure for failure in failures if failure]
 
 
 async def set_paused(names: list[str], paused: bool) -> list[str]:
