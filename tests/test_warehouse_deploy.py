@@ -14,6 +14,8 @@ from support.git import bare_repo, commit_all, git, head
 from support.services import PrefectServer
 from support.warehouse import bake_warehouse
 
+from contract import naming
+
 pytestmark = pytest.mark.e2e
 
 POOL = "deploy-check"
@@ -334,3 +336,30 @@ def test_a_branch_that_did_not_move_is_not_cloned_and_a_pushed_commit_is(
     updated = api.deployment(name)
     assert updated["version"] == head(source)
     assert sorted(updated["parameter_openapi_schema"]["properties"]) == ["greeting", "who"]
+
+
+def test_an_unmarked_deployment_of_the_same_flow_and_name_is_updated_in_place_and_kept_paused(
+    prefect_server: PrefectServer, repo: str, tmp_path: Path
+) -> None:
+    """A deployment made before the marker (by hand, by the old prw_deploy.py, in another
+    pool) is found by its name: the plan says update, the deploy keeps its id and its pause
+    and adds the marker; it is never created a second time."""
+    api = PrefectApi(prefect_server.api_url)
+    flow_id = api.post("/flows/", {"name": "hello-ingest"})["id"]
+    api.post("/work_pools/", {"name": "elsewhere", "type": "process"})
+    made = api.post(
+        "/deployments/",
+        {"name": "adopted-ingest", "flow_id": flow_id, "work_pool_name": "elsewhere"},
+    )
+    api.patch(f"/deployments/{made['id']}", {"paused": True})
+    flows = {"adopted-ingest": entry(repo)}
+    warehouse = bake_warehouse(tmp_path / "adopt", work_pool=POOL, flows=flows)
+    planned = plan(warehouse, prefect_server)
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert "update    adopted-ingest, paused (kept)\n" in planned.stdout
+    deployed = run_python(["prefect/prw_deploy.py"], warehouse, prefect_server.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    adopted = api.deployment("hello-ingest/adopted-ingest")
+    assert (adopted["id"], adopted["paused"]) == (made["id"], True)
+    assert adopted["work_pool_name"] == POOL
+    assert naming.warehouse_tag("prh-warehouse") in adopted["tags"]

@@ -54,7 +54,6 @@ from prefect.client.schemas.filters import (
     DeploymentFilterTags,
     FlowFilter,
     FlowFilterId,
-    FlowFilterName,
     WorkPoolFilter,
     WorkPoolFilterName,
 )
@@ -601,18 +600,14 @@ async def read_marked(client: PrefectClient) -> tuple[list[DeploymentResponse], 
     return marked, {flow.id: flow.name for flow in flows}
 
 
-async def read_server(
-    client: PrefectClient, targets: list[Target]
-) -> tuple[dict[str, DeploymentResponse], dict[UUID, str]]:
-    """The deployments of the listed flows by `<flow>/<deployment>`, wherever they are, and
-    the names of those of the flows that exist, by flow id."""
-    names = sorted({target.flow_name for target in targets})
-    named = FlowFilter(name=FlowFilterName(any_=names))
-    flows = await read_all(client.read_flows, flow_filter=named)
-    flow_names = {flow.id: flow.name for flow in flows}
-    ours = FlowFilter(id=FlowFilterId(any_=list(flow_names)))
-    listed = await read_all(client.read_deployments, flow_filter=ours) if flows else []
-    return {f"{flow_names[d.flow_id]}/{d.name}": d for d in listed}, flow_names
+async def read_named(client: PrefectClient) -> tuple[list[DeploymentResponse], dict[UUID, str]]:
+    """The deployments that have a name flows.json lists, of any flow, in any pool (marked or
+    not: another pool's, a hand-made one), and their flows' names by flow id."""
+    names = DeploymentFilter(name=DeploymentFilterName(any_=[e.deployment for e in FLOWS]))
+    named = await read_all(client.read_deployments, deployment_filter=names)
+    ids = FlowFilter(id=FlowFilterId(any_=sorted({d.flow_id for d in named})))
+    flows = await read_all(client.read_flows, flow_filter=ids) if named else []
+    return named, {flow.id: flow.name for flow in flows}
 
 
 async def load_plan(
@@ -624,11 +619,12 @@ async def load_plan(
     head is the commit its deployments were written from is not cloned (see
     recorded_targets); the others are cloned and their flows read."""
     sources = sorted({(entry.repo, entry.branch) for entry in FLOWS})
-    heads, (marked, flow_names) = await asyncio.gather(
-        asyncio.to_thread(branch_heads, sources), read_marked(client)
+    heads, (marked, flow_names), (named, named_flows) = await asyncio.gather(
+        asyncio.to_thread(branch_heads, sources), read_marked(client), read_named(client)
     )
+    flow_names |= named_flows
     flow_ids.add(flow_names)
-    server = {f"{flow_names[d.flow_id]}/{d.name}": d for d in marked}
+    server = {f"{flow_names[d.flow_id]}/{d.name}": d for d in [*named, *marked]}
     steps: list[Step] = []
 
     def decide(targets: list[Target]) -> None:
@@ -645,11 +641,6 @@ async def load_plan(
     with tempfile.TemporaryDirectory(prefix="prw-deploy-") as workdir:
         async for cloned, failed in cloned_targets(to_read, Path(workdir)):
             errors += failed
-            elsewhere = [target for target in cloned if target.full_name not in server]
-            if elsewhere:  # not marked: another pool's, a hand-made one, or none yet
-                listed, listed_flows = await read_server(client, elsewhere)
-                server |= listed
-                flow_ids.add(listed_flows)
             decide(cloned)
     order = {entry.deployment: n for n, entry in enumerate(FLOWS)}
     steps.sort(key=lambda step: order[step.name])
