@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -377,6 +378,13 @@ def branch_heads(sources: list[tuple[str, str]]) -> dict[tuple[str, str], str | 
         return dict(zip(sources, pool.map(head, sources), strict=True))
 
 
+# Prefect reads a flow's source with sys.path changed for the while and set back after
+# (prefect.utilities.importtools.safe_load_namespace, "not thread safe"): the clones run in
+# threads, but one flow is read at a time, or one repo's folder could stay on sys.path for
+# another's imports.
+READING_ONE_FLOW = threading.Lock()
+
+
 def read_flow(checkout: Path, commit: str, entry: FlowEntry) -> Target:
     """The flow's name and parameter schema from its source file: Prefect reads the
     decorator and the signature without importing the flow's own dependencies."""
@@ -385,8 +393,9 @@ def read_flow(checkout: Path, commit: str, entry: FlowEntry) -> Target:
         raise EntryError(f"{path} is not in {entry.repo} (branch {entry.branch})")
     located = f"{checkout / path}:{function}"
     try:
-        decorator = load_flow_arguments_from_entrypoint(located, arguments={"name"})
-        schema = parameter_schema_from_entrypoint(located)
+        with READING_ONE_FLOW:
+            decorator = load_flow_arguments_from_entrypoint(located, arguments={"name"})
+            schema = parameter_schema_from_entrypoint(located)
     except Exception as exc:  # a missing function, a syntax error: name the entry
         reason = one_line(exc).replace(f"{checkout}/", "")
         raise EntryError(f"cannot read {entry.entrypoint}: {reason}") from None
