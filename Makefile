@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-systemd test-migration test-fast lint bench clean
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt constraints.txt prh-ingest/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $(STAMP)
@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not systemd and not migration"
 
 lint: $(STAMP)
-	$(BIN)/ruff check contract hooks warehouse-template/hooks tests scripts benchmarks
+	$(BIN)/ruff check prh-ingest contract hooks warehouse-template/hooks tests scripts benchmarks
 
 ## Benchmarks: writes BENCHMARKS.md (about 15 min). Never part of `make test`.
 ## Bench-only dependencies (pandas, for the baseline) come from benchmarks/requirements.txt.
