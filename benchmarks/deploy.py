@@ -24,7 +24,7 @@ from benchmarks.common import (
     run_timed,
     with_server,
 )
-from contract import naming
+from prh_ingest import naming
 
 POOL = "bench-deploy"
 ENTRYPOINT = naming.flow_entrypoint(FLOW_NAME)

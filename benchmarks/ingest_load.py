@@ -26,7 +26,7 @@ from benchmarks.common import (
     quiet,
     run_timed,
 )
-from contract import naming
+from prh_ingest import naming
 
 MB = 1_000_000
 Load = tuple[float, int]  # wall seconds, peak RSS bytes

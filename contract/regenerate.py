@@ -63,17 +63,18 @@ class Template:
 
 
 INGEST_DIR = "{{" "cookiecutter.project_slug}}"  # split: no template marker in this file
-SHARED = "contract"  # this script and scripts/naming.py come from there, for both templates
+# This script and scripts/naming.py come from there, for both templates.
+SHARED = ("contract", "prh-ingest/src/prh_ingest/naming.py")
 INGEST = Template(
     "ingest-project template",
     None,
-    ("cookiecutter.json", "hooks", INGEST_DIR, SHARED),
+    ("cookiecutter.json", "hooks", INGEST_DIR, *SHARED),
     "extra_sources",
     "source",
     ("transform.py",),
 )
 WAREHOUSE = Template(
-    "warehouse template", "warehouse-template", ("warehouse-template", SHARED), "flows", "flow", ()
+    "warehouse template", "warehouse-template", ("warehouse-template", *SHARED), "flows", "flow", ()
 )
 
 

@@ -6,7 +6,7 @@ there; and it renders and runs each hook from inside that folder (that is where 
 hooks/). So in a hook, `{{ template_folder() }}` is the template's folder: the repository
 itself for the ingest template, warehouse-template/ for the warehouse, which holds
 `contract` as a link to the repository's. A hook puts that folder first on sys.path and
-imports `contract.naming` from it. (cookiecutter 2.7.1 also puts the folder in the context
+imports `prh_ingest.naming` (importing `contract` puts the package's source first). (cookiecutter 2.7.1 also puts the folder in the context
 as `cookiecutter._repo_dir`, but cruft does not, and cruft renders every template update.)
 
 A generated project must stand alone, so the post-generation hook copies the scripts it
@@ -23,9 +23,12 @@ from pathlib import Path
 from jinja2 import Environment
 from jinja2.ext import Extension
 
-HERE = Path(__file__).parent
-# The project's file -> this package's file it is a copy of.
-PROJECT_SCRIPTS = {"scripts/regenerate.py": "regenerate.py", "scripts/naming.py": "naming.py"}
+REPOSITORY = Path(__file__).resolve().parents[1]  # the template repository's checkout
+# The project's file -> the repository's file it is a copy of.
+PROJECT_SCRIPTS = {
+    "scripts/regenerate.py": "contract/regenerate.py",
+    "scripts/naming.py": "prh-ingest/src/prh_ingest/naming.py",
+}
 
 
 class TemplateFolder(Extension):
@@ -41,4 +44,4 @@ def copy_project_scripts(project: Path) -> None:
     for name, source in PROJECT_SCRIPTS.items():
         target = project / name
         target.parent.mkdir(exist_ok=True)
-        shutil.copyfile(HERE / source, target)
+        shutil.copyfile(REPOSITORY / source, target)

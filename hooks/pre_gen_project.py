@@ -16,8 +16,9 @@ from typing import Any
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
 sys.path.insert(0, TEMPLATE_FOLDER)  # this repository's contract/ (see contract/template.py)
-from contract import naming  # noqa: E402
-from contract.naming import Invalid  # noqa: E402
+import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on sys.path)
+from prh_ingest import naming  # noqa: E402
+from prh_ingest.naming import Invalid  # noqa: E402
 
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&()-]*")
 PYTHON_VERSION = re.compile(r"3\.(1[0-3])")

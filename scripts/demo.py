@@ -27,7 +27,7 @@ from cookiecutter.main import cookiecutter
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
-from contract import naming  # noqa: E402 (the template repo's naming contract)
+from prh_ingest import naming  # noqa: E402 (the template repo's naming contract)
 
 SCRATCH = REPO_DIR / ".scratch"
 BIN = Path(sys.executable).parent

@@ -14,7 +14,7 @@ import pytest
 from support.baking import SOURCE, SOURCE_SETTING, local_run_env
 from support.services import PrefectServer
 
-from contract import naming
+from prh_ingest import naming
 
 SLUG = "artifacts-demo"  # its own slug: its own keys on the session's shared server
 CANARY = "MRN-CANARY-0815"

@@ -54,7 +54,7 @@ def test_every_project_carries_the_one_script_copied_as_is(
     result = cookies.bake(template=TEMPLATES[kind])
     assert result.exit_code == 0, result.exception
     for name, source in PROJECT_SCRIPTS.items():
-        assert (result.project_path / name).read_bytes() == (CONTRACT / source).read_bytes()
+        assert (result.project_path / name).read_bytes() == (REPO_DIR / source).read_bytes()
     # It stands alone: run from anywhere, it imports only what the project holds.
     alone = run_python([str(result.project_path / "scripts/regenerate.py"), "--help"], tmp_path)
     assert alone.returncode == 0 and "--check" in alone.stdout, alone.stderr
@@ -77,14 +77,14 @@ def test_a_change_to_the_shared_scripts_reaches_both_kinds_of_project(
 ) -> None:
     warehouse = cruft_warehouse(template, tmp_path / "warehouses", CLINIC_CAL)
     edit(template, "contract/regenerate.py", "the tests, commit.", "the tests, commit!", "script")
-    edit(template, "contract/naming.py", "e.g. clinic-cal", "such as clinic-cal", "naming: hint")
+    edit(template, "prh-ingest/src/prh_ingest/naming.py", "e.g. clinic-cal", "such as clinic-cal", "naming: hint")
     for made in (project, warehouse):
         assert regenerate(made, "--check").returncode == 1
         result = regenerate(made)
         assert_ok(result)
         assert "naming: hint" in result.stdout  # the commits it took
         for name, source in PROJECT_SCRIPTS.items():
-            assert (made / name).read_text() == (template / "contract" / source).read_text()
+            assert (made / name).read_text() == (template / source).read_text()
         assert cruft_state(made)["commit"] == head(template)
 
 

@@ -14,7 +14,7 @@ from support.commands import BIN, REPO_DIR, run, run_python
 from support.services import offline_env
 from support.warehouse import CLINIC_CAL
 
-from contract import naming
+from prh_ingest import naming
 
 WORKFLOW = ".github/workflows/deploy.yml"
 

@@ -14,7 +14,7 @@ from support.git import bare_repo, commit_all, git, head
 from support.services import PrefectServer
 from support.warehouse import bake_warehouse
 
-from contract import naming
+from prh_ingest import naming
 
 pytestmark = pytest.mark.e2e
 

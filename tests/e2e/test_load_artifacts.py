@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 from support.site import CLINIC_CAL, Site
 
-from contract import naming
+from prh_ingest import naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pytest_cookies.plugin import Cookies, Result
 
-from contract import naming
+from prh_ingest import naming
 from contract.template import PROJECT_SCRIPTS
 from support.commands import BIN, REPO_DIR, run, tool_env
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import naming
+from prh_ingest import naming
 from support.baking import bake_ingest_project
 from support.booted import BootedSystem
 from support.commands import run_python

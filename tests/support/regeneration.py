@@ -19,8 +19,11 @@ from support.warehouse import WAREHOUSE
 INGEST_TEMPLATE = "{{cookiecutter.project_slug}}"
 TEMPLATE_SUBDIR = "warehouse-template"
 # The repository's parts that make the two templates (tests, scripts and docs are not):
-# contract/ is the naming contract and the scripts both kinds of project carry.
-TEMPLATE_PARTS = ("cookiecutter.json", "hooks", "contract", INGEST_TEMPLATE, "warehouse-template")
+# contract/ is the hooks' glue and the script both kinds of project carry; prh-ingest/ the engine
+# package (its naming module is the contract).
+TEMPLATE_PARTS = (
+    "cookiecutter.json", "hooks", "contract", "prh-ingest", INGEST_TEMPLATE, "warehouse-template"
+)
 OWN_CODE = ["transform.py"]  # what `cruft create --skip` lists, as the README says
 
 
@@ -32,7 +35,7 @@ def template_repo(root: Path) -> Path:
         source = REPO_DIR / part
         if source.is_dir():
             shutil.copytree(
-                source, repo / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+                source, repo / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
             )
         else:
             shutil.copy2(source, repo / part)

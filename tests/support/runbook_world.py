@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract import naming
+from prh_ingest import naming
 from support import prefect2
 from support.commands import REPO_DIR
 from support.flow_runs import TERMINAL, PrefectApi

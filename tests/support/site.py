@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import naming
+from prh_ingest import naming
 from support.baking import bake_ingest_project, table_count
 from support.commands import run_python
 from support.flow_runs import PrefectApi, run_deployment

@@ -21,8 +21,9 @@ from cronsim import CronSim, CronSimError
 
 TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
 sys.path.insert(0, TEMPLATE_FOLDER)  # holds contract/, a link to the repository's
-from contract import naming  # noqa: E402
-from contract.naming import Invalid, shown  # noqa: E402
+import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on sys.path)
+from prh_ingest import naming  # noqa: E402
+from prh_ingest.naming import Invalid, shown  # noqa: E402
 
 # Each answer arrives as JSON inside one raw string: never pasted into code.
 ANSWERS: dict[str, Any] = json.loads(

@@ -6,7 +6,7 @@ it as is. Both sides check names and git URLs with the same rules, from this one
 the hooks of both templates import it from the template repository (contract/template.py
 says how a hook reaches it), and each generated project carries it as scripts/naming.py
 for its scripts/regenerate.py, so the project stands alone. Tests, scripts/ and
-benchmarks/ import it as `from contract import naming`.
+benchmarks/ import it as `from prh_ingest import naming`.
 """
 
 from __future__ import annotations
