@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from prh_ingest import naming
 from support.baking import FLOW_NAME, bake_ingest_project
 from support.git import bare_repo
 from support.warehouse import bake_warehouse
@@ -24,7 +25,6 @@ from benchmarks.common import (
     run_timed,
     with_server,
 )
-from prh_ingest import naming
 
 POOL = "bench-deploy"
 ENTRYPOINT = naming.flow_entrypoint(FLOW_NAME)

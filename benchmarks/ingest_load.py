@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from prh_ingest import naming
 from support.baking import SINK_SETTING, SLUG, SOURCE, SOURCE_SETTING, TABLE, bake_ingest_project
 from support.services import PG_BIN
 
@@ -26,7 +27,6 @@ from benchmarks.common import (
     quiet,
     run_timed,
 )
-from prh_ingest import naming
 
 MB = 1_000_000
 Load = tuple[float, int]  # wall seconds, peak RSS bytes

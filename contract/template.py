@@ -6,7 +6,8 @@ there; and it renders and runs each hook from inside that folder (that is where 
 hooks/). So in a hook, `{{ template_folder() }}` is the template's folder: the repository
 itself for the ingest template, warehouse-template/ for the warehouse, which holds
 `contract` as a link to the repository's. A hook puts that folder first on sys.path and
-imports `prh_ingest.naming` (importing `contract` puts the package's source first). (cookiecutter 2.7.1 also puts the folder in the context
+imports `prh_ingest.naming` (importing `contract` puts the package's source first).
+(cookiecutter 2.7.1 also puts the folder in the context
 as `cookiecutter._repo_dir`, but cruft does not, and cruft renders every template update.)
 
 A generated project must stand alone, so the post-generation hook copies the scripts it

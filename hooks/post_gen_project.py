@@ -13,7 +13,10 @@ ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
 sys.path.insert(0, TEMPLATE_FOLDER)  # this repository's contract/ (see contract/template.py)
 import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on sys.path)
+
+# isort: split
 from prh_ingest import naming  # noqa: E402
+
 from contract.template import copy_project_scripts  # noqa: E402
 
 # Files that belong to one option value only: the chosen value's stay, every other value's

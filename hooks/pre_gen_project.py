@@ -17,6 +17,8 @@ ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
 sys.path.insert(0, TEMPLATE_FOLDER)  # this repository's contract/ (see contract/template.py)
 import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on sys.path)
+
+# isort: split
 from prh_ingest import naming  # noqa: E402
 from prh_ingest.naming import Invalid  # noqa: E402
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prh_ingest import naming
 from support.baking import SOURCE, SOURCE_SETTING, local_run_env
 from support.services import PrefectServer
-
-from prh_ingest import naming
 
 SLUG = "artifacts-demo"  # its own slug: its own keys on the session's shared server
 CANARY = "MRN-CANARY-0815"

@@ -77,7 +77,8 @@ def test_a_change_to_the_shared_scripts_reaches_both_kinds_of_project(
 ) -> None:
     warehouse = cruft_warehouse(template, tmp_path / "warehouses", CLINIC_CAL)
     edit(template, "contract/regenerate.py", "the tests, commit.", "the tests, commit!", "script")
-    edit(template, "prh-ingest/src/prh_ingest/naming.py", "e.g. clinic-cal", "such as clinic-cal", "naming: hint")
+    naming_module = "prh-ingest/src/prh_ingest/naming.py"
+    edit(template, naming_module, "e.g. clinic-cal", "such as clinic-cal", "naming: hint")
     for made in (project, warehouse):
         assert regenerate(made, "--check").returncode == 1
         result = regenerate(made)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prh_ingest import naming
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.services import offline_env
 from support.warehouse import CLINIC_CAL
-
-from prh_ingest import naming
 
 WORKFLOW = ".github/workflows/deploy.yml"
 

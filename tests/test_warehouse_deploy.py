@@ -8,13 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prh_ingest import naming
 from support.commands import run_python
 from support.flow_runs import PrefectApi
 from support.git import bare_repo, commit_all, git, head
 from support.services import PrefectServer
 from support.warehouse import bake_warehouse
-
-from prh_ingest import naming
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,8 @@ import shutil
 import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
-from support.site import CLINIC_CAL, Site
-
 from prh_ingest import naming
+from support.site import CLINIC_CAL, Site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 

@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from prh_ingest import naming
 from pytest_cookies.plugin import Cookies, Result
 
-from prh_ingest import naming
 from contract.template import PROJECT_SCRIPTS
 from support.commands import BIN, REPO_DIR, run, tool_env
 

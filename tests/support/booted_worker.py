@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from prh_ingest import naming
+
 from support.baking import bake_ingest_project
 from support.booted import BootedSystem
 from support.commands import run_python

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from filelock import FileLock
+
 from support.commands import REPO_DIR
 
 PACKAGE_DIR = REPO_DIR / "prh-ingest"

@@ -35,7 +35,8 @@ def template_repo(root: Path) -> Path:
         source = REPO_DIR / part
         if source.is_dir():
             shutil.copytree(
-                source, repo / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+                source, repo / part, symlinks=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"),
             )
         else:
             shutil.copy2(source, repo / part)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prh_ingest import naming
+
 from support.git import commit_all, git
 
 RUNBOOK_FLOW = """from pathlib import Path

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prh_ingest import naming
+
 from support import prefect2
 from support.commands import REPO_DIR
 from support.flow_runs import TERMINAL, PrefectApi

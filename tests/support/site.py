@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from prh_ingest import naming
+
 from support.baking import bake_ingest_project, table_count
 from support.commands import run_python
 from support.flow_runs import PrefectApi, run_deployment

@@ -17,7 +17,10 @@ ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
 sys.path.insert(0, TEMPLATE_FOLDER)  # holds contract/, a link to the repository's
 import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on sys.path)
+
+# isort: split
 from prh_ingest import naming  # noqa: E402
+
 from contract.template import copy_project_scripts  # noqa: E402
 
 FLOWS_FILE = Path("prefect/flows.json")

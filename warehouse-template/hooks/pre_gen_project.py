@@ -22,6 +22,8 @@ from cronsim import CronSim, CronSimError
 TEMPLATE_FOLDER: str = json.loads(r'''{{ template_folder() | tojson }}''')  # a JSON string
 sys.path.insert(0, TEMPLATE_FOLDER)  # holds contract/, a link to the repository's
 import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on sys.path)
+
+# isort: split
 from prh_ingest import naming  # noqa: E402
 from prh_ingest.naming import Invalid, shown  # noqa: E402
 
