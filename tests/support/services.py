@@ -76,13 +76,17 @@ class PrefectServer:
 
 
 @contextmanager
-def running_prefect_server(root: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free loopback port with SQLite under *root*."""
+def running_prefect_server(
+    root: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free loopback port with SQLite under *root*, with the
+    server *settings* a test needs on top of FAST_SERVER_SETTINGS."""
     port = free_port()
     home = root / "server-home"
     env = offline_env(home)
     env.update(
         FAST_SERVER_SETTINGS,
+        **(settings or {}),
         PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{root / 'prefect.db'}",
     )
     argv = [str(BIN / "prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)]

@@ -1,0 +1,155 @@
+"""Freshness without a server: durations, the events' payloads, the automations' shape.
+The live side (firing and not firing) is tests/e2e/test_freshness.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from prh_ingest import freshness, naming
+
+CANARY = "MRN-CANARY-7731"
+SUMMARY = {
+    "summary": "prh-ingest-load",
+    "source": "epic",
+    "table": "clinic_cal_epic",
+    "ok": True,
+    "file": f"{CANARY}.csv",
+    "path": f"/data/{CANARY}.csv",
+    "size_bytes": 2048,
+    "sha256": "ab" * 32,
+    "rows": 12,
+    "mode": "append",
+    "same_as_load": None,
+    "replaced_loads": 0,
+    "columns_added": [CANARY],
+    "seconds": 0.2,
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("45s", timedelta(seconds=45)),
+        ("90m", timedelta(minutes=90)),
+        ("26h", timedelta(hours=26)),
+        ("2d", timedelta(days=2)),
+        (" 10s ", timedelta(seconds=10)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert freshness.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("26", "'26' is not a duration: use a whole number and a unit: 45s, 90m, 26h or 2d"),
+        ("0h", "'0h' is not a duration: use a whole number and a unit: 45s, 90m, 26h or 2d"),
+        ("1.5h", "'1.5h' is not a duration: use a whole number and a unit: 45s, 90m, 26h or 2d"),
+        ("26H", "'26H' is not a duration: use a whole number and a unit: 45s, 90m, 26h or 2d"),
+        ("", "'' is not a duration: use a whole number and a unit: 45s, 90m, 26h or 2d"),
+        ("9s", "'9s' is too short: Prefect watches for a missing event 10s at the least"),
+        (26, "must be text like '26h', got 26"),
+    ],
+)
+def test_a_bad_duration_says_what_is_wrong(text: object, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        freshness.parse_duration(text)
+    assert str(error.value) == message
+
+
+def test_a_load_emits_loaded_with_counts_only() -> None:
+    [event] = freshness.load_events("clinic-cal", "epic", SUMMARY)
+    assert event.event == "prh.ingest.loaded"
+    assert event.resource["prefect.resource.id"] == "prh.source.clinic-cal-epic"
+    assert event.payload == {
+        "rows": 12,
+        "bytes": 2048,
+        "sha256": "ab" * 32,
+        "mode": "append",
+        "table": "clinic_cal_epic",
+    }
+    assert CANARY not in json.dumps([event.resource, event.payload])
+
+
+def test_a_field_that_is_not_what_it_claims_is_left_out() -> None:
+    odd = {**SUMMARY, "rows": CANARY, "sha256": CANARY, "mode": CANARY, "table": f"x; {CANARY}"}
+    [event] = freshness.load_events("clinic-cal", "epic", odd)
+    assert event.payload == {
+        "rows": None,
+        "bytes": 2048,
+        "sha256": None,
+        "mode": None,
+        "table": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        pytest.param({"same_as_load": 3}, ["prh.ingest.unchanged"], id="resend-is-unchanged"),
+        pytest.param({"ok": False, "error": CANARY}, [], id="failed-load-emits-nothing"),
+        pytest.param(
+            {"row_check": "short-warn", "usual_rows": 100.0, "min_rows_ratio": 0.5},
+            ["prh.ingest.loaded", "prh.ingest.short"],
+            id="short-warned",
+        ),
+        pytest.param(
+            {"rejected_rows": 4}, ["prh.ingest.loaded", "prh.ingest.rejects"], id="rejects"
+        ),
+    ],
+)
+def test_event_names(changes: dict[str, object], names: list[str]) -> None:
+    events = freshness.load_events("clinic-cal", "epic", {**SUMMARY, **changes})
+    assert [event.event for event in events] == names
+    assert CANARY not in json.dumps([event.payload for event in events])
+
+
+def test_no_summary_emits_nothing() -> None:
+    assert freshness.load_events("clinic-cal", "epic", None) == []
+
+
+def test_the_freshness_automation() -> None:
+    block = uuid4()
+    automation = freshness.freshness_automation(
+        "north", "clinic-cal-epic-ingest", "clinic-cal", "epic", timedelta(hours=26), block
+    )
+    assert automation.name == naming.freshness_automation_name("clinic-cal-epic-ingest")
+    assert freshness.is_warehouses(automation, "north")
+    assert not freshness.is_warehouses(automation, "south")
+    trigger = automation.trigger
+    assert (trigger.posture, trigger.expect, trigger.within) == (
+        "Proactive",
+        {"prh.ingest.loaded"},
+        timedelta(hours=26),
+    )
+    assert trigger.match.model_dump() == {"prefect.resource.id": "prh.source.clinic-cal-epic"}
+    [action] = automation.actions
+    assert action.block_document_id == block
+    assert "Source: clinic-cal-epic\nDeployment: clinic-cal-epic-ingest\n" in action.body
+    assert "No load within 26h" in action.body
+
+
+def test_plan_compares_automations_without_ids() -> None:
+    block = uuid4()
+
+    def build(within: timedelta) -> object:
+        return freshness.freshness_automation("north", "d", "p", "s", within, block)
+
+    same = freshness.comparable(build(timedelta(hours=26)))
+    assert same == freshness.comparable(build(timedelta(hours=26)))
+    assert same != freshness.comparable(build(timedelta(hours=25)))
+    json.dumps(same)  # plain JSON: plan can print or hash it
+
+
+def test_the_late_run_automation_matches_the_warehouses_runs() -> None:
+    automation = freshness.late_run_automation("north", uuid4())
+    assert automation.name == "late-runs-north"
+    assert automation.trigger.expect == {"prefect.flow-run.Late"}
+    assert automation.trigger.match_related.model_dump() == {
+        "prefect.resource.role": "tag",
+        "prefect.resource.id": "prefect.tag.warehouse:north",
+    }

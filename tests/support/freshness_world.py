@@ -1,0 +1,116 @@
+"""The Prefect side of tests/e2e/test_freshness.py, run as a subprocess with the live server's
+environment: `python freshness_world.py CONFIG_JSON`. It does what the deploy tool and the
+flows will do with prh_ingest.freshness, then prints one JSON line of what it saw.
+
+1. Saves the webhook block the way prw_deploy.py does for PRH_NOTIFY_URL, and one freshness
+   automation per source (a missed, b on time, c stale, d canary).
+2. Starts a's window from this process, outside any flow (as the deploy tool will).
+3. In a flow: starts b, c and d's windows, loads b, c and d once (d's summary has the canary
+   in every field that is not a count), then keeps loading b and re-sending c's bytes
+   every `every` seconds for `seconds`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from prefect import flow, get_client
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.events.filters import EventFilter, EventResourceFilter
+from prh_ingest import freshness, naming
+
+STARTED = time.time()
+PROJECT = "fresh"
+WAREHOUSE = "north"
+
+
+def summary(source: str, canary: str, **changes: Any) -> dict[str, Any]:
+    """ingest.py's JSON summary line, with the canary in each field that is not a count."""
+    return {
+        "summary": "prh-ingest-load",
+        "source": source,
+        "table": naming.table_name(PROJECT, source),
+        "ok": True,
+        "file": f"{canary}.csv",
+        "path": f"/exports/{canary}.csv",
+        "size_bytes": 4096,
+        "sha256": "0123456789abcdef" * 4,
+        "rows": 42,
+        "mode": "append",
+        "same_as_load": None,
+        "replaced_loads": 0,
+        "columns_added": [canary],
+        "seconds": 0.1,
+        "error": canary,
+        **changes,
+    }
+
+
+@flow(name="fresh-loads")
+def loads(canary: str, seconds: float, every: float) -> dict[str, float]:
+    for source in ("b", "c", "d"):
+        freshness.emit_watch(PROJECT, source, None)
+    for source in ("b", "c", "d"):
+        freshness.emit_load_events(PROJECT, source, summary(source, canary))
+    first = time.time()
+    last_b = first
+    while time.time() - first < seconds:
+        time.sleep(every)
+        freshness.emit_load_events(PROJECT, "b", summary("b", canary))
+        last_b = time.time()
+        freshness.emit_load_events(PROJECT, "c", summary("c", canary, same_as_load=1))
+    return {"first_load": first, "last_b_load": last_b}
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    within = timedelta(seconds=config["within"])
+    block = CustomWebhookNotificationBlock(
+        name="fresh-failed-flow-runs",
+        url="{{url}}",
+        method="POST",
+        json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        secrets={"url": config["webhook"]},
+    )
+    block_id = block.save("fresh-failed-flow-runs", overwrite=True)
+    for source in ("a", "b", "c", "d"):
+        deployment = naming.flow_name(PROJECT, source)
+        freshness.freshness_automation(
+            WAREHOUSE, deployment, PROJECT, source, within, block_id
+        ).create()
+    with get_client(sync_client=True) as client:
+        freshness.emit_watch(PROJECT, "a", freshness.last_load(client, PROJECT, "a"))
+    watched_a = time.time()
+    print(f"set up in {watched_a - STARTED:.1f} s", file=sys.stderr)
+    times = loads(config["canary"], config["seconds"], config["every"])
+    time.sleep(2)  # the server has stored the flow's last events
+    with get_client(sync_client=True) as client:
+        stored = client.read_events(
+            EventFilter(
+                resource=EventResourceFilter(
+                    id=[naming.source_resource(PROJECT, s) for s in ("b", "c", "d")]
+                )
+            ),
+            limit=50,
+        ).events
+        last_c = freshness.last_load(client, PROJECT, "c")
+        last_a = freshness.last_load(client, PROJECT, "a")
+    print(
+        json.dumps(
+            {
+                **times,
+                "watched_a": watched_a,
+                "events": [event.model_dump(mode="json") for event in stored],
+                "last_load_c": last_c.isoformat() if last_c else None,
+                "last_load_a": last_a.isoformat() if last_a else None,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
