@@ -1,12 +1,13 @@
 """Freshness on a live Prefect 3.9.1 server: its automations fire when a source's loads stop,
 and stay silent while they come. Upstream bugs around proactive triggers (#21932 missed
 events and false alarms, #14692 false positives, #17685, #16545 never fired) are why both
-sides are shown, on one server with its own fast proactive evaluation, with a local webhook
-receiver standing in for the warehouse's PRH_NOTIFY_URL.
+sides are shown, on the e2e tests' live server (proactive evaluation every second), with a
+local webhook receiver standing in for the warehouse's PRH_NOTIFY_URL.
 
 The four sources run at once (tests/support/freshness_world.py): a is never loaded, b is
 loaded every 2 s, c is loaded once and then only re-sent, d is loaded once with a canary in
-every field of its summary that is not a count.
+every field of its summary that is not a count. Two runs that no worker takes go Late
+meanwhile: one of the warehouse's deployments, one of a deployment that is not its own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 from support.commands import BIN
 from support.processes import LOOPBACK
-from support.services import running_prefect_server
+from support.services import PrefectServer
 
 pytestmark = pytest.mark.e2e
 
@@ -33,11 +34,6 @@ EVERY = 2  # seconds between b's loads (and c's re-sends)
 LOADING = WITHIN + 2 * EVERY  # b keeps loading for more than a window
 CANARY = "MRN-CANARY-4471-ZZ"
 WORLD = Path(__file__).parents[1] / "support" / "freshness_world.py"
-SERVER_SETTINGS = {
-    # Proactive triggers are evaluated every second instead of every 5 (a real 3.9 setting,
-    # prefect/settings/models/server/events.py).
-    "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",
-}
 
 
 @dataclass
@@ -50,9 +46,14 @@ class Receiver:
     def about(self, source: str) -> list[tuple[float, dict[str, Any]]]:
         return [(t, m) for t, m in self.received if f"Source: fresh-{source}\n" in m["body"]]
 
+    def late(self, deployment: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.received if f"Deployment: {deployment}\n" in m["body"]]
+
     def wait_for(self, sources: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not all(self.about(s) for s in sources):
+        while time.monotonic() < deadline and not (
+            all(self.about(s) for s in sources) and self.late("late-ours")
+        ):
             time.sleep(0.2)
 
 
@@ -81,28 +82,29 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[dict[str, Any]]:
-    """What freshness_world.py saw, once every notification due has had time to arrive."""
-    root = tmp_path_factory.mktemp("freshness")
-    with running_prefect_server(root, SERVER_SETTINGS) as server:
-        config = {
-            "webhook": receiver.url,
-            "within": WITHIN,
-            "seconds": LOADING,
-            "every": EVERY,
-            "canary": CANARY,
-        }
-        done = subprocess.run(
-            [str(BIN / "python"), str(WORLD), json.dumps(config)],
-            env=server.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        seen = json.loads(done.stdout.strip().splitlines()[-1])
-        receiver.wait_for(["a", "c", "d"], timeout=15)
-        yield seen
+def world(prefect_server: PrefectServer, receiver: Receiver) -> dict[str, Any]:
+    """What freshness_world.py saw, once every notification due has had time to arrive. It
+    runs on the e2e tests' shared server (its proactive evaluation runs every second: see
+    FAST_SERVER_SETTINGS); its names (project `fresh`) are its own."""
+    config = {
+        "webhook": receiver.url,
+        "within": WITHIN,
+        "seconds": LOADING,
+        "every": EVERY,
+        "canary": CANARY,
+    }
+    done = subprocess.run(
+        [str(BIN / "python"), str(WORLD), json.dumps(config)],
+        env=prefect_server.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    receiver.wait_for(["a", "c", "d"], timeout=15)
+    time.sleep(2)  # a notification that should not come has had as long as one that should
+    return seen
 
 
 def test_a_missed_load_is_reported_once_naming_the_source(
@@ -155,3 +157,14 @@ def test_no_canary_in_events_or_notifications(world: dict[str, Any], receiver: R
     assert receiver.about("d")  # d's notification came, and carries no canary either
     assert CANARY not in json.dumps(world["events"])
     assert CANARY not in json.dumps([m for _, m in receiver.received])
+
+
+def test_a_late_run_of_the_warehouses_deployments_is_reported(
+    world: dict[str, Any], receiver: Receiver
+) -> None:
+    # Both runs went Late; only the one whose deployment carries the warehouse's tag counts.
+    assert world["late_states"] == {"late-ours": "Late", "late-other": "Late"}
+    [message] = receiver.late("late-ours")
+    assert message["subject"] == "Prefect: late-ours is late"
+    assert "No worker picked it up" in message["body"]
+    assert receiver.late("late-other") == []

@@ -8,6 +8,8 @@ flows will do with prh_ingest.freshness, then prints one JSON line of what it sa
 3. In a flow: starts b, c and d's windows, loads b, c and d once (d's summary has the canary
    in every field that is not a count), then keeps loading b and re-sending c's bytes
    every `every` seconds for `seconds`.
+4. Meanwhile two runs that no worker takes go Late: one of a deployment with the
+   warehouse's tag (reported), one of a deployment without it (not reported).
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_client
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.filters import EventFilter, EventResourceFilter
+from prefect.states import Scheduled
 from prh_ingest import freshness, naming
 
 STARTED = time.time()
 PROJECT = "fresh"
-WAREHOUSE = "north"
+WAREHOUSE = "freshwh"
 
 
 def summary(source: str, canary: str, **changes: Any) -> dict[str, Any]:
@@ -48,6 +53,17 @@ def summary(source: str, canary: str, **changes: Any) -> dict[str, Any]:
         "error": canary,
         **changes,
     }
+
+
+def late_runs(client: SyncPrefectClient) -> dict[str, str]:
+    """A run of each deployment, due a minute ago: the server marks both Late."""
+    flow_id = client.create_flow_from_name("fresh-late")
+    due = Scheduled(scheduled_time=datetime.now(UTC) - timedelta(minutes=1))
+    runs = {}
+    for deployment, tags in (("late-ours", [naming.warehouse_tag(WAREHOUSE)]), ("late-other", [])):
+        deployment_id = client.create_deployment(flow_id=flow_id, name=deployment, tags=tags)
+        runs[deployment] = str(client.create_flow_run_from_deployment(deployment_id, state=due).id)
+    return runs
 
 
 @flow(name="fresh-loads")
@@ -82,8 +98,10 @@ def main() -> None:
         freshness.freshness_automation(
             WAREHOUSE, deployment, PROJECT, source, within, block_id
         ).create()
+    freshness.late_run_automation(WAREHOUSE, block_id).create()
     with get_client(sync_client=True) as client:
         freshness.emit_watch(PROJECT, "a", freshness.last_load(client, PROJECT, "a"))
+        late = late_runs(client)
     watched_a = time.time()
     print(f"set up in {watched_a - STARTED:.1f} s", file=sys.stderr)
     times = loads(config["canary"], config["seconds"], config["every"])
@@ -99,6 +117,7 @@ def main() -> None:
         ).events
         last_c = freshness.last_load(client, PROJECT, "c")
         last_a = freshness.last_load(client, PROJECT, "a")
+        late_states = {d: client.read_flow_run(UUID(i)).state_name for d, i in late.items()}
     print(
         json.dumps(
             {
@@ -107,6 +126,7 @@ def main() -> None:
                 "events": [event.model_dump(mode="json") for event in stored],
                 "last_load_c": last_c.isoformat() if last_c else None,
                 "last_load_a": last_a.isoformat() if last_a else None,
+                "late_states": late_states,
             }
         )
     )
