@@ -4,7 +4,7 @@ The live side (firing and not firing) is tests/e2e/test_freshness.py."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -59,6 +59,32 @@ def test_a_bad_duration_says_what_is_wrong(text: object, message: str) -> None:
     with pytest.raises(ValueError) as error:
         freshness.parse_duration(text)
     assert str(error.value) == message
+
+
+def test_an_entrys_bad_freshness_names_the_entry_and_the_key() -> None:
+    where = "flows['clinic-cal-epic-ingest'].freshness"
+    assert freshness.check_freshness(where, "26h") == timedelta(hours=26)
+    with pytest.raises(naming.Invalid) as error:
+        freshness.check_freshness(where, "a day")
+    assert str(error.value) == (
+        "flows['clinic-cal-epic-ingest'].freshness: 'a day' is not a duration: "
+        "use a whole number and a unit: 45s, 90m, 26h or 2d"
+    )
+
+
+@pytest.mark.parametrize(
+    ("hours_ago", "state"), [(None, "never"), (25, "fresh"), (26, "fresh"), (27, "late")]
+)
+def test_the_status_of_a_source(hours_ago: int | None, state: str) -> None:
+    now = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
+    last = None if hours_ago is None else now - timedelta(hours=hours_ago)
+    assert freshness.freshness_state(last, timedelta(hours=26), now) == state
+
+
+def test_status_exits_0_only_when_every_source_is_fresh() -> None:
+    assert freshness.status_exit_code(["fresh", "fresh"]) == 0
+    assert freshness.status_exit_code(["fresh", "late"]) == 2
+    assert freshness.status_exit_code(["never"]) == 2
 
 
 def test_a_load_emits_loaded_with_counts_only() -> None:

@@ -168,3 +168,11 @@ def test_a_late_run_of_the_warehouses_deployments_is_reported(
     assert message["subject"] == "Prefect: late-ours is late"
     assert "No worker picked it up" in message["body"]
     assert receiver.late("late-other") == []
+
+
+def test_plan_sees_a_stored_automation_as_unchanged_until_its_freshness_changes(
+    world: dict[str, Any],
+) -> None:
+    assert world["read_back"] == world["built"]
+    assert world["read_back"] != world["longer"]
+    assert world["read_back"]["tags"] == ["warehouse:freshwh"]

@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_client
+from prefect.automations import Automation
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.filters import EventFilter, EventResourceFilter
@@ -93,11 +94,13 @@ def main() -> None:
         secrets={"url": config["webhook"]},
     )
     block_id = block.save("fresh-failed-flow-runs", overwrite=True)
+    built = {}
     for source in ("a", "b", "c", "d"):
         deployment = naming.flow_name(PROJECT, source)
-        freshness.freshness_automation(
+        built[source] = freshness.freshness_automation(
             WAREHOUSE, deployment, PROJECT, source, within, block_id
-        ).create()
+        )
+        built[source].create()
     freshness.late_run_automation(WAREHOUSE, block_id).create()
     with get_client(sync_client=True) as client:
         freshness.emit_watch(PROJECT, "a", freshness.last_load(client, PROJECT, "a"))
@@ -118,6 +121,11 @@ def main() -> None:
         last_c = freshness.last_load(client, PROJECT, "c")
         last_a = freshness.last_load(client, PROJECT, "a")
         late_states = {d: client.read_flow_run(UUID(i)).state_name for d, i in late.items()}
+    # What plan compares: the automation read back from the server against the one built.
+    stored_a = Automation.read(name=built["a"].name)
+    longer = freshness.freshness_automation(
+        WAREHOUSE, stored_a.name, PROJECT, "a", within * 2, block_id
+    )
     print(
         json.dumps(
             {
@@ -127,6 +135,9 @@ def main() -> None:
                 "last_load_c": last_c.isoformat() if last_c else None,
                 "last_load_a": last_a.isoformat() if last_a else None,
                 "late_states": late_states,
+                "read_back": freshness.comparable(stored_a),
+                "built": freshness.comparable(built["a"]),
+                "longer": freshness.comparable(longer),
             }
         )
     )

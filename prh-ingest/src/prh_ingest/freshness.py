@@ -25,7 +25,7 @@ without it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,27 @@ def parse_duration(text: object) -> timedelta:
             f"{int(MIN_FRESHNESS.total_seconds())}s at the least"
         )
     return duration
+
+
+def check_freshness(where: str, value: object) -> timedelta:
+    """A warehouse entry's `freshness` (*where* is e.g. `flows['clinic-cal-epic-ingest']
+    .freshness`): the hook's and the deploy tool's one-line error names the entry and key."""
+    try:
+        return parse_duration(value)
+    except naming.Invalid as error:
+        raise naming.Invalid(f"{where}: {error}") from None
+
+
+def freshness_state(last_loaded: datetime | None, within: timedelta, now: datetime) -> str:
+    """What `prw_deploy.py --status` prints for a source: fresh, late or never."""
+    if last_loaded is None:
+        return NEVER
+    return "late" if now - last_loaded > within else "fresh"
+
+
+def status_exit_code(states: Iterable[str]) -> int:
+    """0 when every source is fresh, 2 otherwise, so a check can run the status view."""
+    return 0 if all(state == "fresh" for state in states) else 2
 
 
 # --- events: what a load tells the server, counts only ---
