@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 from prh_ingest import freshness, naming
+from prh_ingest.load.checks import RowCheckSettings, check_rows
 
 CANARY = "MRN-CANARY-7731"
 SUMMARY = {
@@ -132,6 +133,18 @@ def test_event_names(changes: dict[str, object], names: list[str]) -> None:
     events = freshness.load_events("clinic-cal", "epic", {**SUMMARY, **changes})
     assert [event.event for event in events] == names
     assert CANARY not in json.dumps([event.payload for event in events])
+
+
+def test_a_short_event_carries_the_row_checks_counts() -> None:
+    check = check_rows([100] * 7, 30, RowCheckSettings("warn", 0.5))
+    summary = {**SUMMARY, "rows": 30, **check.counts(), "usual_rows": CANARY}
+    short = freshness.load_events("clinic-cal", "epic", summary)[1]
+    assert short.payload == {
+        **freshness.load_payload(summary),
+        "min_rows_ratio": 0.5,
+        "history_loads": 7,
+        "short_accepted": False,
+    }
 
 
 def test_no_summary_emits_nothing() -> None:

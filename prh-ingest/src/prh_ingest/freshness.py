@@ -145,11 +145,14 @@ def load_events(slug: str, source: str, summary: Mapping[str, Any] | None) -> li
     landed = UNCHANGED if summary.get("same_as_load") is not None else LOADED
     events = [LoadEvent(landed, resource, payload)]
     if summary.get("row_check") == "short-warn":
+        # The counts of load.checks.RowCheck.counts(), each a number (or the operator's yes).
         short = {
             "usual_rows": summary.get("usual_rows"),
             "min_rows_ratio": summary.get("min_rows_ratio"),
+            "history_loads": _count(summary.get("history_loads")),
         }
-        short = {k: v for k, v in short.items() if isinstance(v, (int, float))}
+        short = {k: v for k, v in short.items() if isinstance(v, int | float)}
+        short["short_accepted"] = summary.get("short_accepted") is True
         events.append(LoadEvent(SHORT, resource, {**payload, **short}))
     rejected = _count(summary.get("rejected_rows"))
     if rejected:
