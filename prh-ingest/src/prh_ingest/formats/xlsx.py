@@ -1,0 +1,493 @@
+"""`.xlsx` and `.xlsm` workbooks read as a stream: `open_sheet(path, name)` then `rows()`.
+
+calamine (which reads the other workbook formats) builds a whole sheet in memory: about 800 MB
+for Excel's maximum of 1,048,576 rows x 8 columns. Here the sheet's XML is decompressed and
+cut into rows as it is read, so memory holds the shared-strings table (Excel's strings, each
+once) and one chunk of XML, whatever the number of rows.
+
+The rows are what calamine's `iter_rows()` gives, each cell turned into text as the loader
+does (`cell_text`): rows from the sheet's first row down to its last non-empty one, empty rows
+included; each from the sheet's first used column to its last; whole numbers without `.0`;
+dates and times as ISO 8601 by the cell's number format (calamine's rules: the built-in date
+formats, custom formats with date letters outside quotes and brackets, `[h]` durations, the
+1904 date system); booleans as `True`/`False`; empty cells and error cells as None. The
+columns' span is learned in a first, lighter pass over the sheet (calamine's span is that of
+the non-empty cells, which the sheet's `<dimension>` does not always give).
+
+Cells are matched with regular expressions over the XML text, not an XML parser: a sheet's
+cells are a regular, flat grammar, and a parser's per-element callbacks in Python are what
+makes openpyxl's read-only mode about 16x slower than calamine. A row whose cells the fast
+pattern does not fully account for (a formula, rich text, unusual attributes) is read by a
+general one. Sheets whose elements carry a namespace prefix (`<x:row>`, written by some
+libraries) raise `NotStreamable`: read those with calamine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import posixpath
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+from defusedxml import ElementTree as SafeTree  # no entity expansion, no external entities
+
+MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+PKG_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+CHUNK_CHARS = 1 << 20
+
+OTHER, DATETIME, DURATION = 0, 1, 2  # calamine's CellFormat
+BUILTIN_FORMATS = {**dict.fromkeys((*range(14, 23), 45, 47), DATETIME), 46: DURATION}
+
+ROW = re.compile(r"<row\b([^>]*?)(?:/>|>(.*?)</row>)", re.S)
+ROW_NUMBER = re.compile(r'\br="(\d+)"')
+# One cell as Excel and openpyxl write it: r, s, t in that order, then a <v> or an inline
+# string. Groups: column letters, style, type, value, inline text's xml:space, inline text.
+FAST_CELL = re.compile(
+    r'<c r="([A-Z]{1,3})\d+"(?: s="(\d+)")?(?: t="(\w+)")?'
+    r'(?: ?/>|>(?:<v>([^<]*)</v>|<v ?/>|<is><t( xml:space="preserve")?>([^<]*)</t></is>)?</c>)'
+)
+ANY_CELL = re.compile(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+ATTRIBUTE = re.compile(r"""([\w:]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+VALUE = re.compile(r"<v(?:\s[^>]*)?>(.*?)</v>", re.S)
+INLINE = re.compile(r"<is(?:\s[^>]*)?>(.*?)</is>", re.S)
+PHONETIC = re.compile(r"<rPh\b.*?</rPh>", re.S)
+TEXT = re.compile(r"<t(\s[^>]*)?>(.*?)</t>", re.S)
+ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
+ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+PREFIXED = re.compile(r"<\w+:sheetData\b")
+EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+
+
+class WorkbookError(ValueError):
+    """The workbook cannot be read; str() names the problem, never a cell's value."""
+
+
+class NotStreamable(WorkbookError):
+    """The sheet is valid but written in a way this reader does not stream (read it whole)."""
+
+
+@dataclass(frozen=True)
+class SheetInfo:
+    name: str
+    member: str  # its XML's path inside the zip
+    visible: bool
+
+
+def column_index(letters: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a cache)
+    """0-based index of a column's letters (A is 0)."""
+    index = cache.get(letters)
+    if index is None:
+        index = 0
+        for letter in letters:
+            index = index * 26 + ord(letter) - 64
+        index = cache[letters] = index - 1
+    return index
+
+
+def xml_text(text: str) -> str:
+    """Character data as an XML parser gives it: line ends normalized, entities replaced."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" in text:
+        text = ENTITY.sub(entity, text)
+    return text
+
+
+def entity(match: re.Match[str]) -> str:
+    name = match[1]
+    if name[0] == "#":
+        return chr(int(name[2:], 16) if name[1] == "x" else int(name[1:]))
+    return ENTITIES[name]
+
+
+def ooxml_unescape(text: str) -> str:
+    """`_x000D_` and the like, the escapes OOXML uses in strings (calamine unescapes them)."""
+    return OOXML_ESCAPE.sub(lambda m: chr(int(m[1], 16)), text) if "_x" in text else text
+
+
+def string_text(text: str, preserve: bool) -> str:
+    """A `<t>`'s text as calamine takes it: ASCII blanks trimmed unless xml:space="preserve"."""
+    text = xml_text(text)
+    return ooxml_unescape(text if preserve else text.strip(" \t\r\n"))
+
+
+def custom_format(code: str) -> int:
+    """calamine's detect_custom_number_format, line by line."""
+    escaped = is_quote = hms = ap = False
+    brackets = 0
+    prev = " "
+    for s in code:
+        if escaped:
+            escaped = False
+        elif s in "_\\*":
+            escaped = True
+        elif is_quote:
+            if s == '"':
+                is_quote = False
+        elif s == '"':
+            is_quote = True
+        elif s == ";":
+            return OTHER
+        elif s == "[":
+            brackets += 1
+        elif s == "]" and brackets == 1 and hms:
+            return DURATION
+        elif s == "]":
+            brackets = max(brackets - 1, 0)
+        elif s in "aA" and not ap and brackets == 0:
+            ap = True
+        elif s in "pm/PM" and ap and brackets == 0:
+            return DATETIME
+        elif s in "dmhysDMHYS" and not ap and brackets == 0:
+            return DATETIME
+        elif not (hms and s.lower() == prev.lower()):
+            hms = prev == "[" and s in "mhsMHS"
+        prev = s
+    return OTHER
+
+
+def round_half_away(value: float) -> int:
+    return int(math.floor(value + 0.5)) if value >= 0 else -int(math.floor(-value + 0.5))
+
+
+def serial_text(value: float, kind: int, is_1904: bool) -> str:
+    """A date-formatted number's text: python-calamine's date, time, datetime or timedelta."""
+    milliseconds = round_half_away(value * 86_400_000)
+    if kind == DURATION:
+        return str(dt.timedelta(milliseconds=milliseconds))
+    days = value + 1462 if is_1904 else value
+    days = days if days >= 60 else days + 1  # Excel's 1900-02-29
+    try:
+        moment = EXCEL_EPOCH + dt.timedelta(milliseconds=round_half_away(days * 86_400_000))
+    except OverflowError:
+        return number_text(value)
+    if value < 1.0:
+        return moment.time().isoformat()
+    if value == float(int(value)):
+        return moment.date().isoformat()
+    return moment.isoformat()
+
+
+def number_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def iso_text(value: str) -> str:
+    """A `t="d"` cell (ISO 8601 text) as python-calamine gives it, else the text as is."""
+    try:
+        if "T" in value:
+            moment = dt.datetime.fromisoformat(value)
+            return value if moment.tzinfo else moment.isoformat()
+        if ":" in value:
+            return dt.time.fromisoformat(value).isoformat()
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        return value
+
+
+class Workbook:
+    """An open `.xlsx`/`.xlsm`: its sheets, styles and shared strings (read on open)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.zip = zipfile.ZipFile(path)
+            self.sheets, self.is_1904, base = self.read_workbook()
+            self.formats = self.read_styles(base)
+            self.strings = self.read_strings(base)
+        except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError) as error:
+            raise WorkbookError(f"not a readable workbook ({type(error).__name__})") from None
+
+    def __enter__(self) -> Workbook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.zip.close()
+
+    def part(self, member: str) -> ElementTree.Element:
+        with self.zip.open(member) as stream:
+            return SafeTree.parse(stream).getroot()
+
+    def relationships(self, member: str) -> dict[str, str]:
+        """Relationship id -> target's path in the zip, for the part at *member*."""
+        folder, name = posixpath.split(member)
+        rels = posixpath.join(folder, "_rels", f"{name}.rels")
+        if rels not in self.zip.NameToInfo:
+            return {}
+        return {
+            rel.get("Id", ""): target_path(folder, rel.get("Target", ""))
+            for rel in self.part(rels).iter(f"{PKG_REL_NS}Relationship")
+        }
+
+    def read_workbook(self) -> tuple[list[SheetInfo], bool, str]:
+        office = next(
+            (
+                target
+                for target in self.relationships("").values()
+                if posixpath.basename(target) in ("workbook.xml", "workbook2.xml")
+            ),
+            "xl/workbook.xml",
+        )
+        root = self.part(office)
+        targets = self.relationships(office)
+        sheets = [
+            SheetInfo(
+                sheet.get("name", ""),
+                targets.get(sheet.get(f"{REL_NS}id", ""), ""),
+                sheet.get("state", "visible") == "visible",
+            )
+            for sheet in root.iter(f"{MAIN_NS}sheet")
+        ]
+        properties = root.find(f"{MAIN_NS}workbookPr")
+        is_1904 = properties is not None and properties.get("date1904") in ("1", "true")
+        return sheets, is_1904, posixpath.dirname(office)
+
+    def read_styles(self, base: str) -> list[int]:
+        """Each cell style's kind of number (OTHER, DATETIME, DURATION), by style index."""
+        member = posixpath.join(base, "styles.xml")
+        if member not in self.zip.NameToInfo:
+            return []
+        root = self.part(member)
+        custom = {
+            fmt.get("numFmtId"): custom_format(fmt.get("formatCode", ""))
+            for fmt in root.iter(f"{MAIN_NS}numFmt")
+        }
+        cell_xfs = root.find(f"{MAIN_NS}cellXfs")
+        formats = []
+        for xf in cell_xfs.iter(f"{MAIN_NS}xf") if cell_xfs is not None else ():
+            number = xf.get("numFmtId")
+            if number is None:
+                formats.append(OTHER)
+            elif number in custom:
+                formats.append(custom[number])
+            else:
+                formats.append(
+                    BUILTIN_FORMATS.get(int(number), OTHER) if number.isdigit() else OTHER
+                )
+        return formats
+
+    def read_strings(self, base: str) -> list[str]:
+        member = posixpath.join(base, "sharedStrings.xml")
+        if member not in self.zip.NameToInfo:
+            return []
+        strings: list[str] = []
+        root = None
+        with self.zip.open(member) as stream:
+            for event, element in SafeTree.iterparse(stream, events=("start", "end")):
+                if root is None:
+                    root = element
+                elif event == "end" and element.tag == f"{MAIN_NS}si":
+                    strings.append(item_text(element))
+                    root.clear()  # what is read is dropped: memory holds the strings only
+        return strings
+
+    def sheet(self, name: str | None = None) -> Sheet:
+        """The sheet called *name*, else the first visible one."""
+        if name is None:
+            visible = [sheet for sheet in self.sheets if sheet.visible]
+            if not visible:
+                raise WorkbookError("the workbook has no visible sheet")
+            return Sheet(self, visible[0])
+        for sheet in self.sheets:
+            if sheet.name == name:
+                return Sheet(self, sheet)
+        there = ", ".join(
+            repr(sheet.name) + ("" if sheet.visible else " (hidden)") for sheet in self.sheets
+        )
+        raise WorkbookError(f"no sheet {name!r}; the workbook has {there}")
+
+
+def target_path(folder: str, target: str) -> str:
+    if target.startswith("/"):
+        return target.lstrip("/")
+    return posixpath.normpath(posixpath.join(folder, target))
+
+
+def item_text(element: ElementTree.Element) -> str:
+    """A shared string's (`<si>`) text: its `<t>`, or its runs' `<t>`s, phonetic runs left out."""
+    parts = []
+    for child in element:
+        if child.tag == f"{MAIN_NS}t":
+            parts.append(t_text(child))
+        elif child.tag == f"{MAIN_NS}r":
+            parts.extend(t_text(t) for t in child.iter(f"{MAIN_NS}t"))
+    return "".join(parts)
+
+
+def t_text(element: ElementTree.Element) -> str:
+    text = element.text or ""
+    preserve = element.get("{http://www.w3.org/XML/1998/namespace}space") == "preserve"
+    return ooxml_unescape(text if preserve else text.strip(" \t\r\n"))
+
+
+class Sheet:
+    def __init__(self, workbook: Workbook, info: SheetInfo) -> None:
+        self.workbook = workbook
+        self.name = info.name
+        self.member = info.member
+        if self.member not in workbook.zip.NameToInfo:
+            raise WorkbookError(f"sheet {info.name!r} is not a worksheet")
+        self._span: tuple[int, int] | None | bool = False  # not yet measured
+
+    def xml_rows(self) -> Iterator[tuple[str, str]]:
+        """(row attributes, row content) of every `<row>`, read a chunk at a time."""
+        with self.workbook.zip.open(self.member) as raw:
+            stream = io.TextIOWrapper(raw, encoding="utf-8")
+            rest = ""
+            first = True
+            while chunk := stream.read(CHUNK_CHARS):
+                text = rest + chunk
+                if first:
+                    if PREFIXED.search(text):
+                        raise NotStreamable(f"sheet {self.name!r} uses namespace prefixes")
+                    first = False
+                end = 0
+                for match in ROW.finditer(text):
+                    end = match.end()
+                    yield match.group(1), match.group(2) or ""
+                rest = text[end:]
+                # Keep only what may still hold a row's start: past the last complete row.
+                if "<row" not in rest and len(rest) > 64:
+                    rest = rest[-64:]
+            for match in ROW.finditer(rest):
+                yield match.group(1), match.group(2) or ""
+
+    def cells(self, body: str) -> list[tuple[int, str | None]] | None:
+        """(column index, text) of a row's non-empty cells; None for a row without any."""
+        fast = FAST_CELL.findall(body)
+        if len(fast) != body.count("<c"):
+            return self.slow_cells(body)
+        formats, strings, is_1904 = (
+            self.workbook.formats,
+            self.workbook.strings,
+            self.workbook.is_1904,
+        )
+        out = []
+        for letters, style, kind, value, preserve, inline in fast:
+            if kind == "inlineStr":
+                if not inline:
+                    continue
+                text = string_text(inline, bool(preserve))
+            elif not value:
+                continue
+            elif kind == "s":
+                text = strings[int(value)]
+            elif kind == "" or kind == "n":
+                text = self.number(value, style, formats, is_1904)
+            else:
+                text = self.typed(kind, value)
+            out.append((column_index(letters), text or None))
+        return out
+
+    @staticmethod
+    def number(value: str, style: str, formats: list[int], is_1904: bool) -> str:
+        number = float(value)
+        kind = formats[int(style)] if style and int(style) < len(formats) else OTHER
+        if kind == OTHER:
+            return number_text(number)
+        return serial_text(number, kind, is_1904)
+
+    def typed(self, kind: str, value: str) -> str | None:
+        if kind == "b":
+            return "False" if value == "0" else "True"
+        if kind == "e":
+            return None
+        if kind == "d":
+            return iso_text(value)
+        return xml_text(value)  # "str": a formula's text result
+
+    def slow_cells(self, body: str) -> list[tuple[int, str | None]]:
+        """cells() for any cell layout: attributes in any order, formulas, rich inline text."""
+        out = []
+        column = -1
+        for match in ANY_CELL.finditer(body):
+            attributes = {
+                m[1]: m[2] if m[2] is not None else m[3] for m in ATTRIBUTE.finditer(match[1])
+            }
+            reference = attributes.get("r")
+            column = column_index(reference.rstrip("0123456789")) if reference else column + 1
+            content = match[2] or ""
+            kind = attributes.get("t", "n")
+            if kind == "inlineStr":
+                inline = INLINE.search(content)
+                if inline is None:
+                    continue
+                runs = TEXT.findall(PHONETIC.sub("", inline[1]))
+                text = "".join(string_text(t, 'xml:space="preserve"' in (a or "")) for a, t in runs)
+            else:
+                found = VALUE.search(content)
+                if found is None or (not found[1] and kind != "str"):
+                    continue
+                value = found[1]
+                if kind == "s":
+                    text = self.workbook.strings[int(value)]
+                elif kind == "n":
+                    text = self.number(
+                        value.strip(),
+                        attributes.get("s", ""),
+                        self.workbook.formats,
+                        self.workbook.is_1904,
+                    )
+                else:
+                    text = self.typed(kind, value)
+            out.append((column, text or None))
+        return out
+
+    def numbered_rows(self) -> Iterator[tuple[int, list[tuple[int, str | None]]]]:
+        """(0-based row number, non-empty cells) of every row that has any."""
+        number = -1
+        for attributes, body in self.xml_rows():
+            found = ROW_NUMBER.search(attributes)
+            number = int(found[1]) - 1 if found else number + 1
+            if body and (cells := self.cells(body)):
+                yield number, cells
+
+    def span(self) -> tuple[int, int] | None:
+        """(first, last) column index of the sheet's non-empty cells; None for an empty sheet."""
+        if self._span is False:
+            low, high = None, None
+            for _, cells in self.numbered_rows():
+                first, last = cells[0][0], cells[-1][0]
+                low = first if low is None or first < low else low
+                high = last if high is None or last > high else high
+            self._span = None if low is None else (low, high)
+        return self._span  # type: ignore[return-value]
+
+    @property
+    def start(self) -> tuple[int, int] | None:
+        """(row, column) of the first non-empty cell, as calamine's `start` (0-based)."""
+        for number, _ in self.numbered_rows():
+            span = self.span()
+            return (number, span[0]) if span else None
+        return None
+
+    def rows(self) -> Iterator[list[str | None]]:
+        """Every row from the first to the last non-empty one, each from the first used
+        column to the last: what calamine's iter_rows() and the loader's cell_text() give."""
+        span = self.span()
+        if span is None:
+            return
+        left, right = span
+        width = right - left + 1
+        next_row = 0
+        for number, cells in self.numbered_rows():
+            while next_row < number:
+                yield [None] * width
+                next_row += 1
+            row: list[str | None] = [None] * width
+            for column, text in cells:
+                row[column - left] = text
+            yield row
+            next_row = number + 1
+
+
+def open_sheet(path: Path, name: str | None = None) -> Sheet:
+    """The sheet *name* of the workbook at *path* (default: the first visible one)."""
+    return Workbook(path).sheet(name)
