@@ -449,14 +449,26 @@ class Sheet:
             if body and (cells := self.cells(body)):
                 yield number, cells
 
+    def edges(self, body: str) -> tuple[int, int] | None:
+        """(first, last) column of a row's non-empty cells: only its first and last cell are
+        matched when both hold a value (cells come in column order), else the whole row."""
+        first = FAST_CELL.match(body, body.find("<c"))
+        last = FAST_CELL.match(body, body.rfind("<c"))
+        if first and last and (first[4] or first[6]) and (last[4] or last[6]):
+            return column_index(first[1]), column_index(last[1])
+        cells = self.cells(body)
+        return (cells[0][0], cells[-1][0]) if cells else None
+
     def span(self) -> tuple[int, int] | None:
-        """(first, last) column index of the sheet's non-empty cells; None for an empty sheet."""
+        """(first, last) column index of the sheet's non-empty cells; None for an empty sheet.
+        Learned in a first pass over the sheet, before the first row is given."""
         if self._span is False:
             low, high = None, None
-            for _, cells in self.numbered_rows():
-                first, last = cells[0][0], cells[-1][0]
-                low = first if low is None or first < low else low
-                high = last if high is None or last > high else high
+            for _, body in self.xml_rows():
+                if body and (edges := self.edges(body)):
+                    first, last = edges
+                    low = first if low is None or first < low else low
+                    high = last if high is None or last > high else high
             self._span = None if low is None else (low, high)
         return self._span  # type: ignore[return-value]
 
