@@ -16,7 +16,6 @@ Each reader runs in its own process (peak RSS is that process's VmHWM).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import json
 import os
@@ -149,6 +148,7 @@ def run_xlsx(path: str, reader: str) -> None:
         for _ in open_sheet(Path(path)).rows():
             count += 1
     else:
+        from prh_ingest.formats.xlsx import cell_text  # the loader's text of calamine's values
         from python_calamine import CalamineWorkbook
 
         workbook = CalamineWorkbook.from_path(path)
@@ -157,17 +157,6 @@ def run_xlsx(path: str, reader: str) -> None:
             [cell_text(value) for value in row]
             count += 1
     print(json.dumps({"seconds": time.perf_counter() - started, "rows": count}))
-
-
-def cell_text(value: object) -> str | None:
-    """The template's ingest.py cell_text, as the loader runs it per calamine cell."""
-    if type(value) is str:
-        return value or None
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else str(value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return None if value is None else str(value)
 
 
 # --- the driver ----------------------------------------------------------------------------

@@ -12,19 +12,18 @@ import openpyxl
 import pytest
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 from prh_ingest.formats import xlsx
-from prh_ingest.formats.xlsx import NotStreamable, WorkbookError, open_sheet
+from prh_ingest.formats.xlsx import NotStreamable, WorkbookError, cell_text, open_sheet
 from python_calamine import CalamineWorkbook
 
 
-def cell_text(value: object) -> str | None:
-    """The loader's conversion of a calamine value to text (the template's ingest.py)."""
-    if type(value) is str:
-        return value or None
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else str(value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return None if value is None else str(value)
+def test_cell_text_is_the_loaders() -> None:
+    """The same rules as the template's ingest.py cell_text, whose rows the loader stores."""
+    assert [cell_text(v) for v in ["", "x", 3.0, 2.5, dt.datetime(2024, 1, 2, 3, 4), True]] == [
+        None, "x", "3", "2.5", "2024-01-02T03:04:00", "True"
+    ]  # fmt: skip
+    assert [cell_text(v) for v in [dt.date(2024, 1, 2), dt.time(1, 2), 7, None]] == [
+        "2024-01-02", "01:02:00", "7", None
+    ]  # fmt: skip
 
 
 def calamine_rows(path: Path, sheet: str) -> list[list[str | None]]:

@@ -154,6 +154,19 @@ def custom_format(code: str) -> int:
     return OTHER
 
 
+def cell_text(value: object) -> str | None:
+    """The text the loader stores for a value python-calamine gives (the template's ingest.py
+    `cell_text`: one owner once the loader imports it from here): whole numbers without `.0`,
+    dates and times in ISO 8601, "" as None. rows() gives exactly this for every cell."""
+    if type(value) is str:  # the common case first: this runs once per cell
+        return value or None
+    if isinstance(value, float):
+        return number_text(value)
+    if isinstance(value, dt.date | dt.time):  # datetime is a date
+        return value.isoformat()
+    return None if value is None else str(value)
+
+
 def round_half_away(value: float) -> int:
     return int(math.floor(value + 0.5)) if value >= 0 else -int(math.floor(-value + 0.5))
 
