@@ -181,3 +181,27 @@ def test_not_a_workbook_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(WorkbookError) as refused:
         open_sheet(path)
     assert str(refused.value) == "not a readable workbook (BadZipFile)"
+
+
+def test_an_unreadable_cell_names_its_row_not_its_value(tmp_path: Path) -> None:
+    broken = SHEET.replace('<c t="s" r="B4"><v>3</v>', '<c t="s" r="B4"><v>99</v>')
+    path = excel_like_workbook(tmp_path / "broken.xlsx", broken)
+    with pytest.raises(WorkbookError) as refused:
+        streamed_rows(path)
+    assert str(refused.value) == "sheet 'Lab results', row 4: a cell is not readable"
+
+
+def test_a_damaged_sheet_is_one_line(tmp_path: Path) -> None:
+    path = excel_like_workbook(tmp_path / "damaged.xlsx")
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF  # one byte of the deflated sheet
+    path.write_bytes(bytes(data))
+    with pytest.raises(WorkbookError) as refused:
+        streamed_rows(path)
+    assert str(refused.value) in (
+        "sheet 'Lab results' is not readable (BadZipFile)",
+        "sheet 'Lab results' is not readable (error)",  # zlib's
+    )

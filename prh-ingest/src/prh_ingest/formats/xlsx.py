@@ -30,6 +30,7 @@ import math
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,9 +213,9 @@ class Workbook:
     def __init__(self, path: Path) -> None:
         try:
             self.zip = zipfile.ZipFile(path)
-            self.sheets, self.is_1904, base = self.read_workbook()
-            self.formats = self.read_styles(base)
-            self.strings = self.read_strings(base)
+            self.sheets, self.is_1904, parts = self.read_workbook()
+            self.formats = self.read_styles(parts["styles"])
+            self.strings = self.read_strings(parts["sharedStrings"])
         except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError) as error:
             raise WorkbookError(f"not a readable workbook ({type(error).__name__})") from None
 
@@ -228,43 +229,46 @@ class Workbook:
         with self.zip.open(member) as stream:
             return SafeTree.parse(stream).getroot()
 
-    def relationships(self, member: str) -> dict[str, str]:
-        """Relationship id -> target's path in the zip, for the part at *member*."""
+    def relationships(self, member: str) -> dict[str, tuple[str, str]]:
+        """Relationship id -> (type's last word, target's path in the zip) of part *member*."""
         folder, name = posixpath.split(member)
         rels = posixpath.join(folder, "_rels", f"{name}.rels")
         if rels not in self.zip.NameToInfo:
             return {}
         return {
-            rel.get("Id", ""): target_path(folder, rel.get("Target", ""))
+            rel.get("Id", ""): (
+                rel.get("Type", "").rsplit("/", 1)[-1],
+                target_path(folder, rel.get("Target", "")),
+            )
             for rel in self.part(rels).iter(f"{PKG_REL_NS}Relationship")
         }
 
-    def read_workbook(self) -> tuple[list[SheetInfo], bool, str]:
+    def read_workbook(self) -> tuple[list[SheetInfo], bool, dict[str, str]]:
+        """The sheets, the date system, and the paths of the styles and shared strings (by
+        the workbook's relationships; the usual names when it has none)."""
         office = next(
-            (
-                target
-                for target in self.relationships("").values()
-                if posixpath.basename(target) in ("workbook.xml", "workbook2.xml")
-            ),
+            (path for kind, path in self.relationships("").values() if kind == "officeDocument"),
             "xl/workbook.xml",
         )
         root = self.part(office)
         targets = self.relationships(office)
+        base = posixpath.dirname(office)
+        parts = {name: posixpath.join(base, f"{name}.xml") for name in ("styles", "sharedStrings")}
+        parts.update((kind, path) for kind, path in targets.values() if kind in parts)
         sheets = [
             SheetInfo(
                 sheet.get("name", ""),
-                targets.get(sheet.get(f"{REL_NS}id", ""), ""),
+                targets.get(sheet.get(f"{REL_NS}id", ""), ("", ""))[1],
                 sheet.get("state", "visible") == "visible",
             )
             for sheet in root.iter(f"{MAIN_NS}sheet")
         ]
         properties = root.find(f"{MAIN_NS}workbookPr")
         is_1904 = properties is not None and properties.get("date1904") in ("1", "true")
-        return sheets, is_1904, posixpath.dirname(office)
+        return sheets, is_1904, parts
 
-    def read_styles(self, base: str) -> list[int]:
+    def read_styles(self, member: str) -> list[int]:
         """Each cell style's kind of number (OTHER, DATETIME, DURATION), by style index."""
-        member = posixpath.join(base, "styles.xml")
         if member not in self.zip.NameToInfo:
             return []
         root = self.part(member)
@@ -286,8 +290,7 @@ class Workbook:
                 )
         return formats
 
-    def read_strings(self, base: str) -> list[str]:
-        member = posixpath.join(base, "sharedStrings.xml")
+    def read_strings(self, member: str) -> list[str]:
         if member not in self.zip.NameToInfo:
             return []
         strings: list[str] = []
@@ -351,6 +354,16 @@ class Sheet:
 
     def xml_rows(self) -> Iterator[tuple[str, str]]:
         """(row attributes, row content) of every `<row>`, read a chunk at a time."""
+        try:
+            yield from self.read_xml_rows()
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise WorkbookError(
+                f"sheet {self.name!r} is not readable ({type(error).__name__})"
+            ) from None
+        except UnicodeDecodeError:
+            raise NotStreamable(f"sheet {self.name!r} is not UTF-8") from None
+
+    def read_xml_rows(self) -> Iterator[tuple[str, str]]:
         with self.workbook.zip.open(self.member) as raw:
             stream = io.TextIOWrapper(raw, encoding="utf-8")
             rest = ""
@@ -453,23 +466,37 @@ class Sheet:
             out.append((column, text or None))
         return out
 
-    def numbered_rows(self) -> Iterator[tuple[int, list[tuple[int, str | None]]]]:
-        """(0-based row number, non-empty cells) of every row that has any."""
+    def numbered_xml(self) -> Iterator[tuple[int, str]]:
+        """(0-based row number, row content) of every `<row>` with content."""
         number = -1
         for attributes, body in self.xml_rows():
             found = ROW_NUMBER.search(attributes)
             number = int(found[1]) - 1 if found else number + 1
-            if body and (cells := self.cells(body)):
+            if body:
+                yield number, body
+
+    def row_cells(self, number: int, body: str) -> list[tuple[int, str | None]] | None:
+        try:
+            return self.cells(body)
+        except (IndexError, ValueError):  # a string index or a number that is not one
+            raise WorkbookError(
+                f"sheet {self.name!r}, row {number + 1}: a cell is not readable"
+            ) from None
+
+    def numbered_rows(self) -> Iterator[tuple[int, list[tuple[int, str | None]]]]:
+        """(0-based row number, non-empty cells) of every row that has any."""
+        for number, body in self.numbered_xml():
+            if cells := self.row_cells(number, body):
                 yield number, cells
 
-    def edges(self, body: str) -> tuple[int, int] | None:
+    def edges(self, number: int, body: str) -> tuple[int, int] | None:
         """(first, last) column of a row's non-empty cells: only its first and last cell are
         matched when both hold a value (cells come in column order), else the whole row."""
         first = FAST_CELL.match(body, body.find("<c"))
         last = FAST_CELL.match(body, body.rfind("<c"))
         if first and last and (first[4] or first[6]) and (last[4] or last[6]):
             return column_index(first[1]), column_index(last[1])
-        cells = self.cells(body)
+        cells = self.row_cells(number, body)
         return (cells[0][0], cells[-1][0]) if cells else None
 
     def span(self) -> tuple[int, int] | None:
@@ -477,8 +504,8 @@ class Sheet:
         Learned in a first pass over the sheet, before the first row is given."""
         if self._span is False:
             low, high = None, None
-            for _, body in self.xml_rows():
-                if body and (edges := self.edges(body)):
+            for number, body in self.numbered_xml():
+                if edges := self.edges(number, body):
                     first, last = edges
                     low = first if low is None or first < low else low
                     high = last if high is None or last > high else high
