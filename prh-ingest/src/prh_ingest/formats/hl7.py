@@ -93,22 +93,24 @@ class SegmentTables:
     suffix of the table's name (`<table>_pid`)."""
 
     def __init__(self) -> None:
-        self.widths: dict[str, int] = {}
+        self.widths: dict[str, int] = {}  # by segment id as sent (upper case)
 
     def add(self, message: Message) -> dict[str, list[str]]:
         """Count *message*'s segments in; returns the columns that are new, per table."""
         grown: dict[str, int] = {}
         widths = self.widths
         for segment in message.segments:
-            key = segment.segment_id.lower()
             width = len(segment.fields)
-            if width > widths.get(key, -1):
-                grown.setdefault(key, widths.get(key, 0))
-                widths[key] = width
-        return {key: segment_columns(key, widths[key])[before:] for key, before in grown.items()}
+            if width > widths.get(segment.segment_id, -1):
+                grown.setdefault(segment.segment_id, widths.get(segment.segment_id, 0))
+                widths[segment.segment_id] = width
+        return {
+            key.lower(): segment_columns(key, widths[key])[before:]
+            for key, before in grown.items()
+        }
 
     def columns(self, segment_id: str) -> list[str]:
-        return segment_columns(segment_id, self.widths.get(segment_id.lower(), 0))
+        return segment_columns(segment_id, self.widths.get(segment_id.upper(), 0))
 
 
 def read_messages(
