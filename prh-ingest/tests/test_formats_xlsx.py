@@ -84,7 +84,7 @@ def test_a_small_chunk_size_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = openpyxl_workbook(tmp_path / "visits.xlsx")
-    monkeypatch.setattr(xlsx, "CHUNK_CHARS", 7)
+    monkeypatch.setattr(xlsx, "CHUNK_BYTES", 7)
     assert streamed_rows(path, "Visits") == calamine_rows(path, "Visits")
 
 

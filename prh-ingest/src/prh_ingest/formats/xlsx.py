@@ -24,8 +24,8 @@ libraries) raise `NotStreamable`: read those with calamine.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
-import io
 import math
 import posixpath
 import re
@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeTree  # no entity expansion, no external entities
@@ -41,7 +42,7 @@ from defusedxml import ElementTree as SafeTree  # no entity expansion, no extern
 MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 PKG_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-CHUNK_CHARS = 1 << 20
+CHUNK_BYTES = 1 << 20
 
 OTHER, DATETIME, DURATION = 0, 1, 2  # calamine's CellFormat
 BUILTIN_FORMATS = {**dict.fromkeys((*range(14, 23), 45, 47), DATETIME), 46: DURATION}
@@ -64,6 +65,11 @@ ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 PREFIXED = re.compile(r"<\w+:sheetData\b")
+# The first pass (the columns' span) reads bytes: no decoding.
+ROW_BYTES, ROW_NUMBER_BYTES, FAST_CELL_BYTES, PREFIXED_BYTES = (
+    re.compile(pattern.pattern.encode(), pattern.flags & re.S)
+    for pattern in (ROW, ROW_NUMBER, FAST_CELL, PREFIXED)
+)
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 
 
@@ -82,15 +88,34 @@ class SheetInfo:
     visible: bool
 
 
-def column_index(letters: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a cache)
+def column_letters(index: int) -> str:
+    """A column's letters from its 0-based index (0 is A)."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
     """0-based index of a column's letters (A is 0)."""
-    index = cache.get(letters)
-    if index is None:
-        index = 0
-        for letter in letters:
-            index = index * 26 + ord(letter) - 64
-        index = cache[letters] = index - 1
-    return index
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - 64
+    return index - 1
+
+
+# Every one- to three-letter column (A to ZZZ; Excel's last is XFD): FAST_CELL's letters.
+COLUMNS = {column_letters(index): index for index in range(26 + 26**2 + 26**3)}
+COLUMN_BYTES = {letters.encode(): index for letters, index in COLUMNS.items()}
+Cells = list[str | None] | dict[int, str | None]  # a row being filled, by column
+
+
+def row_number(pattern: re.Pattern, attributes: Any, previous: int) -> int:
+    """A `<row>`'s 0-based number: its r attribute, else the one after *previous*."""
+    found = pattern.search(attributes)
+    return int(found[1]) - 1 if found else previous + 1
 
 
 def xml_text(text: str) -> str:
@@ -351,11 +376,24 @@ class Sheet:
         if self.member not in workbook.zip.NameToInfo:
             raise WorkbookError(f"sheet {info.name!r} is not a worksheet")
         self._span: tuple[int, int] | None | bool = False  # not yet measured
+        self.styles: dict[str, int] = {}  # style index as written -> kind of number
+        self.serials: dict[tuple[int, str], str] = {}  # (kind, date number) -> its text
 
-    def xml_rows(self) -> Iterator[tuple[str, str]]:
-        """(row attributes, row content) of every `<row>`, read a chunk at a time."""
+    def chunks(self, text: bool) -> Iterator[str | bytes]:
+        """The sheet's XML, CHUNK_BYTES at a time: decoded when *text*, else bytes."""
+        decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+        first = True
         try:
-            yield from self.read_xml_rows()
+            with self.workbook.zip.open(self.member) as raw:
+                while data := raw.read(CHUNK_BYTES):
+                    chunk = decoder.decode(data) if decoder else data
+                    if first:
+                        if (PREFIXED if text else PREFIXED_BYTES).search(chunk):  # type: ignore[arg-type]
+                            raise NotStreamable(f"sheet {self.name!r} uses namespace prefixes")
+                        first = False
+                    yield chunk
+            if decoder:
+                decoder.decode(b"", final=True)
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise WorkbookError(
                 f"sheet {self.name!r} is not readable ({type(error).__name__})"
@@ -363,62 +401,83 @@ class Sheet:
         except UnicodeDecodeError:
             raise NotStreamable(f"sheet {self.name!r} is not UTF-8") from None
 
-    def read_xml_rows(self) -> Iterator[tuple[str, str]]:
-        with self.workbook.zip.open(self.member) as raw:
-            stream = io.TextIOWrapper(raw, encoding="utf-8")
-            rest = ""
-            first = True
-            while chunk := stream.read(CHUNK_CHARS):
-                text = rest + chunk
-                if first:
-                    if PREFIXED.search(text):
-                        raise NotStreamable(f"sheet {self.name!r} uses namespace prefixes")
-                    first = False
-                end = 0
-                for match in ROW.finditer(text):
-                    end = match.end()
-                    yield match.group(1), match.group(2) or ""
-                rest = text[end:]
-                # Keep only what may still hold a row's start: past the last complete row.
-                if "<row" not in rest and len(rest) > 64:
-                    rest = rest[-64:]
-            for match in ROW.finditer(rest):
-                yield match.group(1), match.group(2) or ""
+    def xml_rows(self, text: bool = True) -> Iterator[tuple[int, Any]]:
+        """(0-based row number, row content) of every `<row>` with content, as str when
+        *text*, else as bytes (the first pass: no decoding)."""
+        if text:
+            row_end, row_start, gt, pattern, numbered = "</row>", "<row", ">", ROW, ROW_NUMBER
+        else:
+            row_end, row_start, gt = b"</row>", b"<row", b">"
+            pattern, numbered = ROW_BYTES, ROW_NUMBER_BYTES
+        number = -1
+        rest = row_end[:0]
+        for chunk in self.chunks(text):
+            pieces = (rest + chunk).split(row_end)  # a split runs at C speed, a lazy regex not
+            rest = pieces.pop()
+            for piece in pieces:
+                start = piece.rfind(row_start)
+                if piece.find(row_start) != start:  # empty rows (<row …/>) before this one
+                    for match in pattern.finditer(piece, 0, start):
+                        number = row_number(numbered, match[1], number)
+                close = piece.find(gt, start)
+                number = row_number(numbered, piece[start + 4 : close], number)
+                if close + 1 < len(piece):
+                    yield number, piece[close + 1 :]
+        for match in pattern.finditer(rest):
+            number = row_number(numbered, match[1], number)
+            if match[2]:
+                yield number, match[2]
 
-    def cells(self, body: str) -> list[tuple[int, str | None]] | None:
-        """(column index, text) of a row's non-empty cells; None for a row without any."""
+    def fill(self, body: str, row: Cells, left: int = 0) -> bool:
+        """Set `row[column - left]` to the text of each non-empty cell of a row's content
+        (a list for rows(), a dict for the first pass); whether the row has any."""
         fast = FAST_CELL.findall(body)
         if len(fast) != body.count("<c"):
-            return self.slow_cells(body)
-        formats, strings, is_1904 = (
-            self.workbook.formats,
-            self.workbook.strings,
-            self.workbook.is_1904,
-        )
-        out = []
+            return self.slow_fill(body, row, left)
+        strings, styles, serials = self.workbook.strings, self.styles, self.serials
+        found = False
         for letters, style, kind, value, preserve, inline in fast:
             if kind == "inlineStr":
                 if not inline:
                     continue
-                text = string_text(inline, bool(preserve))
+                text = inline if preserve else inline.strip(" \t\r\n")
+                if "&" in text or "\r" in text or "_x" in text:
+                    text = string_text(inline, bool(preserve))
             elif not value:
                 continue
             elif kind == "s":
                 text = strings[int(value)]
             elif kind == "" or kind == "n":
-                text = self.number(value, style, formats, is_1904)
+                number_format = styles.get(style)
+                if number_format is None:
+                    number_format = styles[style] = self.number_format(style)
+                if number_format == OTHER:  # whole numbers written as digits: the usual case
+                    fits = value.isdigit() and len(value) < 16 and value[0] != "0"
+                    text = value if fits else number_text(float(value))
+                else:  # dates and times repeat down a column: each is converted once
+                    key = (number_format, value)
+                    text = serials.get(key)
+                    if text is None:
+                        if len(serials) > 100_000:
+                            serials.clear()
+                        text = serials[key] = self.number(value, style)
             else:
                 text = self.typed(kind, value)
-            out.append((column_index(letters), text or None))
-        return out
+            row[COLUMNS[letters] - left] = text or None
+            found = True
+        return found
 
-    @staticmethod
-    def number(value: str, style: str, formats: list[int], is_1904: bool) -> str:
+    def number_format(self, style: str) -> int:
+        """The kind of number (OTHER, DATETIME, DURATION) of cell style *style* ("" is none)."""
+        formats = self.workbook.formats
+        return formats[int(style)] if style and int(style) < len(formats) else OTHER
+
+    def number(self, value: str, style: str) -> str:
         number = float(value)
-        kind = formats[int(style)] if style and int(style) < len(formats) else OTHER
+        kind = self.number_format(style)
         if kind == OTHER:
             return number_text(number)
-        return serial_text(number, kind, is_1904)
+        return serial_text(number, kind, self.workbook.is_1904)
 
     def typed(self, kind: str, value: str) -> str | None:
         if kind == "b":
@@ -429,9 +488,9 @@ class Sheet:
             return iso_text(value)
         return xml_text(value)  # "str": a formula's text result
 
-    def slow_cells(self, body: str) -> list[tuple[int, str | None]]:
-        """cells() for any cell layout: attributes in any order, formulas, rich inline text."""
-        out = []
+    def slow_fill(self, body: str, row: Cells, left: int) -> bool:
+        """fill() for any cell layout: attributes in any order, formulas, rich inline text."""
+        found = False
         column = -1
         for match in ANY_CELL.finditer(body):
             attributes = {
@@ -448,63 +507,47 @@ class Sheet:
                 runs = TEXT.findall(PHONETIC.sub("", inline[1]))
                 text = "".join(string_text(t, 'xml:space="preserve"' in (a or "")) for a, t in runs)
             else:
-                found = VALUE.search(content)
-                if found is None or (not found[1] and kind != "str"):
+                value = VALUE.search(content)
+                if value is None or (not value[1] and kind != "str"):
                     continue
-                value = found[1]
                 if kind == "s":
-                    text = self.workbook.strings[int(value)]
+                    text = self.workbook.strings[int(value[1])]
                 elif kind == "n":
-                    text = self.number(
-                        value.strip(),
-                        attributes.get("s", ""),
-                        self.workbook.formats,
-                        self.workbook.is_1904,
-                    )
+                    text = self.number(value[1].strip(), attributes.get("s", ""))
                 else:
-                    text = self.typed(kind, value)
-            out.append((column, text or None))
-        return out
+                    text = self.typed(kind, value[1])
+            row[column - left] = text or None
+            found = True
+        return found
 
-    def numbered_xml(self) -> Iterator[tuple[int, str]]:
-        """(0-based row number, row content) of every `<row>` with content."""
-        number = -1
-        for attributes, body in self.xml_rows():
-            found = ROW_NUMBER.search(attributes)
-            number = int(found[1]) - 1 if found else number + 1
-            if body:
-                yield number, body
-
-    def row_cells(self, number: int, body: str) -> list[tuple[int, str | None]] | None:
+    def row_fill(self, number: int, body: str, row: Cells, left: int = 0) -> bool:
         try:
-            return self.cells(body)
+            return self.fill(body, row, left)
         except (IndexError, ValueError):  # a string index or a number that is not one
             raise WorkbookError(
                 f"sheet {self.name!r}, row {number + 1}: a cell is not readable"
             ) from None
 
-    def numbered_rows(self) -> Iterator[tuple[int, list[tuple[int, str | None]]]]:
-        """(0-based row number, non-empty cells) of every row that has any."""
-        for number, body in self.numbered_xml():
-            if cells := self.row_cells(number, body):
-                yield number, cells
-
-    def edges(self, number: int, body: str) -> tuple[int, int] | None:
+    def edges(self, number: int, body: bytes) -> tuple[int, int] | None:
         """(first, last) column of a row's non-empty cells: only its first and last cell are
         matched when both hold a value (cells come in column order), else the whole row."""
-        first = FAST_CELL.match(body, body.find("<c"))
-        last = FAST_CELL.match(body, body.rfind("<c"))
+        first = FAST_CELL_BYTES.match(body, body.find(b"<c"))
+        last = FAST_CELL_BYTES.match(body, body.rfind(b"<c"))
         if first and last and (first[4] or first[6]) and (last[4] or last[6]):
-            return column_index(first[1]), column_index(last[1])
-        cells = self.row_cells(number, body)
-        return (cells[0][0], cells[-1][0]) if cells else None
+            return COLUMN_BYTES[first[1]], COLUMN_BYTES[last[1]]
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise NotStreamable(f"sheet {self.name!r} is not UTF-8") from None
+        cells: dict[int, str | None] = {}
+        return (min(cells), max(cells)) if self.row_fill(number, text, cells) else None
 
     def span(self) -> tuple[int, int] | None:
         """(first, last) column index of the sheet's non-empty cells; None for an empty sheet.
         Learned in a first pass over the sheet, before the first row is given."""
         if self._span is False:
             low, high = None, None
-            for number, body in self.numbered_xml():
+            for number, body in self.xml_rows(text=False):
                 if edges := self.edges(number, body):
                     first, last = edges
                     low = first if low is None or first < low else low
@@ -515,9 +558,10 @@ class Sheet:
     @property
     def start(self) -> tuple[int, int] | None:
         """(row, column) of the first non-empty cell, as calamine's `start` (0-based)."""
-        for number, _ in self.numbered_rows():
-            span = self.span()
-            return (number, span[0]) if span else None
+        span = self.span()
+        for number, body in self.xml_rows() if span else ():
+            if self.row_fill(number, body, {}):
+                return number, span[0]  # type: ignore[index]
         return None
 
     def rows(self) -> Iterator[list[str | None]]:
@@ -529,13 +573,13 @@ class Sheet:
         left, right = span
         width = right - left + 1
         next_row = 0
-        for number, cells in self.numbered_rows():
+        for number, body in self.xml_rows():
+            row: list[str | None] = [None] * width
+            if not self.row_fill(number, body, row, left):
+                continue  # no value: like a missing row (and none after the last value)
             while next_row < number:
                 yield [None] * width
                 next_row += 1
-            row: list[str | None] = [None] * width
-            for column, text in cells:
-                row[column - left] = text
             yield row
             next_row = number + 1
 
