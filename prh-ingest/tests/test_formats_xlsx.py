@@ -45,9 +45,12 @@ VALUES = [
 ]
 
 
-def openpyxl_workbook(path: Path, epoch: dt.datetime | None = None) -> Path:
+def openpyxl_workbook(
+    path: Path, epoch: dt.datetime | None = None, formula: bool = True
+) -> Path:
     """A hidden first sheet, then "Visits" from C3 on: typed values, number formats (dates,
-    durations, a quoted "d" that is not a date), a styled empty cell past the last value."""
+    durations, a quoted "d" that is not a date), a styled empty cell past the last value.
+    Without *formula*, every cell is one the reader's fast pattern reads."""
     workbook = openpyxl.Workbook()
     if epoch is not None:
         workbook.epoch = epoch
@@ -59,7 +62,7 @@ def openpyxl_workbook(path: Path, epoch: dt.datetime | None = None) -> Path:
         sheet.cell(3, column, name)
     for row, values in enumerate(VALUES, 4):
         for column, value in enumerate(values, 3):
-            sheet.cell(row, column, value)
+            sheet.cell(row, column, value if formula or value != "=1+1" else "1+1")
     for row, (value, number_format) in enumerate(
         [(45000.5, "yyyy-mm-dd"), (1.25, "[h]:mm"), (3, '0.00"d"'), (0.75, "h:mm AM/PM"),
          (45000, "dd/mm/yy;@"), (45000, "#,##0")], 10
@@ -71,19 +74,23 @@ def openpyxl_workbook(path: Path, epoch: dt.datetime | None = None) -> Path:
     return path
 
 
+@pytest.mark.parametrize("formula", [True, False], ids=["formula", "no-formula"])
 @pytest.mark.parametrize("epoch", [None, CALENDAR_MAC_1904], ids=["1900", "1904"])
-def test_rows_are_calamines_cell_for_cell(tmp_path: Path, epoch: dt.datetime | None) -> None:
-    path = openpyxl_workbook(tmp_path / "visits.xlsx", epoch)
+def test_rows_are_calamines_cell_for_cell(
+    tmp_path: Path, epoch: dt.datetime | None, formula: bool
+) -> None:
+    path = openpyxl_workbook(tmp_path / "visits.xlsx", epoch, formula)
     expected = calamine_rows(path, "Visits")
     assert streamed_rows(path) == expected  # the first visible sheet
     assert expected[2] == ["id", "name", "when", "value", "flag"]
     assert open_sheet(path, "Visits").start == (2, 2)
 
 
+@pytest.mark.parametrize("formula", [True, False], ids=["formula", "no-formula"])
 def test_a_small_chunk_size_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, formula: bool
 ) -> None:
-    path = openpyxl_workbook(tmp_path / "visits.xlsx")
+    path = openpyxl_workbook(tmp_path / "visits.xlsx", formula=formula)
     monkeypatch.setattr(xlsx, "CHUNK_BYTES", 7)
     assert streamed_rows(path, "Visits") == calamine_rows(path, "Visits")
 

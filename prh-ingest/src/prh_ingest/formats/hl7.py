@@ -105,8 +105,7 @@ class SegmentTables:
                 grown.setdefault(segment.segment_id, widths.get(segment.segment_id, 0))
                 widths[segment.segment_id] = width
         return {
-            key.lower(): segment_columns(key, widths[key])[before:]
-            for key, before in grown.items()
+            key.lower(): segment_columns(key, widths[key])[before:] for key, before in grown.items()
         }
 
     def columns(self, segment_id: str) -> list[str]:

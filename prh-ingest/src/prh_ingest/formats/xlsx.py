@@ -31,7 +31,7 @@ import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,8 @@ ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 PREFIXED = re.compile(r"<\w+:sheetData\b")
+# A part of the sheet at once: row marks (groups 1-2), fast cells (3-8), any other cell (9).
+TOKEN = re.compile(r"(<row)\b([^>]*?)/?>|" + FAST_CELL.pattern + r"|(<c\b)")
 # The first pass (the columns' span) reads bytes: no decoding.
 ROW_BYTES, ROW_NUMBER_BYTES, FAST_CELL_BYTES, PREFIXED_BYTES = (
     re.compile(pattern.pattern.encode(), pattern.flags & re.S)
@@ -110,6 +112,32 @@ def column_index(letters: str) -> int:
 COLUMNS = {column_letters(index): index for index in range(26 + 26**2 + 26**3)}
 COLUMN_BYTES = {letters.encode(): index for letters, index in COLUMNS.items()}
 Cells = list[str | None] | dict[int, str | None]  # a row being filled, by column
+
+
+def split_rows(part: Any, number: int) -> Generator[tuple[int, Any], None, int]:
+    """(0-based row number, content) of each `<row>` with content in *part* (str or bytes,
+    whole rows), numbered on from *number*; returns the last row's number."""
+    if type(part) is str:
+        row_end, row_start, gt, pattern, numbered = "</row>", "<row", ">", ROW, ROW_NUMBER
+    else:
+        row_end, row_start, gt = b"</row>", b"<row", b">"
+        pattern, numbered = ROW_BYTES, ROW_NUMBER_BYTES
+    pieces = part.split(row_end)  # a split runs at C speed, a lazy regex does not
+    tail = pieces.pop()
+    for piece in pieces:
+        start = piece.rfind(row_start)
+        if piece.find(row_start) != start:  # empty rows (<row …/>) before this one
+            for match in pattern.finditer(piece, 0, start):
+                number = row_number(numbered, match[1], number)
+        close = piece.find(gt, start)
+        number = row_number(numbered, piece[start + 4 : close], number)
+        if close + 1 < len(piece):
+            yield number, piece[close + 1 :]
+    for match in pattern.finditer(tail):
+        number = row_number(numbered, match[1], number)
+        if match[2]:
+            yield number, match[2]
+    return number
 
 
 def row_number(pattern: re.Pattern, attributes: Any, previous: int) -> int:
@@ -401,71 +429,95 @@ class Sheet:
         except UnicodeDecodeError:
             raise NotStreamable(f"sheet {self.name!r} is not UTF-8") from None
 
+    def complete_rows(self, text: bool) -> Iterator[Any]:
+        """The sheet's XML in parts that end after a `</row>` (the last part: the rest)."""
+        row_end = "</row>" if text else b"</row>"
+        rest = row_end[:0]
+        for chunk in self.chunks(text):
+            part = rest + chunk
+            cut = part.rfind(row_end) + len(row_end)
+            if cut < len(row_end):
+                rest = part
+                continue
+            rest = part[cut:]
+            yield part[:cut]
+        yield rest
+
     def xml_rows(self, text: bool = True) -> Iterator[tuple[int, Any]]:
         """(0-based row number, row content) of every `<row>` with content, as str when
         *text*, else as bytes (the first pass: no decoding)."""
-        if text:
-            row_end, row_start, gt, pattern, numbered = "</row>", "<row", ">", ROW, ROW_NUMBER
-        else:
-            row_end, row_start, gt = b"</row>", b"<row", b">"
-            pattern, numbered = ROW_BYTES, ROW_NUMBER_BYTES
         number = -1
-        rest = row_end[:0]
-        for chunk in self.chunks(text):
-            pieces = (rest + chunk).split(row_end)  # a split runs at C speed, a lazy regex not
-            rest = pieces.pop()
-            for piece in pieces:
-                start = piece.rfind(row_start)
-                if piece.find(row_start) != start:  # empty rows (<row …/>) before this one
-                    for match in pattern.finditer(piece, 0, start):
-                        number = row_number(numbered, match[1], number)
-                close = piece.find(gt, start)
-                number = row_number(numbered, piece[start + 4 : close], number)
-                if close + 1 < len(piece):
-                    yield number, piece[close + 1 :]
-        for match in pattern.finditer(rest):
-            number = row_number(numbered, match[1], number)
-            if match[2]:
-                yield number, match[2]
+        for part in self.complete_rows(text):
+            number = yield from split_rows(part, number)
 
-    def fill(self, body: str, row: Cells, left: int = 0) -> bool:
-        """Set `row[column - left]` to the text of each non-empty cell of a row's content
-        (a list for rows(), a dict for the first pass); whether the row has any."""
-        fast = FAST_CELL.findall(body)
-        if len(fast) != body.count("<c"):
-            return self.slow_fill(body, row, left)
-        strings, styles, serials = self.workbook.strings, self.styles, self.serials
-        found = False
-        for letters, style, kind, value, preserve, inline in fast:
-            if kind == "inlineStr":
-                if not inline:
-                    continue
-                text = inline if preserve else inline.strip(" \t\r\n")
-                if "&" in text or "\r" in text or "_x" in text:
-                    text = string_text(inline, bool(preserve))
-            elif not value:
+    def filled_rows(self, left: int, width: int) -> Iterator[tuple[int, list[str | None]]]:
+        """(0-based row number, cells from column *left* on) of every row with a value.
+        Each part of the XML is matched at once: its row marks and cells in one findall."""
+        number = -1
+        for part in self.complete_rows(text=True):
+            tokens = TOKEN.findall(part)
+            if not any(token[-1] for token in tokens):
+                number = yield from self.token_rows(tokens, left, width, number)
                 continue
-            elif kind == "s":
-                text = strings[int(value)]
-            elif kind == "" or kind == "n":
-                number_format = styles.get(style)
-                if number_format is None:
-                    number_format = styles[style] = self.number_format(style)
-                if number_format == OTHER:  # whole numbers written as digits: the usual case
-                    fits = value.isdigit() and len(value) < 16 and value[0] != "0"
-                    text = value if fits else number_text(float(value))
-                else:  # dates and times repeat down a column: each is converted once
-                    key = (number_format, value)
-                    text = serials.get(key)
-                    if text is None:
-                        if len(serials) > 100_000:
-                            serials.clear()
-                        text = serials[key] = self.number(value, style)
-            else:
-                text = self.typed(kind, value)
-            row[COLUMNS[letters] - left] = text or None
-            found = True
-        return found
+            # A cell the fast pattern does not read (a formula, rich text, another attribute
+            # order): this part row by row, the general way.
+            for number, body in split_rows(part, number):  # noqa: B020 (it carries on)
+                row: list[str | None] = [None] * width
+                if self.row_fill(number, body, row, left):
+                    yield number, row
+
+    def token_rows(
+        self, tokens: list[tuple[str, ...]], left: int, width: int, number: int
+    ) -> Generator[tuple[int, list[str | None]], None, int]:
+        """The rows of TOKEN matches (row marks and cells) with a value; returns the number
+        of the last row."""
+        strings, styles, serials = self.workbook.strings, self.styles, self.serials
+        row: list[str | None] = []
+        found = False
+        try:
+            for mark, attributes, letters, style, kind, value, preserve, inline, _ in tokens:
+                if mark:
+                    if found:
+                        yield number, row
+                    number = row_number(ROW_NUMBER, attributes, number)
+                    row = [None] * width
+                    found = False
+                    continue
+                if kind == "inlineStr":
+                    if not inline:
+                        continue
+                    text = inline if preserve else inline.strip(" \t\r\n")
+                    if "&" in text or "\r" in text or "_x" in text:
+                        text = string_text(inline, bool(preserve))
+                elif not value:
+                    continue
+                elif kind == "s":
+                    text = strings[int(value)]
+                elif kind == "" or kind == "n":
+                    number_format = styles.get(style)
+                    if number_format is None:
+                        number_format = styles[style] = self.number_format(style)
+                    if number_format == OTHER:  # whole numbers written as digits: the usual
+                        fits = value.isdigit() and len(value) < 16 and value[0] != "0"
+                        text = value if fits else number_text(float(value))
+                    else:  # dates and times repeat down a column: each converted once
+                        key = (number_format, value)
+                        text = serials.get(key)
+                        if text is None:
+                            if len(serials) > 100_000:
+                                serials.clear()
+                            text = serials[key] = self.number(value, style)
+                else:
+                    text = self.typed(kind, value)
+                row[COLUMNS[letters] - left] = text or None
+                found = True
+        except (IndexError, ValueError):  # a string index or a number that is not one
+            raise WorkbookError(
+                f"sheet {self.name!r}, row {number + 1}: a cell is not readable"
+            ) from None
+        if found:
+            yield number, row
+        return number
 
     def number_format(self, style: str) -> int:
         """The kind of number (OTHER, DATETIME, DURATION) of cell style *style* ("" is none)."""
@@ -488,8 +540,10 @@ class Sheet:
             return iso_text(value)
         return xml_text(value)  # "str": a formula's text result
 
-    def slow_fill(self, body: str, row: Cells, left: int) -> bool:
-        """fill() for any cell layout: attributes in any order, formulas, rich inline text."""
+    def fill(self, body: str, row: Cells, left: int = 0) -> bool:
+        """Set `row[column - left]` to the text of each non-empty cell of a row's content,
+        for any cell layout (attributes in any order, formulas, rich inline text); whether
+        the row has any. *row* is a list (rows()) or a dict (the first pass)."""
         found = False
         column = -1
         for match in ANY_CELL.finditer(body):
@@ -559,9 +613,8 @@ class Sheet:
     def start(self) -> tuple[int, int] | None:
         """(row, column) of the first non-empty cell, as calamine's `start` (0-based)."""
         span = self.span()
-        for number, body in self.xml_rows() if span else ():
-            if self.row_fill(number, body, {}):
-                return number, span[0]  # type: ignore[index]
+        for number, _ in self.filled_rows(span[0], span[1] - span[0] + 1) if span else ():
+            return number, span[0]  # type: ignore[index]
         return None
 
     def rows(self) -> Iterator[list[str | None]]:
@@ -573,11 +626,8 @@ class Sheet:
         left, right = span
         width = right - left + 1
         next_row = 0
-        for number, body in self.xml_rows():
-            row: list[str | None] = [None] * width
-            if not self.row_fill(number, body, row, left):
-                continue  # no value: like a missing row (and none after the last value)
-            while next_row < number:
+        for number, row in self.filled_rows(left, width):
+            while next_row < number:  # rows without a value: empty, up to the last value
                 yield [None] * width
                 next_row += 1
             yield row
