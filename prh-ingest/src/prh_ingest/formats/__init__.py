@@ -6,6 +6,19 @@ Each reader yields what the loader stores and hands every unreadable message or 
 callback, `refuse`, raises `BadRowError`, whose one-line text is safe to print; the loader
 passes its own to set the rows aside instead (the bad-rows policy). The raw bytes ride along
 on the `BadRow` (for a rejects table, under the table's access) but never in its text.
+
+How the loader uses them (a few lines each):
+- HL7: `for message in hl7.read_path(path, on_bad=...)`: `SegmentTables.add(message)` gives
+  the columns a segment table gains (ALTER TABLE first); the message is one row of `<table>`
+  (message_control_id, message_type, message_time, sending_facility, segment_count) and each
+  segment one row of `<table>_<segment id>` (message_control_id, segment_index, fields...).
+- FHIR: `with fhir.open_ndjson(path) as stream:` then on PostgreSQL `copy.write(chunk)` for
+  each chunk of `fhir.copy_chunks(fhir.read_resources(stream, on_bad=...), resource_type)`
+  into `COPY <table>_<type> (id, last_updated, resource) FROM STDIN WITH fhir.COPY_OPTIONS`;
+  on SQLite, executemany of `(r.id, r.last_updated, r.text)`.
+- Workbooks: `xlsx.open_sheet(path, sheet).rows()` in place of calamine's `iter_rows()` and
+  `cell_text` for `.xlsx`/`.xlsm` (`.start` is calamine's `start`); on `xlsx.NotStreamable`,
+  calamine as before.
 """
 
 from __future__ import annotations

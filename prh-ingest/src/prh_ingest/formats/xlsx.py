@@ -16,10 +16,15 @@ the non-empty cells, which the sheet's `<dimension>` does not always give).
 
 Cells are matched with regular expressions over the XML text, not an XML parser: a sheet's
 cells are a regular, flat grammar, and a parser's per-element callbacks in Python are what
-makes openpyxl's read-only mode about 16x slower than calamine. A row whose cells the fast
-pattern does not fully account for (a formula, rich text, unusual attributes) is read by a
-general one. Sheets whose elements carry a namespace prefix (`<x:row>`, written by some
-libraries) raise `NotStreamable`: read those with calamine.
+makes openpyxl's read-only mode about 16x slower than calamine. Each megabyte of the sheet is
+matched at once (row marks and cells in one findall). A part holding a cell the fast pattern
+does not read (a formula, rich inline text, attributes in another order) is read row by row
+by a general pattern, about half as fast. Sheets whose elements carry a namespace prefix
+(`<x:row>`, written by some libraries) raise `NotStreamable`: read those with calamine.
+
+Speed: the price of bounded memory is Python doing per cell what calamine does in Rust. On a
+1,048,576 x 8 sheet (benchmarks/formats.py) the stream takes about 1.8x calamine's CPU time
+(two passes included), in about 40 MB against calamine's 800 MB.
 """
 
 from __future__ import annotations
