@@ -73,9 +73,8 @@ PREFIXED = re.compile(r"<\w+:sheetData\b")
 # A part of the sheet at once: row marks (groups 1-2), fast cells (3-8), any other cell (9).
 TOKEN = re.compile(r"(<row)\b([^>]*?)/?>|" + FAST_CELL.pattern + r"|(<c\b)")
 # The first pass (the columns' span) reads bytes: no decoding.
-ROW_BYTES, ROW_NUMBER_BYTES, FAST_CELL_BYTES, PREFIXED_BYTES = (
-    re.compile(pattern.pattern.encode(), pattern.flags & re.S)
-    for pattern in (ROW, ROW_NUMBER, FAST_CELL, PREFIXED)
+FAST_CELL_BYTES, PREFIXED_BYTES = (
+    re.compile(pattern.pattern.encode()) for pattern in (FAST_CELL, PREFIXED)
 )
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 
@@ -116,38 +115,54 @@ def column_index(letters: str) -> int:
 # Every one- to three-letter column (A to ZZZ; Excel's last is XFD): FAST_CELL's letters.
 COLUMNS = {column_letters(index): index for index in range(26 + 26**2 + 26**3)}
 COLUMN_BYTES = {letters.encode(): index for letters, index in COLUMNS.items()}
-Cells = list[str | None] | dict[int, str | None]  # a row being filled, by column
 
 
-def split_rows(part: Any, number: int) -> Generator[tuple[int, Any], None, int]:
-    """(0-based row number, content) of each `<row>` with content in *part* (str or bytes,
-    whole rows), numbered on from *number*; returns the last row's number."""
-    if type(part) is str:
-        row_end, row_start, gt, pattern, numbered = "</row>", "<row", ">", ROW, ROW_NUMBER
-    else:
-        row_end, row_start, gt = b"</row>", b"<row", b">"
-        pattern, numbered = ROW_BYTES, ROW_NUMBER_BYTES
-    pieces = part.split(row_end)  # a split runs at C speed, a lazy regex does not
+def split_rows(part: str, number: int) -> Generator[tuple[int, str], None, int]:
+    """(0-based row number, content) of each `<row>` with content in *part* (whole rows),
+    numbered on from *number*; returns the last row's number."""
+    pieces = part.split("</row>")  # a split runs at C speed, a lazy regex does not
     tail = pieces.pop()
     for piece in pieces:
-        start = piece.rfind(row_start)
-        if piece.find(row_start) != start:  # empty rows (<row …/>) before this one
-            for match in pattern.finditer(piece, 0, start):
-                number = row_number(numbered, match[1], number)
-        close = piece.find(gt, start)
-        number = row_number(numbered, piece[start + 4 : close], number)
+        start = piece.rfind("<row")
+        if piece.find("<row") != start:  # empty rows (<row …/>) before this one
+            for match in ROW.finditer(piece, 0, start):
+                number = row_number(match[1], number)
+        close = piece.find(">", start)
+        number = row_number(piece[start + 4 : close], number)
         if close + 1 < len(piece):
             yield number, piece[close + 1 :]
-    for match in pattern.finditer(tail):
-        number = row_number(numbered, match[1], number)
+    for match in ROW.finditer(tail):
+        number = row_number(match[1], number)
         if match[2]:
             yield number, match[2]
     return number
 
 
-def row_number(pattern: re.Pattern, attributes: Any, previous: int) -> int:
+def general_cells(body: str) -> Iterator[tuple[int, str, str, str]]:
+    """(column, type, style, value or inline string's XML) of each non-empty cell of a row's
+    content, for any cell layout: attributes in any order or quotes, formulas, no `r`."""
+    column = -1
+    for match in ANY_CELL.finditer(body):
+        attributes = {
+            m[1]: m[2] if m[2] is not None else m[3] for m in ATTRIBUTE.finditer(match[1])
+        }
+        reference = attributes.get("r")
+        column = column_index(reference.rstrip("0123456789")) if reference else column + 1
+        content = match[2] or ""
+        kind = attributes.get("t", "n")
+        if kind == "inlineStr":
+            found = INLINE.search(content)
+        else:
+            found = VALUE.search(content)
+            if found is not None and not found[1] and kind != "str":
+                found = None
+        if found is not None:
+            yield column, kind, attributes.get("s", ""), found[1]
+
+
+def row_number(attributes: str, previous: int) -> int:
     """A `<row>`'s 0-based number: its r attribute, else the one after *previous*."""
-    found = pattern.search(attributes)
+    found = ROW_NUMBER.search(attributes)
     return int(found[1]) - 1 if found else previous + 1
 
 
@@ -448,13 +463,6 @@ class Sheet:
             yield part[:cut]
         yield rest
 
-    def xml_rows(self, text: bool = True) -> Iterator[tuple[int, Any]]:
-        """(0-based row number, row content) of every `<row>` with content, as str when
-        *text*, else as bytes (the first pass: no decoding)."""
-        number = -1
-        for part in self.complete_rows(text):
-            number = yield from split_rows(part, number)
-
     def filled_rows(self, left: int, width: int) -> Iterator[tuple[int, list[str | None]]]:
         """(0-based row number, cells from column *left* on) of every row with a value.
         Each part of the XML is matched at once: its row marks and cells in one findall."""
@@ -484,7 +492,7 @@ class Sheet:
                 if mark:
                     if found:
                         yield number, row
-                    number = row_number(ROW_NUMBER, attributes, number)
+                    number = row_number(attributes, number)
                     row = [None] * width
                     found = False
                     continue
@@ -545,41 +553,26 @@ class Sheet:
             return iso_text(value)
         return xml_text(value)  # "str": a formula's text result
 
-    def fill(self, body: str, row: Cells, left: int = 0) -> bool:
+    def fill(self, body: str, row: list[str | None], left: int = 0) -> bool:
         """Set `row[column - left]` to the text of each non-empty cell of a row's content,
         for any cell layout (attributes in any order, formulas, rich inline text); whether
-        the row has any. *row* is a list (rows()) or a dict (the first pass)."""
+        the row has any."""
         found = False
-        column = -1
-        for match in ANY_CELL.finditer(body):
-            attributes = {
-                m[1]: m[2] if m[2] is not None else m[3] for m in ATTRIBUTE.finditer(match[1])
-            }
-            reference = attributes.get("r")
-            column = column_index(reference.rstrip("0123456789")) if reference else column + 1
-            content = match[2] or ""
-            kind = attributes.get("t", "n")
+        for column, kind, style, raw in general_cells(body):
             if kind == "inlineStr":
-                inline = INLINE.search(content)
-                if inline is None:
-                    continue
-                runs = TEXT.findall(PHONETIC.sub("", inline[1]))
+                runs = TEXT.findall(PHONETIC.sub("", raw))
                 text = "".join(string_text(t, 'xml:space="preserve"' in (a or "")) for a, t in runs)
+            elif kind == "s":
+                text = self.workbook.strings[int(raw)]
+            elif kind == "n":
+                text = self.number(raw.strip(), style)
             else:
-                value = VALUE.search(content)
-                if value is None or (not value[1] and kind != "str"):
-                    continue
-                if kind == "s":
-                    text = self.workbook.strings[int(value[1])]
-                elif kind == "n":
-                    text = self.number(value[1].strip(), attributes.get("s", ""))
-                else:
-                    text = self.typed(kind, value[1])
+                text = self.typed(kind, raw)
             row[column - left] = text or None
             found = True
         return found
 
-    def row_fill(self, number: int, body: str, row: Cells, left: int = 0) -> bool:
+    def row_fill(self, number: int, body: str, row: list[str | None], left: int = 0) -> bool:
         try:
             return self.fill(body, row, left)
         except (IndexError, ValueError):  # a string index or a number that is not one
@@ -587,32 +580,44 @@ class Sheet:
                 f"sheet {self.name!r}, row {number + 1}: a cell is not readable"
             ) from None
 
-    def edges(self, number: int, body: bytes) -> tuple[int, int] | None:
-        """(first, last) column of a row's non-empty cells: only its first and last cell are
-        matched when both hold a value (cells come in column order), else the whole row."""
-        first = FAST_CELL_BYTES.match(body, body.find(b"<c"))
-        last = FAST_CELL_BYTES.match(body, body.rfind(b"<c"))
-        if first and last and (first[4] or first[6]) and (last[4] or last[6]):
-            return COLUMN_BYTES[first[1]], COLUMN_BYTES[last[1]]
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            raise NotStreamable(f"sheet {self.name!r} is not UTF-8") from None
-        cells: dict[int, str | None] = {}
-        return (min(cells), max(cells)) if self.row_fill(number, text, cells) else None
-
     def span(self) -> tuple[int, int] | None:
         """(first, last) column index of the sheet's non-empty cells; None for an empty sheet.
-        Learned in a first pass over the sheet, before the first row is given."""
+        Learned in a first pass over the sheet's bytes, before the first row is given: of
+        each row only the first and last cell are matched when both hold a value (cells come
+        in column order), else the whole row."""
         if self._span is False:
-            low, high = None, None
-            for number, body in self.xml_rows(text=False):
-                if edges := self.edges(number, body):
-                    first, last = edges
-                    low = first if low is None or first < low else low
-                    high = last if high is None or last > high else high
-            self._span = None if low is None else (low, high)
+            low, high = 1 << 30, -1
+            for part in self.complete_rows(text=False):
+                for piece in part.split(b"</row>"):
+                    start = piece.rfind(b"<row")
+                    if start < 0:
+                        continue  # the sheet's tail
+                    first = FAST_CELL_BYTES.match(piece, piece.find(b"<c", start))
+                    last = FAST_CELL_BYTES.match(piece, piece.rfind(b"<c"))
+                    if first and last and (first[4] or first[6]) and (last[4] or last[6]):
+                        edges = (COLUMN_BYTES[first[1]], COLUMN_BYTES[last[1]])
+                    elif b"<c" not in piece[start:]:
+                        continue  # no cell: an empty row, or the sheet's head or tail
+                    else:
+                        edges = self.general_edges(piece[start:])
+                        if edges is None:
+                            continue
+                    low, high = min(low, edges[0]), max(high, edges[1])
+            self._span = None if high < 0 else (low, high)
         return self._span  # type: ignore[return-value]
+
+    def general_edges(self, rows: bytes) -> tuple[int, int] | None:
+        """span() for rows (`<row …>` …) the fast pattern does not read at their edges."""
+        try:
+            text = rows.decode()
+        except UnicodeDecodeError:
+            raise NotStreamable(f"sheet {self.name!r} is not UTF-8") from None
+        columns = [
+            column
+            for _, body in split_rows(text + "</row>", -1)
+            for column, *_ in general_cells(body)
+        ]
+        return (min(columns), max(columns)) if columns else None
 
     @property
     def start(self) -> tuple[int, int] | None:
