@@ -1,0 +1,3 @@
+"""The engine's shared fixtures, each from its own module (one import line per module)."""
+
+from pg import pg_conninfo, pg_server  # noqa: F401 (fixtures)
