@@ -1,0 +1,16 @@
+"""Keep this project current with the template that made it (`--help` says how).
+
+The code is the prh-ingest package's (prh_ingest.regenerate), which this project's
+development environment installs; this file only says where the project is.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from prh_ingest.regenerate import main
+except ImportError as missing:
+    sys.exit(f"error: {missing}: install this project's development dependencies first")
+
+if __name__ == "__main__":
+    sys.exit(main(Path(__file__).resolve().parents[1], sys.argv[1:]))
