@@ -110,8 +110,9 @@ def test_an_old_warehouse_takes_the_package_in_one_update(tmp_path: Path) -> Non
 )
 def test_a_hand_edited_ingest_py_is_a_clear_conflict(released: tuple[Path, Path]) -> None:
     template, project = released
-    ingest = project / "ingest.py"
-    ours = ingest.read_text().replace("\n\nfrom __future__", "\n# our fix\n\nfrom __future__", 1)
+    ingest = project / "ingest.py"  # the release's: the whole loader, which the package now holds
+    ours = re.sub(r"^(SINK_SETTING = .*)$", r"\1  # our fix", ingest.read_text(), flags=re.M)
+    assert "# our fix" in ours
     ingest.write_text(ours)
     commit_all(project, "our fix in ingest.py")
     old_state = (project / ".cruft.json").read_bytes()
