@@ -246,7 +246,9 @@ def test_generated_ci_reports_template_updates_without_blocking(cookies: Cookies
     job = jobs["template-update"]
     assert job["continue-on-error"] is True
     script = job["steps"][-1]["run"]
-    assert "python scripts/regenerate.py --check || status=$?" in script
+    assert "pipenv run python scripts/regenerate.py --check || status=$?" in script
+    install = job["steps"][-2]["run"]  # the check is the package's: the dev install brings it
+    assert install == jobs["test"]["steps"][2]["run"] and "pipenv install --dev" in install
     assert "::warning::template update available" in script
     assert "continue-on-error" not in jobs["test"]
 
