@@ -60,6 +60,13 @@ def test_every_project_carries_the_one_entry_point_copied_as_is(
     alone = run_python([str(result.project_path / "scripts/regenerate.py"), "--help"], tmp_path)
     assert alone.returncode == 0 and "--check" in alone.stdout, alone.stderr
     assert not (result.project_path / "scripts/__pycache__").exists()
+    # Without the package (python -S: no site-packages): one line; --check cannot say "behind".
+    script = str(result.project_path / "scripts/regenerate.py")
+    bare = run_python(["-S", script, "--check"], tmp_path)
+    assert bare.returncode == 2 and bare.stdout == "", bare.stderr
+    assert bare.stderr == (
+        "error: No module named 'prh_ingest': install this project's development dependencies\n"
+    )
 
 
 def test_cruft_create_records_the_answers_and_the_commit(

@@ -10,7 +10,8 @@ from pathlib import Path
 try:
     from prh_ingest.regenerate import main
 except ImportError as missing:
-    sys.exit(f"error: {missing}: install this project's development dependencies first")
+    print(f"error: {missing}: install this project's development dependencies", file=sys.stderr)
+    sys.exit(2 if "--check" in sys.argv else 1)  # --check: 1 means "template update available"
 
 if __name__ == "__main__":
     sys.exit(main(Path(__file__).resolve().parents[1], sys.argv[1:]))
