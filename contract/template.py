@@ -10,9 +10,13 @@ imports `prh_ingest.naming` (importing `contract` puts the package's source firs
 (cookiecutter 2.7.1 also puts the folder in the context
 as `cookiecutter._repo_dir`, but cruft does not, and cruft renders every template update.)
 
-A generated project must stand alone, so the post-generation hook copies the scripts it
-runs later (scripts/regenerate.py and the scripts/naming.py it imports) from here; a
-template update renders the hook at the new commit, so it brings their changes.
+The templates' files render their names through `contract.jinja.Names` (the filters of
+prh_ingest.jinja, from the commit being rendered; contract/jinja.py says why not directly).
+
+The post-generation hook copies the scripts a project runs later from here, never rendered:
+scripts/regenerate.py, a few-line entry point over prh_ingest.regenerate (the package the
+project's development environment installs); a template update renders the hook at the
+new commit, so it brings their changes.
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ from jinja2.ext import Extension
 REPOSITORY = Path(__file__).resolve().parents[1]  # the template repository's checkout
 # The project's file -> the repository's file it is a copy of.
 PROJECT_SCRIPTS = {
-    "scripts/regenerate.py": "contract/regenerate.py",
-    "scripts/naming.py": "prh-ingest/src/prh_ingest/naming.py",
+    "scripts/regenerate.py": "contract/scripts/regenerate.py",
 }
 
 

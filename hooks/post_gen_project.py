@@ -99,10 +99,10 @@ if __name__ == "__main__":
 def sources() -> dict[str, str]:
     """Each source's flow name: the first's from the answers (it may be a legacy name), the
     others' by the contract's `<slug>-<source>-ingest` rule."""
-    slug = ANSWERS["project_slug"]
+    slug, first = ANSWERS["project_slug"], ANSWERS["source_name"]
     extra = naming.json_mapping("extra_sources", ANSWERS["extra_sources"])
     return {
-        str(ANSWERS["source_name"]): str(ANSWERS["__flow_name"]),
+        first: naming.first_flow_name(slug, first, ANSWERS["legacy_flow_name"]),
         **{source: naming.flow_name(slug, source) for source in extra},
     }
 
@@ -129,7 +129,7 @@ def write_source_settings() -> None:
     slug = ANSWERS["project_slug"]
     extra = naming.json_mapping("extra_sources", ANSWERS["extra_sources"])
     lines = SETTINGS_FILE.read_text().splitlines(keepends=True)
-    first = f"{ANSWERS['__source_setting']}="
+    first = f"{naming.source_setting(slug, ANSWERS['source_name'])}="
     after = next(number for number, line in enumerate(lines) if line.startswith(first)) + 1
     lines[after:after] = [
         f"{naming.source_setting(slug, source)}=/srv/prh/landing/{slug}/{source}.{source_format}\n"
@@ -139,7 +139,8 @@ def write_source_settings() -> None:
 
 
 def print_next_steps() -> None:
-    slug, first_flow = ANSWERS["project_slug"], ANSWERS["__flow_name"]
+    slug, source = ANSWERS["project_slug"], ANSWERS["source_name"]
+    first_flow, setting = sources()[source], naming.source_setting(slug, source)
     sample = f"data/sample.{ANSWERS['source_format']}"
     entries = "\n".join(
         f"    python scripts/regenerate.py --add "
@@ -151,7 +152,7 @@ def print_next_steps() -> None:
         f"""
 Created {slug}/. Run the flow locally on the sample data:
 
-    cd {slug} && {ANSWERS["__source_setting"]}=$PWD/{sample} python prefect/{first_flow}.py
+    cd {slug} && {setting}=$PWD/{sample} python prefect/{first_flow}.py
 
 Commit it with its .cruft.json (the answers and template commit `cruft create` records):
 

@@ -3,7 +3,7 @@
 Answers enter Python only through `tojson`, so quotes, `$(...)`, backticks and
 newlines arrive as plain data. Each check prints one line and exits 1; cookiecutter
 then removes the half-made project folder. Names and shared rules are the naming
-contract's, imported from the template repository's contract/naming.py.
+contract's, prh_ingest.naming, imported from the template repository (contract/template.py).
 """
 
 from __future__ import annotations
@@ -80,25 +80,7 @@ def validate() -> None:
     legacy = text("legacy_flow_name")
     if legacy:
         naming.check_flow_name("legacy_flow_name", legacy)
-    # Derived names are answers too (they can be overridden); they must follow the contract.
-    for key, value in derived_names(slug, source, legacy).items():
-        if text(key) != value:
-            raise Invalid(f"{key} is derived and must be {value!r}; got {text(key)!r}")
-
-
-def derived_names(slug: str, source: str, legacy_flow_name: str) -> dict[str, str]:
-    """cookiecutter.json's private names, as the contract derives them. A runbook-era
-    project may keep its flow's old name, so its deployment and run history stay."""
-    flow = legacy_flow_name or naming.flow_name(slug, source)
-    return {
-        "__env_prefix": naming.env_prefix(slug),
-        "__flow_name": flow,
-        "__flow_function": naming.flow_function(flow),
-        "__source_key": naming.source_key(slug, source),
-        "__source_setting": naming.source_setting(slug, source),
-        "__sink_setting": naming.sink_setting(slug),
-        "__table_name": naming.table_name(slug, source),
-    }
+    naming.first_flow_name(slug, source, legacy)  # the flow's name fits the warehouse
 
 
 if __name__ == "__main__":

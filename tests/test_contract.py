@@ -1,18 +1,24 @@
 """The naming contract: what an ingest project prints, the warehouse takes as is.
 
-The hooks of both templates import contract/naming.py; boundary answers go through both
-templates from the command line, the way a user types them, and `prw_deploy.py --dry-run`
-lists what the ingest template printed.
+The hooks of both templates import prh_ingest.naming, the templates' files render names
+through its filters (contract.jinja); boundary answers go through both templates from the
+command line, the way a user types them, and `prw_deploy.py --dry-run` lists what the
+ingest template printed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import prh_ingest.naming
 import pytest
+from jinja2 import Environment
 from support.baking import cookiecutter_cli
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.warehouse import dry_run_env
@@ -143,3 +149,33 @@ def test_both_templates_take_the_same_flow_names(name: str, accepted: bool, tmp_
         cwd=tmp_path,
     )
     assert (ingest.returncode == 0, warehouse.returncode == 0) == (accepted, accepted)
+
+
+def test_the_filters_come_from_the_checkout_being_rendered(tmp_path: Path) -> None:
+    """contract.jinja renders with the naming of its own checkout (the template commit), not
+    the prh_ingest this process has imported, and leaves that one in place."""
+    checkout = tmp_path / "template"
+    shutil.copytree(REPO_DIR / "contract", checkout / "contract")
+    package = checkout / "prh-ingest/src/prh_ingest"
+    package.mkdir(parents=True)
+    for name in ("__init__.py", "naming.py", "jinja.py"):
+        shutil.copyfile(REPO_DIR / "prh-ingest/src/prh_ingest" / name, package / name)
+    naming_file = package / "naming.py"
+    naming_file.write_text(
+        naming_file.read_text().replace('FLOW_SUFFIX = "-ingest"', 'FLOW_SUFFIX = "-load"')
+    )
+    spec = importlib.util.spec_from_file_location("checkout_jinja", checkout / "contract/jinja.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = {name: sys.modules[name] for name in sys.modules if name.startswith("prh_ingest")}
+
+    environment = Environment(extensions=[module.Names])  # noqa: S701 (text, as cookiecutter)
+    answers = {"project_slug": "clinic-cal", "source_name": "epic"}
+    flow = environment.from_string("{{ cookiecutter | flow_name }}").render(cookiecutter=answers)
+
+    assert flow == "clinic-cal-epic-load"
+    assert prh_ingest.naming.flow_name("clinic-cal", "epic") == "clinic-cal-epic-ingest"
+    assert {
+        name: sys.modules[name] for name in sys.modules if name.startswith("prh_ingest")
+    } == before
+    assert not list(checkout.rglob("__pycache__"))

@@ -28,7 +28,7 @@ from support.warehouse import CLINIC_CAL, WAREHOUSE_TEMPLATE_DIR
 
 from contract.template import PROJECT_SCRIPTS
 
-CONTRACT = REPO_DIR / "contract"  # where both kinds of project's scripts come from
+ENTRY_POINT = REPO_DIR / "contract/scripts/regenerate.py"  # what both kinds of project carry
 TEMPLATES = {"ingest": INGEST_TEMPLATE_DIR, "warehouse": WAREHOUSE_TEMPLATE_DIR}
 RUN_HEADING = "## Run it locally"
 
@@ -48,45 +48,73 @@ def assert_ok(result) -> None:
 
 
 @pytest.mark.parametrize("kind", list(TEMPLATES))
-def test_every_project_carries_the_one_script_copied_as_is(
+def test_every_project_carries_the_one_entry_point_copied_as_is(
     kind: str, cookies: Cookies, tmp_path: Path
 ) -> None:
     result = cookies.bake(template=TEMPLATES[kind])
     assert result.exit_code == 0, result.exception
     for name, source in PROJECT_SCRIPTS.items():
         assert (result.project_path / name).read_bytes() == (REPO_DIR / source).read_bytes()
-    # It stands alone: run from anywhere, it imports only what the project holds.
+    assert not (result.project_path / "scripts/naming.py").exists()  # the package's now
+    # Run from anywhere, it runs prh_ingest.regenerate on its own project.
     alone = run_python([str(result.project_path / "scripts/regenerate.py"), "--help"], tmp_path)
     assert alone.returncode == 0 and "--check" in alone.stdout, alone.stderr
+    assert not (result.project_path / "scripts/__pycache__").exists()
+    # Without the package (python -S: no site-packages): one line; --check cannot say "behind".
+    script = str(result.project_path / "scripts/regenerate.py")
+    bare = run_python(["-S", script, "--check"], tmp_path)
+    assert bare.returncode == 2 and bare.stdout == "", bare.stderr
+    assert bare.stderr == (
+        "error: No module named 'prh_ingest': install this project's development dependencies\n"
+    )
 
 
-def test_cruft_create_records_the_answers_and_the_commit(template: Path, project: Path) -> None:
+def test_cruft_create_records_the_answers_and_the_commit(
+    template: Path, project: Path, tmp_path: Path
+) -> None:
     state = cruft_state(project)
     assert state["commit"] == head(template)
     assert state["skip"] == ["transform.py"]
     assert state["context"]["cookiecutter"]["source_name"] == "epic"
     script = (project / "scripts/regenerate.py").read_bytes()
-    assert script == (CONTRACT / "regenerate.py").read_bytes()  # copied as is, not rendered
+    assert script == ENTRY_POINT.read_bytes()  # copied as is, not rendered
     result = regenerate(project, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Up to date: no change to the ingest-project template since" in result.stdout
+    # From another folder it still updates its own project (the entry point says which).
+    elsewhere = run_python([str(project / "scripts/regenerate.py")], tmp_path)
+    assert elsewhere.returncode == 0 and "No changes." in elsewhere.stdout, elsewhere.stderr
 
 
 def test_a_change_to_the_shared_scripts_reaches_both_kinds_of_project(
     template: Path, project: Path, tmp_path: Path
 ) -> None:
     warehouse = cruft_warehouse(template, tmp_path / "warehouses", CLINIC_CAL)
-    edit(template, "contract/regenerate.py", "the tests, commit.", "the tests, commit!", "script")
+    edit(template, "contract/scripts/regenerate.py", "how).", "how).\n# ours", "entry point")
     naming_module = "prh-ingest/src/prh_ingest/naming.py"
     edit(template, naming_module, "e.g. clinic-cal", "such as clinic-cal", "naming: hint")
     for made in (project, warehouse):
         assert regenerate(made, "--check").returncode == 1
         result = regenerate(made)
         assert_ok(result)
-        assert "naming: hint" in result.stdout  # the commits it took
+        assert "naming: hint" in result.stdout and "entry point" in result.stdout  # its commits
         for name, source in PROJECT_SCRIPTS.items():
             assert (made / name).read_text() == (template / source).read_text()
         assert cruft_state(made)["commit"] == head(template)
+
+
+def test_an_update_renders_names_by_the_template_commit_s_naming(
+    template: Path, project: Path
+) -> None:
+    """The names come from the naming module at the new template commit, not from the
+    prh_ingest that runs the update (this checkout's, unchanged)."""
+    naming_module = "prh-ingest/src/prh_ingest/naming.py"
+    edit(template, naming_module, '_DATABASE_URL"', '_WAREHOUSE_URL"', "naming: sink setting")
+
+    assert_ok(regenerate(project))
+
+    settings = (project / "prefect/.env").read_text()
+    assert "\nCLINIC_CAL_WAREHOUSE_URL=" in settings and "CLINIC_CAL_DATABASE_URL" not in settings
 
 
 def test_a_template_change_reaches_an_edited_project(template: Path, project: Path) -> None:
@@ -225,7 +253,9 @@ def test_generated_ci_reports_template_updates_without_blocking(cookies: Cookies
     job = jobs["template-update"]
     assert job["continue-on-error"] is True
     script = job["steps"][-1]["run"]
-    assert "python scripts/regenerate.py --check || status=$?" in script
+    assert "pipenv run python scripts/regenerate.py --check || status=$?" in script
+    install = job["steps"][-2]["run"]  # the check is the package's: the dev install brings it
+    assert install == jobs["test"]["steps"][2]["run"] and "pipenv install --dev" in install
     assert "::warning::template update available" in script
     assert "continue-on-error" not in jobs["test"]
 

@@ -61,7 +61,6 @@ COMMON_FILES = {
     "prefect/ingest_flow.py",
     "prefect/source_file.py",
     "ruff.toml",
-    "scripts/naming.py",
     "scripts/regenerate.py",
     "tests/test_flow.py",
     "tests/test_ingest.py",

@@ -113,7 +113,7 @@ def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
 
 
 def test_the_marker_tag_is_the_contracts(warehouse: Path) -> None:
-    """prw_deploy.py's ownership tag is derived as contract/naming.py says."""
+    """prw_deploy.py's ownership tag is derived as prh_ingest.naming says."""
     text = (warehouse / "prefect/prw_deploy.py").read_text()
     assert f'MARKER_TAG = "{naming.warehouse_tag(warehouse.name)}"\n' in text
 

@@ -86,7 +86,6 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
         "scripts/install-server.sh",
         "scripts/install-worker.sh",
         "scripts/check-server.py",
-        "scripts/naming.py",
         "scripts/regenerate.py",
         "scripts/verify-units.sh",
         "nginx/prefect-front.conf",

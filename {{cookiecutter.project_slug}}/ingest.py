@@ -3,7 +3,7 @@
 The names below are {{ cookiecutter.source_name }}'s; another source (a flow per source, in prefect/) has its
 own: its setting `<PREFIX>_<SOURCE>_SOURCE_FILE` and its table `<slug>_<source>`.
 
-Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffix: delimited text
+Source: the file named by {{ cookiecutter | source_setting }}, read by its suffix: delimited text
         (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` `.xls` `.xlsb`
         `.ods`, through calamine). Optional settings (names below): the sheet (default: the
         first visible one), the header's row number as Excel shows it (default: the first
@@ -12,10 +12,10 @@ Source: the file named by {{ cookiecutter.__source_setting }}, read by its suffi
         (default: the one of `,` `|` `^` tab `;` giving the header the most fields; ties: `,`)
         and text qualifier (default `"`; `none`: every character is data). Empty rows above
         the header and empty columns left of it are skipped.
-Sink:   table `{{ cookiecutter.__table_name }}` at the SQLAlchemy URL in {{ cookiecutter.__sink_setting }}: SQLite
+Sink:   table `{{ cookiecutter | table_name }}` at the SQLAlchemy URL in {{ cookiecutter | sink_setting }}: SQLite
         (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`). Each row has
         the header's columns, as text exactly as in the file (empty cells are NULL), plus
-        `_load_id`, which points into `{{ cookiecutter.__table_name }}_loads`: one row per load with the
+        `_load_id`, which points into `{{ cookiecutter | table_name }}_loads`: one row per load with the
         file's absolute path, SHA-256, load time, row count, load mode and the later load
         that replaced its rows (kept after that too).
 
@@ -25,7 +25,7 @@ The load is
   a value, goes row by row); SQLite gets the csv reader straight into executemany. Memory stays flat for
   text; a sheet is read whole by calamine (about 0.8 KB per row of 8 columns, so a sheet
   of Excel's maximum 1,048,576 rows needs about 800 MB);
-- explicit about history ({{ cookiecutter.__source_key }}_LOAD_MODE, see LOAD_MODES): `append` keys a
+- explicit about history ({{ cookiecutter | source_key }}_LOAD_MODE, see LOAD_MODES): `append` keys a
   load by the file's SHA-256 (the same bytes again add nothing), `file` by its path (a
   re-sent file replaces its earlier load), `snapshot` replaces the table; two loads of one
   file at once leave one copy (they take turns);
@@ -79,7 +79,7 @@ if TYPE_CHECKING:  # the readers and the driver are imported only where they are
 # The source is the argument (`python ingest.py cerner`); without one, the project's first.
 SOURCE = sys.argv[1] if __name__ == "__main__" and len(sys.argv) > 1 else "{{ cookiecutter.source_name }}"
 SOURCE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # as the template's answers
-SOURCE_KEY = "{{ cookiecutter.__env_prefix }}_" + SOURCE.upper().replace("-", "_")  # <PREFIX>_<SOURCE>
+SOURCE_KEY = "{{ cookiecutter | env_prefix }}_" + SOURCE.upper().replace("-", "_")  # <PREFIX>_<SOURCE>
 TABLE = "{{ cookiecutter.project_slug | replace('-', '_') }}_" + SOURCE.replace("-", "_")
 SOURCE_SETTING = f"{SOURCE_KEY}_SOURCE_FILE"
 SHEET_SETTING = f"{SOURCE_KEY}_SHEET"
@@ -90,7 +90,7 @@ QUOTE_SETTING = f"{SOURCE_KEY}_QUOTE"
 FOOTER_ROWS_SETTING = f"{SOURCE_KEY}_FOOTER_ROWS"
 LOAD_MODE_SETTING = f"{SOURCE_KEY}_LOAD_MODE"
 NEW_COLUMNS_SETTING = f"{SOURCE_KEY}_NEW_COLUMNS"
-SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
+SINK_SETTING = "{{ cookiecutter | sink_setting }}"
 
 LOADS_TABLE = f"{TABLE}_loads"
 # What a load does to the rows already there: `append` adds a file's rows unless the same

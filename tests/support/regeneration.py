@@ -4,9 +4,11 @@ and ingest projects and warehouses made from it with `cruft create`, each in its
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,51 @@ TEMPLATE_PARTS = (
     "cookiecutter.json", "hooks", "contract", "prh-ingest", INGEST_TEMPLATE, "warehouse-template"
 )
 OWN_CODE = ["transform.py"]  # what `cruft create --skip` lists, as the README says
+# The last release before the engine package (wave 4): its projects carry the engine's copy.
+RELEASE_BEFORE_PACKAGE = "f7d04d7976ce5cba5379152ff2eecc49d7f6e3f0"
 
 
 def template_repo(root: Path) -> Path:
     """A git repo holding both templates of this repository, committed once."""
     repo = root / "template"
     repo.mkdir(parents=True)
+    copy_template_parts(repo)
+    git(repo, "init", "-q", "-b", "main")
+    commit_all(repo, "template")
+    return repo
+
+
+def released_template_repo(root: Path, commit: str) -> Path:
+    """A git repo holding both templates as this repository had them at *commit* (from this
+    checkout's history: CI clones it whole)."""
+    repo = root / "template"
+    repo.mkdir(parents=True)
+    listed = git(REPO_DIR, "ls-tree", "--name-only", commit).split()
+    parts = [part for part in TEMPLATE_PARTS if part in listed]
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit, *parts],
+        cwd=REPO_DIR, check=True, capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(repo, filter="tar")
+    git(repo, "init", "-q", "-b", "main")
+    commit_all(repo, f"template at {commit[:12]}")
+    return repo
+
+
+def update_template_repo(repo: Path, message: str) -> None:
+    """Commit this checkout's templates over the template repo's: a release of this change."""
+    for part in TEMPLATE_PARTS:
+        old = repo / part
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    copy_template_parts(repo)
+    commit_all(repo, message)
+
+
+def copy_template_parts(repo: Path) -> None:
     for part in TEMPLATE_PARTS:
         source = REPO_DIR / part
         if source.is_dir():
@@ -40,9 +81,6 @@ def template_repo(root: Path) -> Path:
             )
         else:
             shutil.copy2(source, repo / part)
-    git(repo, "init", "-q", "-b", "main")
-    commit_all(repo, "template")
-    return repo
 
 
 def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:

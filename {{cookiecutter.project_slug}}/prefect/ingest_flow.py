@@ -33,8 +33,8 @@ from source_file import local_source_file
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SETTINGS_FILE = PROJECT_DIR / "prefect" / ".env"
-SETTINGS_PREFIX = "{{ cookiecutter.__env_prefix }}"
-SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
+SETTINGS_PREFIX = "{{ cookiecutter | env_prefix }}"
+SINK_SETTING = "{{ cookiecutter | sink_setting }}"
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 BAD_INPUT_EXIT_CODE = 65  # ingest.py's exit code for a missing, unreadable or malformed source
 # Failures a retry cannot fix: ingest.py cannot start (69: a module missing), bash cannot

@@ -22,8 +22,8 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect_aws import S3Bucket
 
-BUCKET_BLOCK_SETTING = "{{ cookiecutter.__env_prefix }}_S3_BUCKET_BLOCK"
-ARCHIVE_PREFIX_SETTING = "{{ cookiecutter.__env_prefix }}_S3_ARCHIVE_PREFIX"
+BUCKET_BLOCK_SETTING = "{{ cookiecutter | env_prefix }}_S3_BUCKET_BLOCK"
+ARCHIVE_PREFIX_SETTING = "{{ cookiecutter | env_prefix }}_S3_ARCHIVE_PREFIX"
 
 
 def s3_key(setting_name: str, source: str, bucket: S3Bucket) -> str:

@@ -12,7 +12,7 @@ from prefect.states import Failed
 
 PREFECT_DIR = Path(__file__).resolve().parent.parent / "prefect"
 SOURCE = "{{ cookiecutter.source_name }}"
-SOURCE_SETTING = "{{ cookiecutter.__source_setting }}"
+SOURCE_SETTING = "{{ cookiecutter | source_setting }}"
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def flow_module() -> ModuleType:
 
 
 def test_every_source_has_its_flow_file_with_the_contract_names(flow_module: ModuleType) -> None:
-    first = importlib.import_module("{{ cookiecutter.__flow_name }}")
-    assert first.{{ cookiecutter.__flow_function }}.name == "{{ cookiecutter.__flow_name }}"
+    first = importlib.import_module("{{ cookiecutter | flow_name }}")
+    assert first.{{ cookiecutter | flow_function }}.name == "{{ cookiecutter | flow_name }}"
     assert first.SOURCE == SOURCE
     assert flow_module.source_setting(SOURCE) == SOURCE_SETTING
     commands = flow_module.ingest_commands(SOURCE)

@@ -12,9 +12,9 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_DIR / "data" / "sample.{{ cookiecutter.source_format }}"
-SOURCE_SETTING = "{{ cookiecutter.__source_setting }}"
-SINK_SETTING = "{{ cookiecutter.__sink_setting }}"
-TABLE = "{{ cookiecutter.__table_name }}"
+SOURCE_SETTING = "{{ cookiecutter | source_setting }}"
+SINK_SETTING = "{{ cookiecutter | sink_setting }}"
+TABLE = "{{ cookiecutter | table_name }}"
 SAMPLE_ROWS = 20
 BAD_INPUT = 65  # ingest.py's exit code for a rejected file or setting
 
@@ -72,7 +72,7 @@ def test_another_path_adds_its_rows_in_file_mode(database: Path, tmp_path: Path,
     copy = tmp_path / other
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_bytes(SAMPLE.read_bytes())
-    mode = {"{{ cookiecutter.__source_key }}_LOAD_MODE": "file"}
+    mode = {"{{ cookiecutter | source_key }}_LOAD_MODE": "file"}
     assert ingest(SAMPLE, database, **mode).returncode == 0
     assert ingest(copy, database, **mode).returncode == 0
     assert ingest(copy, database, **mode).returncode == 0

@@ -4,9 +4,9 @@ every rule a shared answer follows.
 An ingest project prints the warehouse entry of each of its flows; the warehouse accepts
 it as is. Both sides check names and git URLs with the same rules, from this one module:
 the hooks of both templates import it from the template repository (contract/template.py
-says how a hook reaches it), and each generated project carries it as scripts/naming.py
-for its scripts/regenerate.py, so the project stands alone. Tests, scripts/ and
-benchmarks/ import it as `from prh_ingest import naming`.
+says how a hook reaches it), the templates' files render their names through it (the
+filters of prh_ingest.jinja), and a project's scripts/regenerate.py runs on it through
+prh_ingest.regenerate. Tests, scripts/ and benchmarks/ import it as `from prh_ingest import naming`.
 """
 
 from __future__ import annotations
@@ -107,6 +107,12 @@ def flow_name(slug: str, source: str) -> str:
             f"{len(name)} characters long; at most {MAX_FLOW} allowed: shorten either"
         )
     return name
+
+
+def first_flow_name(slug: str, source: str, legacy_flow_name: str = "") -> str:
+    """A project's first flow: a runbook-era project may keep its flow's old name, so its
+    deployment and run history stay; otherwise `<slug>-<source>-ingest`."""
+    return legacy_flow_name or flow_name(slug, source)
 
 
 def flow_function(flow: str) -> str:

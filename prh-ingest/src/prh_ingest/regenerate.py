@@ -17,11 +17,12 @@ When the merge leaves a conflict, a rejected hunk or a patch git could not apply
 script names the files, exits 1 and keeps .cruft.json at the old commit until you fix them
 and run `--resolved` (cruft alone would record the update as done).
 
-This same file serves the ingest-project template and the warehouse template; .cruft.json's
-"directory" says which one made this project, and --check looks only at that template's
-own files (and the contract/ both share), so a commit to the other template never flags
-this project. The template's post-generation hook copies it, with scripts/naming.py (the
-names and rules both templates follow), from the template repository's contract/ folder.
+This module serves the ingest-project template and the warehouse template; .cruft.json's
+"directory" says which one made the project, and --check looks only at that template's
+own files (and the contract/ and prh-ingest/ both share), so a commit to the other template
+never flags the project. Each project runs it through its few-line scripts/regenerate.py
+(the template repository's contract/scripts/regenerate.py), on the prh-ingest its
+development environment installs.
 """
 
 from __future__ import annotations
@@ -40,11 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Importing scripts/naming.py must leave no scripts/__pycache__/ in the project.
-sys.dont_write_bytecode = True
-from naming import Invalid, flow_name, json_mapping, warehouse_entry  # noqa: E402
+from prh_ingest.naming import Invalid, flow_name, json_mapping, warehouse_entry
 
-PROJECT = Path(__file__).resolve().parent.parent
+# The project being regenerated: main() sets both from the project's scripts/regenerate.py.
+PROJECT = Path.cwd()
 CRUFT_FILE = PROJECT / ".cruft.json"
 PENDING_NAME = "regenerate-pending.json"  # the finished update's .cruft.json, inside .git/
 REGENERATING = "PRH_TEMPLATE_REGENERATING"
@@ -63,8 +63,8 @@ class Template:
 
 
 INGEST_DIR = "{{" "cookiecutter.project_slug}}"  # split: no template marker in this file
-# This script and scripts/naming.py come from there, for both templates.
-SHARED = ("contract", "prh-ingest/src/prh_ingest/naming.py")
+# Both templates' hooks and names come from there: the template glue and the engine package.
+SHARED = ("contract", "prh-ingest")
 INGEST = Template(
     "ingest-project template",
     None,
@@ -82,9 +82,10 @@ class RegenerateError(Exception):
     """The regeneration cannot start or did not finish cleanly; the message says why."""
 
 
-def git(*args: str, cwd: Path = PROJECT) -> str:
+def git(*args: str, cwd: Path | None = None) -> str:
+    """git in *cwd*, by default the project (read at the call: main() sets it)."""
     return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+        ["git", *args], cwd=cwd or PROJECT, check=True, capture_output=True, text=True
     ).stdout
 
 
@@ -324,8 +325,13 @@ def record_resolved() -> None:
     print("Next: review `git diff HEAD`, run the tests, commit.")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(project: Path, argv: list[str] | None = None) -> int:
+    """`python scripts/regenerate.py [...]` in *project* (the folder holding .cruft.json)."""
+    global PROJECT, CRUFT_FILE
+    PROJECT, CRUFT_FILE = project, project / ".cruft.json"
+    parser = argparse.ArgumentParser(
+        prog="scripts/regenerate.py", description=__doc__.splitlines()[0]
+    )
     action = parser.add_mutually_exclusive_group()
     action.add_argument(
         "--check", action="store_true", help="exit 1 when the template changed since, else 0"
@@ -358,7 +364,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if args.check else 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
