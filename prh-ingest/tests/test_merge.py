@@ -234,3 +234,29 @@ def test_duplicate_keys_setting() -> None:
     assert merging.parse_duplicate_keys("Last") == "last"
     with pytest.raises(merging.BadRows, match="DUPLICATE_KEYS=first: one of refuse, last"):
         merging.parse_duplicate_keys("first")
+
+
+def test_a_table_that_repeats_a_key_from_before_merge_still_merges(database: sa.Engine) -> None:
+    """Rows appended before LOAD_MODE=merge may repeat a key: the key index cannot be unique,
+    a file's repeated key is still refused, and a merged key replaces all of its rows."""
+    with database.connect() as connection:
+        with connection.begin():
+            create_table(connection, TABLE, COLUMNS)
+            rows = [appointment(1, "Scheduled"), appointment(1, "Arrived"), appointment(2, "x")]
+            connection.exec_driver_sql(
+                f"INSERT INTO {TABLE} VALUES ({', '.join(['?'] * 5)})"
+                if connection.dialect.name == "sqlite"
+                else f"INSERT INTO {TABLE} VALUES ({', '.join(['%s'] * 5)})",
+                [(*row, 1) for row in rows],
+            )
+        with pytest.raises(BadKeys, match=r"repeats within the file \(2 rows\): rows 2 and 3"):
+            with connection.begin():
+                merged(connection, [appointment(3, "a"), appointment(3, "b")], 2)
+        with connection.begin():
+            assert merged(connection, [appointment(1, "Completed")], 2) == Merged(1, 2)
+        assert {key: row[2] for key, row in current(connection).items()} == {
+            "A00001": "Completed",
+            "A00002": "x",
+        }
+        history = select_all(connection, f"SELECT status FROM {TABLE}_history ORDER BY status")
+        assert history == [("Arrived",), ("Scheduled",)]
