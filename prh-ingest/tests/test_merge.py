@@ -260,3 +260,21 @@ def test_a_table_that_repeats_a_key_from_before_merge_still_merges(database: sa.
         }
         history = select_all(connection, f"SELECT status FROM {TABLE}_history ORDER BY status")
         assert history == [("Arrived",), ("Scheduled",)]
+
+
+def test_a_refused_key_carries_no_value_in_its_error_or_what_caused_it(
+    database: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL's unique-index error quotes the repeated key: it must not travel along."""
+    canary = "CANARY-MRN-7741"
+    rows = [[canary, "P1", "Scheduled", "C1"], [canary, "P1", "Arrived", "C1"]]
+    with database.begin() as connection:
+        create_table(connection, TABLE, COLUMNS)
+    with pytest.raises(BadKeys) as refused, database.begin() as connection:
+        merged(connection, rows, 1)
+    chain, error = [], refused.value
+    while error is not None:
+        chain += [str(error), repr(error)]
+        error = error.__cause__ or error.__context__
+    output = capsys.readouterr()
+    assert not [text for text in [*chain, output.out, output.err] if canary in text]
