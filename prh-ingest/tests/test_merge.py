@@ -278,3 +278,11 @@ def test_a_refused_key_carries_no_value_in_its_error_or_what_caused_it(
         error = error.__cause__ or error.__context__
     output = capsys.readouterr()
     assert not [text for text in [*chain, output.out, output.err] if canary in text]
+
+
+def test_staging_never_drops_a_table_of_its_name(database: sa.Engine) -> None:
+    with database.begin() as connection:
+        create_table(connection, f"{TABLE}_staging", COLUMNS)
+        stage(connection, TABLE, COLUMNS, [appointment(1, "x")])
+        stage(connection, TABLE, COLUMNS, [appointment(2, "x")])  # replaces the first staging
+        assert sa.inspect(connection).has_table(f"{TABLE}_staging")
