@@ -286,3 +286,14 @@ def test_staging_never_drops_a_table_of_its_name(database: sa.Engine) -> None:
         stage(connection, TABLE, COLUMNS, [appointment(1, "x")])
         stage(connection, TABLE, COLUMNS, [appointment(2, "x")])  # replaces the first staging
         assert sa.inspect(connection).has_table(f"{TABLE}_staging")
+
+
+def test_a_session_that_used_temporary_tables_before_still_stages(database: sa.Engine) -> None:
+    with database.connect() as connection:
+        with connection.begin():
+            connection.exec_driver_sql("CREATE TEMPORARY TABLE scratch (a TEXT)")
+            connection.exec_driver_sql("INSERT INTO scratch VALUES ('x')")
+            connection.exec_driver_sql("DROP TABLE scratch")
+        with connection.begin():
+            create_table(connection, TABLE, COLUMNS)
+            assert merged(connection, [appointment(1, "x")], 1) == Merged(1, 0)

@@ -145,11 +145,11 @@ TEMP_BUFFERS = "512MB"
 
 def tune_postgresql(connection: sa.Connection) -> None:
     connection.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    used = connection.exec_driver_sql(
-        "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()"
-    ).scalar()
-    if not used:
-        connection.exec_driver_sql(f"SET LOCAL temp_buffers = '{TEMP_BUFFERS}'")
+    try:  # a session that used another size of temp buffers keeps it
+        with connection.begin_nested():  # SET LOCAL outlives the savepoint's release
+            connection.exec_driver_sql(f"SET LOCAL temp_buffers = '{TEMP_BUFFERS}'")
+    except sa.exc.DBAPIError:
+        pass
 
 
 def staged_columns(connection: sa.Connection, staging: str) -> list[str]:
