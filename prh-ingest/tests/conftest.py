@@ -1,3 +1,4 @@
-"""The engine's fixtures: both databases (pg.py)."""
+"""The engine's shared fixtures, each from its own module (one import line per module)."""
 
-from pg import database, engine_postgres_server  # noqa: F401 (fixtures)
+from databases import database  # noqa: F401 (fixture)
+from pg import pg_conninfo, pg_server  # noqa: F401 (fixtures)

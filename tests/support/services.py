@@ -30,7 +30,8 @@ from support.processes import LOOPBACK, ManagedProcess, free_port, managed_proce
 
 # Test-only speed-ups, all real Prefect 3.9 settings (prefect/settings/models/):
 # a worker polls every second instead of every 10 and heartbeats every 5 s instead of 30;
-# the server's scheduler loop runs every 5 s instead of 60.
+# the server's scheduler loop runs every 5 s instead of 60, and proactive automations (the
+# freshness checks) are evaluated every second instead of every 5.
 FAST_CLIENT_SETTINGS = {
     "PREFECT_WORKER_QUERY_SECONDS": "1",
     "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
@@ -38,6 +39,7 @@ FAST_CLIENT_SETTINGS = {
 FAST_SERVER_SETTINGS = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
     "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",
 }
 
 
@@ -76,13 +78,17 @@ class PrefectServer:
 
 
 @contextmanager
-def running_prefect_server(root: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free loopback port with SQLite under *root*."""
+def running_prefect_server(
+    root: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free loopback port with SQLite under *root*, with the
+    server *settings* a test needs on top of FAST_SERVER_SETTINGS."""
     port = free_port()
     home = root / "server-home"
     env = offline_env(home)
     env.update(
         FAST_SERVER_SETTINGS,
+        **(settings or {}),
         PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{root / 'prefect.db'}",
     )
     argv = [str(BIN / "prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)]

@@ -165,6 +165,32 @@ def warehouse_tag(warehouse_slug: str) -> str:
     return f"warehouse:{warehouse_slug}"
 
 
+def source_resource(slug: str, source: str) -> str:
+    """The Prefect event resource of one source (`prh.source.clinic-cal-epic`): its
+    prh.ingest.* events and its freshness automation match on it."""
+    return f"prh.source.{slug}-{source}"
+
+
+def row_check_setting(slug: str, source: str) -> str:
+    """`<PREFIX>_<SOURCE>_ROW_CHECK`: refuse, warn or off (issue 27)."""
+    return f"{source_key(slug, source)}_ROW_CHECK"
+
+
+def min_rows_ratio_setting(slug: str, source: str) -> str:
+    """`<PREFIX>_<SOURCE>_MIN_ROWS_RATIO`: the share of the usual rows a load must reach."""
+    return f"{source_key(slug, source)}_MIN_ROWS_RATIO"
+
+
+def freshness_automation_name(deployment: str) -> str:
+    """The automation that reports a deployment's source as late (`freshness-<deployment>`)."""
+    return f"freshness-{deployment}"
+
+
+def late_runs_automation_name(warehouse_slug: str) -> str:
+    """The automation that reports a warehouse's flow runs that went Late."""
+    return f"late-runs-{warehouse_slug}"
+
+
 # --- merge by key and bad rows (issue 28) ---
 def key_setting(slug: str, source: str) -> str:
     """LOAD_MODE=merge: the key's header names, comma-separated, as the file spells them."""
