@@ -277,8 +277,6 @@ def merge(
             refuse_repeated_keys(connection, staging, keys)
         dropped = drop_earlier_duplicates(connection, staging, keys)
     ensure_history(connection, table)
-    if postgresql:  # the join's plan needs the staged keys' statistics (no autovacuum on temp)
-        connection.exec_driver_sql(f"ANALYZE {staging}")
     replaced = move_to_history(connection, table, staging, keys, load_id)
     listed = ", ".join(columns)
     loaded = connection.execute(
