@@ -269,7 +269,6 @@ def merge(
     columns = staged_columns(connection, staging)
     if missing := [key for key in keys if key not in columns]:
         raise BadKeys(f"key column(s) {', '.join(missing)} not in the file's columns")
-    postgresql = connection.dialect.name == "postgresql"
     check_empty_keys(connection, staging, keys)
     dropped = 0
     if repeated_keys(connection, staging, keys):
