@@ -195,3 +195,34 @@ def freshness_automation_name(deployment: str) -> str:
 def late_runs_automation_name(warehouse_slug: str) -> str:
     """The automation that reports a warehouse's flow runs that went Late."""
     return f"late-runs-{warehouse_slug}"
+
+
+# --- merge by key and bad rows (issue 28) ---
+def key_setting(slug: str, source: str) -> str:
+    """LOAD_MODE=merge: the key's header names, comma-separated, as the file spells them."""
+    return f"{source_key(slug, source)}_KEY"
+
+
+def duplicate_keys_setting(slug: str, source: str) -> str:
+    """A key repeated within one file: `refuse` (the default) or `last` (the later row wins)."""
+    return f"{source_key(slug, source)}_DUPLICATE_KEYS"
+
+
+def bad_rows_setting(slug: str, source: str) -> str:
+    """Rows that cannot be read: `refuse` (the default) or `quarantine` (into <table>_rejects)."""
+    return f"{source_key(slug, source)}_BAD_ROWS"
+
+
+def max_bad_rows_setting(slug: str, source: str) -> str:
+    """BAD_ROWS=quarantine: how many bad rows a file may have, a count or a percent (`1%`)."""
+    return f"{source_key(slug, source)}_MAX_BAD_ROWS"
+
+
+def history_table(table: str) -> str:
+    """LOAD_MODE=merge: where the rows a merge replaced are kept."""
+    return f"{table}_history"
+
+
+def rejects_table(table: str) -> str:
+    """BAD_ROWS=quarantine: the rows set aside, raw line and all."""
+    return f"{table}_rejects"
