@@ -142,7 +142,7 @@ def print_next_steps() -> None:
     slug, first_flow = ANSWERS["project_slug"], ANSWERS["__flow_name"]
     sample = f"data/sample.{ANSWERS['source_format']}"
     entries = "\n".join(
-        f"    python scripts/regenerate.py --add "
+        f"    python prefect/prw_deploy.py --add "
         f"'{json.dumps(naming.warehouse_entry(flow, ANSWERS['git_repo_url']))}'"
         for flow in sources().values()
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prh_ingest import naming
+from prh_ingest.deploy import Warehouse
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.services import offline_env
 from support.warehouse import CLINIC_CAL
@@ -113,9 +114,14 @@ def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
 
 
 def test_the_marker_tag_is_the_contracts(warehouse: Path) -> None:
-    """prw_deploy.py's ownership tag is derived as contract/naming.py says."""
+    """prw_deploy.py names its warehouse by slug; the package derives the ownership tag from
+    it as prh_ingest.naming says, and nowhere else."""
     text = (warehouse / "prefect/prw_deploy.py").read_text()
-    assert f'MARKER_TAG = "{naming.warehouse_tag(warehouse.name)}"\n' in text
+    assert f'    slug="{warehouse.name}",\n' in text
+    assert "warehouse:" not in text
+    flows = warehouse / "prefect/flows.json"
+    named = Warehouse(slug=warehouse.name, work_pool="ingest", flows_file=flows)
+    assert named.marker_tag == naming.warehouse_tag(warehouse.name) == "warehouse:prh-warehouse"
 
 
 @pytest.mark.parametrize("option", ["--plan", ""], ids=["plan", "deploy"])
