@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from pytest_cookies.plugin import Cookies
+from support import package
 from support.baking import baked
 from support.commands import run_python
 from support.git import commit_all, git, tree
@@ -167,6 +168,29 @@ def test_hand_edits_and_files_survive_a_template_update(template: Path, tmp_path
     assert readme.endswith("\nOn-call: the data team.\n")
     assert 'timezone="America/Chicago"' in deploy.read_text()
     assert (warehouse / "prefect/notes.md").read_text() == "Written by hand.\n"
+
+
+def test_a_pin_bump_reaches_the_warehouse_through_a_normal_update(
+    template: Path, tmp_path: Path
+) -> None:
+    """How an engine fix reaches every warehouse: the template pins the new version (its
+    `__versions`), and the warehouse's next `regenerate.py` brings the new pin into both venvs'
+    requirements; the answer keeps its {version} placeholder, so it never holds an old one."""
+    warehouse = bake(template, tmp_path / "w", CLINIC_CAL)
+    old = package.version()
+    assert f"@v{old}#" in (warehouse / "requirements-worker.txt").read_text()
+    cookiecutter_json = template / TEMPLATE_SUBDIR / "cookiecutter.json"
+    text = cookiecutter_json.read_text()
+    bumped = f'"prh-ingest": "{old}"'
+    assert bumped in text
+    cookiecutter_json.write_text(text.replace(bumped, '"prh-ingest": "9.9.9"'))
+    commit_all(template, "prh-ingest 9.9.9")
+
+    assert_ok(regenerate(warehouse))
+
+    assert "@v9.9.9#subdirectory=prh-ingest" in (warehouse / "requirements-worker.txt").read_text()
+    changed = git(warehouse, "status", "--porcelain").split()
+    assert changed == ["M", ".cruft.json", "M", "requirements-worker.txt"]
 
 
 # Built from parts so that this file holds no line a conflict-marker check would flag.

@@ -17,6 +17,7 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from prh_ingest.deploy import flows_file
 from pytest_cookies.plugin import Cookies
+from support import package
 from support.baking import baked, cookiecutter_cli, readme_worker_install, sudo_stand_in
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.git import bare_repo
@@ -167,7 +168,7 @@ def test_generated_code_passes_ruff(flow_set: tuple) -> None:
 def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
     warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
     tested = (REPO_DIR / "requirements.txt").read_text().splitlines()
-    worker = [
+    *worker, engine = [
         line
         for line in (warehouse / "requirements-worker.txt").read_text().splitlines()
         if line and not line.startswith("#")
@@ -177,6 +178,39 @@ def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
     )
     assert set(worker[1:]) <= set(tested)
     assert {line.split("==")[0] for line in worker[1:]} >= {"prefect-shell", "prefect-aws", "uv"}
+    assert engine == ENGINE_PIN
+
+
+# The default answer, the release tag of the version the template pins.
+ENGINE_PIN = (
+    f"prh-ingest @ git+https://github.com/org/prh-ingest-template.git@v{package.version()}"
+    "#subdirectory=prh-ingest"
+)
+
+
+def test_the_pinned_engine_version_is_the_packages() -> None:
+    """One owner: the version the warehouse pins is prh-ingest/pyproject.toml's."""
+    answers = json.loads((Path(WAREHOUSE_TEMPLATE_DIR) / "cookiecutter.json").read_text())
+    assert answers["__versions"]["prh-ingest"] == package.version()
+
+
+@pytest.mark.parametrize(
+    ("answer", "pin"),
+    [
+        ("prh-ingest=={version}", f"prh-ingest=={package.version()}"),  # a hospital index
+        ("prh-ingest==0.0.9", "prh-ingest==0.0.9"),
+        ("prh-ingest @ file:///srv/wheels/prh_ingest-0.1.0-py3-none-any.whl", None),
+    ],
+    ids=["index", "fixed-version", "a-wheel"],
+)
+def test_the_engine_requirement_answer_is_pinned_in_both_venvs(
+    answer: str, pin: str | None, cookies: Cookies
+) -> None:
+    answers = {"prh_ingest_requirement": answer}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
+    worker = (warehouse / "requirements-worker.txt").read_text().splitlines()
+    assert worker[-1] == (pin or answer)
+    assert "-r requirements-worker.txt" in (warehouse / "requirements-deploy.txt").read_text()
 
 
 def test_worker_constraints_are_the_tested_set(cookies: Cookies) -> None:
@@ -320,7 +354,29 @@ BAD_REQUIREMENTS = {
     "a-range": ("SQLAlchemy>=2\n", "line 1 is not one pinned package (name==version)"),
     "an-include": ("# ours\n\n-r other.txt\n", "line 3 is not one pinned package"),
     "no-file": (None, "no such readable file"),
+    "another-engine": (
+        "sqlalchemy==2.1.9\nprh-ingest[postgresql]==0.0.9  # an older project\n",
+        f"line 2 pins prh-ingest==0.0.9 but requirements-worker.txt pins "
+        f"{ENGINE_PIN.replace(' ', '')}: one prh-ingest per worker; update the project or this "
+        "checkout so they agree",
+    ),
 }
+
+
+def test_install_takes_a_project_pinned_to_the_warehouses_engine(
+    installed: tuple, tmp_path: Path
+) -> None:
+    """The same pin (its extras aside, a comment after it) passes and goes into the one pip run."""
+    warehouse, _, _ = installed
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        f"sqlalchemy==2.1.9\n{ENGINE_PIN.replace(' @', '[postgresql] @')}  # the engine\n"
+    )
+    argv = ["--requirements", str(requirements), "--dry-run", str(tmp_path / "root")]
+    env = {**os.environ, "WORKER_LIMIT": ""}
+    result = run(["scripts/install-worker.sh", *argv], warehouse, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f" -r {requirements} -c " in result.stdout
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUIREMENTS))
@@ -425,6 +481,15 @@ HOSTILE_ANSWERS = {
     "retention-zero": ({"retention_days": "0"}, "retention_days"),
     "timezone-unknown": ({"timezone": "Nowhere"}, "IANA timezone"),
     "flows-not-a-mapping": ({"flows": ["x"]}, "JSON object"),
+    "engine-range": ({"prh_ingest_requirement": "prh-ingest>=0.1"}, "prh-ingest requirement"),
+    "engine-another-package": (
+        {"prh_ingest_requirement": "prh-ingest-fork==1.0"},
+        "prh_ingest_requirement",
+    ),
+    "engine-shell": (
+        {"prh_ingest_requirement": "prh-ingest @ https://h/x.whl; rm -rf /"},
+        "prh-ingest requirement",
+    ),
 }
 REJECTED = [
     pytest.param({"flows": flows}, message, id=f"flows-{case}")

@@ -36,7 +36,8 @@ ANSWERS: dict[str, Any] = json.loads(
     "server_port": {{ cookiecutter.server_port | tojson }},
     "retention_days": {{ cookiecutter.retention_days | tojson }},
     "timezone": {{ cookiecutter.timezone | tojson }},
-    "flows": {{ cookiecutter.flows | tojson }}
+    "flows": {{ cookiecutter.flows | tojson }},
+    "prh_ingest_requirement": {{ cookiecutter.prh_ingest_requirement | tojson }}
 }"""
 )
 
@@ -81,6 +82,7 @@ def check_answers(answers: dict[str, Any]) -> None:
     check_timezone("timezone", answers["timezone"])
     check_whole_number("retention_days", answers["retention_days"], 1, 3650)
     flows_file.check_flows(answers["flows"], "flows")
+    naming.check_package_requirement("prh_ingest_requirement", answers["prh_ingest_requirement"])
 
 
 if __name__ == "__main__":
