@@ -102,8 +102,8 @@ def test_add_and_remove_write_the_file_as_a_fresh_bake_does(tmp_path: Path) -> N
     path = tmp_path / "flows.json"
     path.write_text("{}\n")
     extra = {"a-ingest": {**ENTRY, "concurrency_limit": "2", "env": {"A_MODE": "x"}}}
-    assert flows_file.add(path, json.dumps(CLINIC_CAL), "UTC") == ["clinic-cal-epic-ingest"]
-    assert flows_file.add(path, json.dumps(extra), "UTC") == ["a-ingest"]
+    assert flows_file.add(path, [json.dumps(CLINIC_CAL)], "UTC") == ["clinic-cal-epic-ingest"]
+    assert flows_file.add(path, [json.dumps(extra)], "UTC") == ["a-ingest"]
     both = {**CLINIC_CAL, **extra}
     assert path.read_text() == flows_file.dumps(flows_file.completed(both, "UTC"))
     assert list(json.loads(path.read_text())) == ["a-ingest", "clinic-cal-epic-ingest"]
@@ -115,12 +115,13 @@ def test_add_and_remove_write_the_file_as_a_fresh_bake_does(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("add", json.dumps({"x-ingest": {**ENTRY, "repo": "`id`"}})), "--add['x-ingest'].repo"),
-        (("add", "{{ 7*7 }}"), "--add must not contain template markers"),
-        (("add", "[1, 2]"), "--add must be a JSON object, got [1, 2]"),
+        (("add", [json.dumps({"x-ingest": {**ENTRY, "repo": "`id`"}})]), "--add['x-ingest'].repo"),
+        (("add", ["{{ 7*7 }}"]), "--add must not contain template markers"),
+        (("add", ["[1, 2]"]), "--add must be a JSON object, got [1, 2]"),
+        (("add", [json.dumps({"ok-ingest": ENTRY}), "[1, 2]"]), "--add must be a JSON object"),
         (("remove", ["no-such-ingest"]), "--remove no-such-ingest: no such flow (have: clinic"),
     ],
-    ids=["bad-repo", "jinja-markers", "not-an-object", "unknown-name"],
+    ids=["bad-repo", "jinja-markers", "not-an-object", "good-then-bad", "unknown-name"],
 )
 def test_a_refused_edit_leaves_the_file_as_it_was(
     change: tuple, message: str, tmp_path: Path

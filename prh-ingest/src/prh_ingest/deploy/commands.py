@@ -122,9 +122,8 @@ def edit(warehouse: Warehouse, add: list[str], remove: list[str]) -> int:
         print(f"Removed {', '.join(remove)} from {where}.")
         print("Next: commit, then deploy with --prune so the deployment leaves the server too.")
         return 0
-    for text in add:
-        names = flows_file.add(warehouse.flows_file, text, warehouse.timezone)
-        print(f"Added {', '.join(names)} to {where}.")
+    names = flows_file.add(warehouse.flows_file, add, warehouse.timezone)
+    print(f"Added {', '.join(names)} to {where}.")
     print("Next: check `python prefect/prw_deploy.py --dry-run`, commit, then deploy.")
     return 0
 

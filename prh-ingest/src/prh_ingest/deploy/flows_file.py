@@ -236,12 +236,14 @@ def load(path: Path, timezone: str = "UTC") -> list[FlowEntry]:
     return [FlowEntry(deployment=name, **every[name]) for name in flows]
 
 
-def add(path: Path, text: str, timezone: str) -> list[str]:
-    """Add (or replace) the entries of *text*, a JSON object as an ingest project prints it;
-    the file is written only when every entry passes. Returns the names added or replaced."""
-    if any(marker in text for marker in ("{{", "{%", "{#")):
-        raise Invalid("--add must not contain template markers ({{, {%, {#)")
-    entries = check_flows(text, "--add")
+def add(path: Path, texts: list[str], timezone: str) -> list[str]:
+    """Add (or replace) the entries of each of *texts*, a JSON object as an ingest project
+    prints it; the file is written once, only when every entry passes. Returns the names."""
+    entries: dict[str, Any] = {}
+    for text in texts:
+        if any(marker in text for marker in ("{{", "{%", "{#")):
+            raise Invalid("--add must not contain template markers ({{, {%, {#)")
+        entries |= check_flows(text, "--add")
     flows = read(path) | entries
     path.write_text(dumps(completed(flows, timezone)))
     return sorted(entries)
