@@ -100,6 +100,25 @@ def test_verify_units_names_a_broken_unit(warehouse: Path, tmp_path: Path) -> No
     )
 
 
+def test_the_ci_dry_run_fails_a_bad_hand_edit_of_flows_json(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    """A pull request that breaks prefect/flows.json fails the check job's offline step with
+    one line naming the entry and the key; the plan and apply steps would stop the same way."""
+    edited = tmp_path / "warehouse"
+    run(["cp", "-a", str(warehouse), str(edited)], tmp_path)
+    flows_json = edited / "prefect/flows.json"
+    flows_json.write_text(flows_json.read_text().replace('"0 6 * * *"', '"0 6 * * * *"'))
+    workflow = yaml.safe_load((edited / WORKFLOW).read_text())
+    assert "python prefect/prw_deploy.py --dry-run" in workflow_commands(workflow)
+    result = run_python(["prefect/prw_deploy.py", "--dry-run"], edited, offline_env(tmp_path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "error: prefect/flows.json['clinic-cal-epic-ingest'].cron: '0 6 * * * *' is not a "
+        "5-field cron expression like '0 6 * * *'\n"
+    )
+
+
 @pytest.mark.parametrize("option", ["--plan", "--resume", ""], ids=["plan", "resume", "deploy"])
 def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
     option: str, warehouse: Path, tmp_path: Path
