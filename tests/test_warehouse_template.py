@@ -223,6 +223,21 @@ def test_worker_constraints_are_the_tested_set(cookies: Cookies) -> None:
     assert pins(warehouse / "constraints-worker.txt") == pins(REPO_DIR / "constraints.txt")
 
 
+def test_the_dry_run_runs_on_the_wheel_the_warehouse_pins(cookies: Cookies, tmp_path: Path) -> None:
+    """The deploy tool as a warehouse installs it (the pinned wheel of this checkout, imported
+    from the wheel itself), not the checkout's source."""
+    answers = {"flows": CLINIC_CAL, "prh_ingest_requirement": package.requirement()}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
+    pin = (warehouse / "requirements-worker.txt").read_text().splitlines()[-1]
+    assert pin == f"prh-ingest @ {package.wheel().as_uri()}"
+    env = {**dry_run_env(tmp_path), "PYTHONPATH": str(package.wheel())}
+    where = run_python(["-c", "import prh_ingest.deploy as d; print(d.__file__)"], warehouse, env)
+    assert where.stdout.startswith(f"{package.wheel()}/prh_ingest/deploy/"), where.stdout
+    result = run_python(["prefect/prw_deploy.py", "--dry-run"], warehouse, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\nclinic-cal-epic-ingest\n" in result.stdout
+
+
 # --- the worker unit and its installer --------------------------------------------------------
 
 
