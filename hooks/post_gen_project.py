@@ -143,7 +143,7 @@ def print_next_steps() -> None:
     first_flow, setting = sources()[source], naming.source_setting(slug, source)
     sample = f"data/sample.{ANSWERS['source_format']}"
     entries = "\n".join(
-        f"    python scripts/regenerate.py --add "
+        f"    python prefect/prw_deploy.py --add "
         f"'{json.dumps(naming.warehouse_entry(flow, ANSWERS['git_repo_url']))}'"
         for flow in sources().values()
     )

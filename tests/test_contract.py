@@ -24,7 +24,7 @@ from support.commands import BIN, REPO_DIR, run, run_python
 from support.warehouse import dry_run_env
 
 WAREHOUSE_CLI = (str(BIN / "cookiecutter"), str(REPO_DIR), "--no-input")
-ADD_LINE = re.compile(r"python scripts/regenerate\.py --add '(\{.*\})'$", re.MULTILINE)
+ADD_LINE = re.compile(r"python prefect/prw_deploy\.py --add '(\{.*\})'$", re.MULTILINE)
 
 # (id, answers): the longest names allowed, digits, and every accepted URL form.
 ACCEPTED = [

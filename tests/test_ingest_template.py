@@ -261,7 +261,7 @@ def test_post_gen_message_prints_local_run_and_warehouse_entry(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     local_run = f"cd clinic-cal && {SOURCE_SETTING}=$PWD/data/sample.xlsx python {FLOW_FILE}"
     assert local_run in result.stdout
-    entry_line = next(line for line in result.stdout.splitlines() if "regenerate.py --add" in line)
+    entry_line = next(line for line in result.stdout.splitlines() if "prw_deploy.py --add" in line)
     entry = json.loads(entry_line.split("'")[1])
     assert entry == {
         FLOW_NAME: {

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prh_ingest import naming
+from prh_ingest.deploy import Warehouse
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.services import offline_env
 from support.warehouse import CLINIC_CAL
@@ -99,6 +100,25 @@ def test_verify_units_names_a_broken_unit(warehouse: Path, tmp_path: Path) -> No
     )
 
 
+def test_the_ci_dry_run_fails_a_bad_hand_edit_of_flows_json(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    """A pull request that breaks prefect/flows.json fails the check job's offline step with
+    one line naming the entry and the key; the plan and apply steps would stop the same way."""
+    edited = tmp_path / "warehouse"
+    run(["cp", "-a", str(warehouse), str(edited)], tmp_path)
+    flows_json = edited / "prefect/flows.json"
+    flows_json.write_text(flows_json.read_text().replace('"0 6 * * *"', '"0 6 * * * *"'))
+    workflow = yaml.safe_load((edited / WORKFLOW).read_text())
+    assert "python prefect/prw_deploy.py --dry-run" in workflow_commands(workflow)
+    result = run_python(["prefect/prw_deploy.py", "--dry-run"], edited, offline_env(tmp_path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "error: prefect/flows.json['clinic-cal-epic-ingest'].cron: '0 6 * * * *' is not a "
+        "5-field cron expression like '0 6 * * *'\n"
+    )
+
+
 @pytest.mark.parametrize("option", ["--plan", "--resume", ""], ids=["plan", "resume", "deploy"])
 def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
     option: str, warehouse: Path, tmp_path: Path
@@ -113,9 +133,14 @@ def test_without_an_api_url_nothing_runs_against_a_throwaway_server(
 
 
 def test_the_marker_tag_is_the_contracts(warehouse: Path) -> None:
-    """prw_deploy.py's ownership tag is derived as prh_ingest.naming says."""
+    """prw_deploy.py names its warehouse by slug; the package derives the ownership tag from
+    it as prh_ingest.naming says, and nowhere else."""
     text = (warehouse / "prefect/prw_deploy.py").read_text()
-    assert f'MARKER_TAG = "{naming.warehouse_tag(warehouse.name)}"\n' in text
+    assert f'    slug="{warehouse.name}",\n' in text
+    assert "warehouse:" not in text
+    flows = warehouse / "prefect/flows.json"
+    named = Warehouse(slug=warehouse.name, work_pool="ingest", flows_file=flows)
+    assert named.marker_tag == naming.warehouse_tag(warehouse.name) == "warehouse:prh-warehouse"
 
 
 @pytest.mark.parametrize("option", ["--plan", ""], ids=["plan", "deploy"])

@@ -3,7 +3,6 @@ that systemd accepts and scores as hardened, and an installer; hostile answers n
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
@@ -11,15 +10,14 @@ import re
 import stat
 import sys
 import textwrap
-import uuid
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
 from cookiecutter.exceptions import FailedHookException
+from prh_ingest.deploy import flows_file
 from pytest_cookies.plugin import Cookies
+from support import package
 from support.baking import baked, cookiecutter_cli, readme_worker_install, sudo_stand_in
 from support.commands import BIN, REPO_DIR, run, run_python
 from support.git import bare_repo
@@ -40,7 +38,7 @@ def flow_set(request: pytest.FixtureRequest, cookies_session: Cookies) -> tuple:
 
 
 def load_prw_deploy(warehouse: Path) -> Any:
-    """Import a baked prw_deploy.py (under a name of its own: dataclasses look it up)."""
+    """Import a baked prw_deploy.py (under a name of its own), for the Warehouse it names."""
     name = f"prw_deploy_{warehouse.parent.name}"
     spec = importlib.util.spec_from_file_location(name, warehouse / "prefect/prw_deploy.py")
     module = importlib.util.module_from_spec(spec)
@@ -107,7 +105,8 @@ def test_flows_render_one_entry_each_with_values_intact(flow_set: tuple) -> None
     """Quotes, URLs with & and None/True survive rendering exactly (values are never pasted raw)."""
     flows, warehouse = flow_set
     module = load_prw_deploy(warehouse)
-    rendered = {entry.deployment: entry for entry in module.FLOWS}
+    loaded = flows_file.load(module.WAREHOUSE.flows_file, module.WAREHOUSE.timezone)
+    rendered = {entry.deployment: entry for entry in loaded}
     assert sorted(rendered) == sorted(flows)
     for name, answer in flows.items():
         entry = rendered[name]
@@ -121,7 +120,8 @@ def test_flows_render_one_entry_each_with_values_intact(flow_set: tuple) -> None
         assert entry.parameters == answer.get("parameters", {})
         assert entry.env == answer.get("env", {})
         assert entry.concurrency_limit == answer.get("concurrency_limit", 1)
-    assert module.WORK_POOL == "ingest"
+    assert (module.WAREHOUSE.work_pool, module.WAREHOUSE.slug) == ("ingest", warehouse.name)
+    assert module.WAREHOUSE.flows_file == warehouse / "prefect/flows.json"
 
 
 def test_dry_run_lists_each_deployment_without_a_server(flow_set: tuple, tmp_path: Path) -> None:
@@ -142,6 +142,22 @@ def test_dry_run_lists_each_deployment_without_a_server(flow_set: tuple, tmp_pat
     assert "Dry run: nothing was deployed." in result.stdout
 
 
+def test_the_readmes_flow_edits_run_as_written(cookies: Cookies, tmp_path: Path) -> None:
+    """The README's --add block and its --remove command, in a warehouse without flows."""
+    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
+    section = (warehouse / "README.md").read_text().split("## Add, change or remove a flow")[1]
+    add_block = section.split("```\n")[1]
+    remove = re.search(r"`(python prefect/prw_deploy\.py --remove [a-z-]+)`", section)[1]
+    env = {**dry_run_env(tmp_path), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    added = run(["bash", "-euc", add_block], warehouse, env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    flows = json.loads((warehouse / "prefect/flows.json").read_text())
+    assert flows == flows_file.completed(CLINIC_CAL, "UTC")
+    removed = run(["bash", "-euc", remove], warehouse, env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert json.loads((warehouse / "prefect/flows.json").read_text()) == {}
+
+
 def test_generated_code_passes_ruff(flow_set: tuple) -> None:
     _, warehouse = flow_set
     result = run([str(BIN / "ruff"), "check", "--no-cache", "."], warehouse)
@@ -151,7 +167,7 @@ def test_generated_code_passes_ruff(flow_set: tuple) -> None:
 def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
     warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
     tested = (REPO_DIR / "requirements.txt").read_text().splitlines()
-    worker = [
+    *worker, engine = [
         line
         for line in (warehouse / "requirements-worker.txt").read_text().splitlines()
         if line and not line.startswith("#")
@@ -161,6 +177,39 @@ def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
     )
     assert set(worker[1:]) <= set(tested)
     assert {line.split("==")[0] for line in worker[1:]} >= {"prefect-shell", "prefect-aws", "uv"}
+    assert engine == ENGINE_PIN
+
+
+# The default answer, the release tag of the version the template pins.
+ENGINE_PIN = (
+    f"prh-ingest @ git+https://github.com/org/prh-ingest-template.git@v{package.version()}"
+    "#subdirectory=prh-ingest"
+)
+
+
+def test_the_pinned_engine_version_is_the_packages() -> None:
+    """One owner: the version the warehouse pins is prh-ingest/pyproject.toml's."""
+    answers = json.loads((Path(WAREHOUSE_TEMPLATE_DIR) / "cookiecutter.json").read_text())
+    assert answers["__versions"]["prh-ingest"] == package.version()
+
+
+@pytest.mark.parametrize(
+    ("answer", "pin"),
+    [
+        ("prh-ingest=={version}", f"prh-ingest=={package.version()}"),  # a hospital index
+        ("prh-ingest==0.0.9", "prh-ingest==0.0.9"),
+        ("prh-ingest @ file:///srv/wheels/prh_ingest-0.1.0-py3-none-any.whl", None),
+    ],
+    ids=["index", "fixed-version", "a-wheel"],
+)
+def test_the_engine_requirement_answer_is_pinned_in_both_venvs(
+    answer: str, pin: str | None, cookies: Cookies
+) -> None:
+    answers = {"prh_ingest_requirement": answer}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
+    worker = (warehouse / "requirements-worker.txt").read_text().splitlines()
+    assert worker[-1] == (pin or answer)
+    assert "-r requirements-worker.txt" in (warehouse / "requirements-deploy.txt").read_text()
 
 
 def test_worker_constraints_are_the_tested_set(cookies: Cookies) -> None:
@@ -171,6 +220,21 @@ def test_worker_constraints_are_the_tested_set(cookies: Cookies) -> None:
         return [line for line in path.read_text().splitlines() if line and line[0] != "#"]
 
     assert pins(warehouse / "constraints-worker.txt") == pins(REPO_DIR / "constraints.txt")
+
+
+def test_the_dry_run_runs_on_the_wheel_the_warehouse_pins(cookies: Cookies, tmp_path: Path) -> None:
+    """The deploy tool as a warehouse installs it (the pinned wheel of this checkout, imported
+    from the wheel itself), not the checkout's source."""
+    answers = {"flows": CLINIC_CAL, "prh_ingest_requirement": package.requirement()}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
+    pin = (warehouse / "requirements-worker.txt").read_text().splitlines()[-1]
+    assert pin == f"prh-ingest @ {package.wheel().as_uri()}"
+    env = {**dry_run_env(tmp_path), "PYTHONPATH": str(package.wheel())}
+    where = run_python(["-c", "import prh_ingest.deploy as d; print(d.__file__)"], warehouse, env)
+    assert where.stdout.startswith(f"{package.wheel()}/prh_ingest/deploy/"), where.stdout
+    result = run_python(["prefect/prw_deploy.py", "--dry-run"], warehouse, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\nclinic-cal-epic-ingest\n" in result.stdout
 
 
 # --- the worker unit and its installer --------------------------------------------------------
@@ -304,7 +368,29 @@ BAD_REQUIREMENTS = {
     "a-range": ("SQLAlchemy>=2\n", "line 1 is not one pinned package (name==version)"),
     "an-include": ("# ours\n\n-r other.txt\n", "line 3 is not one pinned package"),
     "no-file": (None, "no such readable file"),
+    "another-engine": (
+        "sqlalchemy==2.1.9\nprh-ingest[postgresql]==0.0.9  # an older project\n",
+        f"line 2 pins prh-ingest==0.0.9 but requirements-worker.txt pins "
+        f"{ENGINE_PIN.replace(' ', '')}: one prh-ingest per worker; update the project or this "
+        "checkout so they agree",
+    ),
 }
+
+
+def test_install_takes_a_project_pinned_to_the_warehouses_engine(
+    installed: tuple, tmp_path: Path
+) -> None:
+    """The same pin (its extras aside, a comment after it) passes and goes into the one pip run."""
+    warehouse, _, _ = installed
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        f"sqlalchemy==2.1.9\n{ENGINE_PIN.replace(' @', '[postgresql] @')}  # the engine\n"
+    )
+    argv = ["--requirements", str(requirements), "--dry-run", str(tmp_path / "root")]
+    env = {**os.environ, "WORKER_LIMIT": ""}
+    result = run(["scripts/install-worker.sh", *argv], warehouse, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f" -r {requirements} -c " in result.stdout
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUIREMENTS))
@@ -388,36 +474,16 @@ def test_unit_lets_exec_stop_see_the_flow_runs(cookies: Cookies) -> None:
 # --- hostile and malformed answers ------------------------------------------------------------
 
 ENTRY = CLINIC_CAL["clinic-cal-epic-ingest"]
+# Every rule of an entry is tested in-process (prh-ingest/tests/test_deploy_flows_file.py):
+# here, that the pre-generation hook applies them to the `flows` answer.
 HOSTILE_FLOWS = {
-    "cron-four-fields": ({"x": {**ENTRY, "cron": "0 6 * *"}}, "5-field cron"),
     "cron-out-of-range": ({"x": {**ENTRY, "cron": "0 25 * * *"}}, "not a valid cron"),
-    "cron-command-substitution": ({"x": {**ENTRY, "cron": "$(reboot) * * * *"}}, "5-field"),
-    "entrypoint-without-function": ({"x": {**ENTRY, "entrypoint": "prefect/x.py"}}, "path.py"),
-    "entrypoint-escapes-repo": ({"x": {**ENTRY, "entrypoint": "prefect/../../x.py:f"}}, "'..'"),
-    "entrypoint-backticks": ({"x": {**ENTRY, "entrypoint": "`id`.py:f"}}, "path.py"),
     "repo-command-substitution": ({"x": {**ENTRY, "repo": "https://h/$(id).git"}}, "git URL"),
-    "repo-semicolon": ({"x": {**ENTRY, "repo": "/srv/a.git; rm -rf /"}}, "git URL"),
-    "repo-with-credentials": ({"x": {**ENTRY, "repo": "https://u:t@h.org/a.git"}}, "git URL"),
-    "repo-relative-path": ({"x": {**ENTRY, "repo": "a.git"}}, "git URL"),
-    "deployment-quote": ({"x'y": ENTRY}, "flows key"),
-    "deployment-newline": ({"x\ny": ENTRY}, "flows key"),
-    "branch-dotdot": ({"x": {**ENTRY, "branch": "main..evil"}}, "'..'"),
-    "env-value-substitution": ({"x": {**ENTRY, "env": {"A": "$(id)"}}}, "without quotes, $"),
-    "env-value-newline": ({"x": {**ENTRY, "env": {"A": "a\nB=b"}}}, "without quotes, $"),
-    "env-key-shell": ({"x": {**ENTRY, "env": {"A;B": "1"}}}, "environment variable name"),
-    **{
-        f"env-secret-{key.lower()}": ({"x": {**ENTRY, "env": {key: "x"}}}, "looks like a secret")
-        for key in ("DB_PASSWORD", "AWS_SECRET", "GITHUB_TOKEN", "VENDOR_API_KEY", "api_key")
-    },
     "env-secret-url-password": (
         {"x": {**ENTRY, "env": {"CLINIC_CAL_DATABASE_URL": "postgresql://etl:pw@db/prh"}}},
         "Secret block",
     ),
-    "timezone-unknown": ({"x": {**ENTRY, "timezone": "Mars/Base"}}, "IANA timezone"),
-    "timezone-path": ({"x": {**ENTRY, "timezone": "../../etc/passwd"}}, "IANA timezone"),
-    "concurrency-zero": ({"x": {**ENTRY, "concurrency_limit": 0}}, "positive whole number"),
-    "unknown-key": ({"x": {**ENTRY, "schedule": "daily"}}, "unknown key"),
-    "missing-cron": ({"x": {"repo": ENTRY["repo"], "entrypoint": ENTRY["entrypoint"]}}, "cron"),
+    "deployment-quote": ({"x'y": ENTRY}, "flows key"),
 }
 HOSTILE_ANSWERS = {
     "pool-shell": ({"work_pool": "ingest; rm -rf /"}, "work_pool"),
@@ -429,6 +495,15 @@ HOSTILE_ANSWERS = {
     "retention-zero": ({"retention_days": "0"}, "retention_days"),
     "timezone-unknown": ({"timezone": "Nowhere"}, "IANA timezone"),
     "flows-not-a-mapping": ({"flows": ["x"]}, "JSON object"),
+    "engine-range": ({"prh_ingest_requirement": "prh-ingest>=0.1"}, "prh-ingest requirement"),
+    "engine-another-package": (
+        {"prh_ingest_requirement": "prh-ingest-fork==1.0"},
+        "prh_ingest_requirement",
+    ),
+    "engine-shell": (
+        {"prh_ingest_requirement": "prh-ingest @ https://h/x.whl; rm -rf /"},
+        "prh-ingest requirement",
+    ),
 }
 REJECTED = [
     pytest.param({"flows": flows}, message, id=f"flows-{case}")
@@ -583,42 +658,6 @@ def test_server_requirements_are_prefect_with_redis_at_the_tested_pin(
     assert "prefect-redis==0.3.0" in constraints
 
 
-@pytest.fixture(scope="module")
-def notify_module(cookies_session: Cookies) -> ModuleType:
-    return load_prw_deploy(baked(cookies_session.bake(template=WAREHOUSE_TEMPLATE_DIR)))
-
-
-@pytest.mark.parametrize(
-    ("url", "block"),
-    [
-        ("", None),
-        ("https://hooks.slack.com/services/T0/B0/x", "SlackWebhook"),
-        (
-            "https://prod-1.westus.logic.azure.com:443/workflows/w/triggers/manual/paths/invoke"
-            "?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=s",
-            "MicrosoftTeamsWebhook",
-        ),
-        ("https://alerts.example.org/prefect?token=abc", "CustomWebhookNotificationBlock"),
-    ],
-    ids=["none", "slack", "teams", "custom"],
-)
-def test_notify_url_picks_the_notification_block(
-    url: str, block: str | None, notify_module: ModuleType
-) -> None:
-    """The webhook comes from the deploy environment (PRH_NOTIFY_URL), never the repo."""
-    module = notify_module
-    assert module.notify_url({"PRH_NOTIFY_URL": url}) == url
-    if block is None:
-        return
-    chosen = module.notification_block(url)
-    assert type(chosen).__name__ == block
-    if block == "CustomWebhookNotificationBlock":
-        # The URL (and its token) is stored as a block secret, not in plain text.
-        assert chosen.url == "{{url}}"
-        assert chosen.secrets.get_secret_value() == {"url": url}
-        assert chosen.json_data == {"subject": "{{subject}}", "body": "{{body}}"}
-
-
 def test_a_webhook_url_never_reaches_the_repo(cookies: Cookies) -> None:
     """Warehouses made before kept the URL in their answers (notify_url); it is no longer
     an answer, so baking or updating with it writes it nowhere."""
@@ -627,21 +666,6 @@ def test_a_webhook_url_never_reaches_the_repo(cookies: Cookies) -> None:
         cookies.bake(extra_context={"notify_url": url}, template=WAREHOUSE_TEMPLATE_DIR)
     )
     assert [name for name, text in texts(warehouse).items() if "T0/B0/token" in text] == []
-
-
-@pytest.mark.parametrize(
-    "url", ["https://h.example/x'y", "https://u:p@h.example/x", "hooks.slack.com/x", "http://h/ x"]
-)
-def test_a_bad_notify_url_stops_the_deploy_with_one_line(
-    url: str, notify_module: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch
-) -> None:
-    monkeypatch.setenv("PRH_NOTIFY_URL", url)
-    assert notify_module.main(["--dry-run"]) == 2
-    captured = capsys.readouterr()
-    assert captured.err == (
-        "error: PRH_NOTIFY_URL is not an http(s) URL without credentials, quotes or spaces\n"
-    )
-    assert captured.out == ""
 
 
 def test_an_empty_cron_bakes_an_unscheduled_entry(cookies, tmp_path: Path) -> None:
@@ -660,58 +684,3 @@ def test_an_empty_cron_bakes_an_unscheduled_entry(cookies, tmp_path: Path) -> No
     assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
     assert "  schedule:   none (cron is empty" in dry_run.stdout
     assert "  next runs:  -\n" in dry_run.stdout
-
-
-def busy_response(pace: Any, retry_after: str | None = None, request: Any = None) -> Any:
-    """A 503 as the server sends it, passed through *pace*'s response hook."""
-    headers = {"Retry-After": retry_after} if retry_after else {}
-    request = request or httpx.Request("POST", "http://127.0.0.1/api/deployments/")
-    response = httpx.Response(503, headers=headers, request=request)
-    asyncio.run(pace.on_response(response))
-    return response
-
-
-def test_a_busy_server_is_retried_soon_and_then_written_one_at_a_time(flow_set: tuple) -> None:
-    """A 503 without Retry-After (SQLite refusing a colliding writer) gets BUSY_RETRY_AFTER's
-    waits, longer for each 503 of the same request; from then on one write at a time."""
-    _, warehouse = flow_set
-    module = load_prw_deploy(warehouse)
-    pace = module.Pace()
-
-    async def write_three() -> int:
-        for _ in range(3):
-            async with pace:
-                pass
-        return pace.at_once
-
-    assert asyncio.run(write_three()) == 4  # one at first, one more after each answer
-    first = busy_response(pace)
-    again = busy_response(pace, request=first.request)
-    assert [first.headers["Retry-After"], again.headers["Retry-After"]] == ["0.05", "0.25"]
-    assert busy_response(pace).headers["Retry-After"] == "0.05"  # another request's first
-    assert busy_response(pace, retry_after="30").headers["Retry-After"] == "30"  # the server's
-    assert asyncio.run(write_three()) == 1
-
-
-def test_each_flow_is_created_once_however_many_deployments_share_it(flow_set: tuple) -> None:
-    _, warehouse = flow_set
-    module = load_prw_deploy(warehouse)
-    created: list[str] = []
-
-    class Client:
-        async def create_flow_from_name(self, name: str) -> uuid.UUID:
-            created.append(name)
-            await asyncio.sleep(0.01)  # the others ask meanwhile
-            return uuid.uuid5(uuid.NAMESPACE_DNS, name)
-
-    known = uuid.uuid4()
-    flow_ids = module.FlowIds(Client())
-    flow_ids.add({known: "read-from-the-server"})
-
-    async def ask() -> list[uuid.UUID]:
-        names = ["ingest", "ingest", "other", "ingest", "read-from-the-server"]
-        return await asyncio.gather(*(flow_ids.of(name) for name in names))
-
-    ids = asyncio.run(ask())
-    assert sorted(created) == ["ingest", "other"]
-    assert ids[0] == ids[1] == ids[3] != ids[2] and ids[4] == known

@@ -32,7 +32,7 @@ def add_cerner(project: Path) -> dict:
     result = regenerate(project, "--add", json.dumps({"cerner": "csv"}))
     assert result.returncode == 0, result.stdout + result.stderr
     commit_all(project, "add the cerner source")
-    line = next(line for line in result.stdout.splitlines() if "regenerate.py --add '" in line)
+    line = next(line for line in result.stdout.splitlines() if "prw_deploy.py --add '" in line)
     return json.loads(line.split("'")[1])
 
 

@@ -29,6 +29,7 @@ TEMPLATE_PARTS = (
 OWN_CODE = ["transform.py"]  # what `cruft create --skip` lists, as the README says
 # The last release before the engine package (wave 4): its projects carry the engine's copy.
 RELEASE_BEFORE_PACKAGE = "f7d04d7976ce5cba5379152ff2eecc49d7f6e3f0"
+WAREHOUSE_OWN_CODE = ["prefect/flows.json"]  # the same for a warehouse
 
 
 def template_repo(root: Path) -> Path:
@@ -97,14 +98,21 @@ def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:
     return Path(project)
 
 
-def cruft_warehouse(template: Path, output_dir: Path, flows: dict[str, Any]) -> Path:
-    """`cruft create --directory warehouse-template` with *flows*, committed in its own repo."""
+def cruft_warehouse(
+    template: Path,
+    output_dir: Path,
+    flows: dict[str, Any],
+    skip: tuple[str, ...] = tuple(WAREHOUSE_OWN_CODE),
+) -> Path:
+    """`cruft create --directory warehouse-template --skip prefect/flows.json` with *flows*,
+    committed in its own repo (skip=(): a warehouse made before flows.json was the team's)."""
     cruft.create(
         str(template),
         output_dir=output_dir,
         directory=TEMPLATE_SUBDIR,
         extra_context={"flows": flows},
         no_input=True,
+        skip=list(skip),
     )
     warehouse = output_dir / WAREHOUSE
     git(warehouse, "init", "-q", "-b", "main")

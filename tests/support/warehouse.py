@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from support import package
 from support.baking import baked, cookies_into
 from support.commands import REPO_DIR
 from support.services import offline_env
@@ -54,5 +55,7 @@ def dry_run_env(home: Path) -> dict[str, str]:
 
 
 def bake_warehouse(output_dir: Path, template: Path = TEMPLATE_DIR, **answers: Any) -> Path:
-    """A warehouse baked with *answers* into *output_dir*; returns its folder."""
+    """A warehouse baked with *answers* into *output_dir*; returns its folder. Its venvs pin
+    the package under test (a wheel of this checkout), unless *answers* say otherwise."""
+    answers.setdefault("prh_ingest_requirement", package.requirement())
     return baked(cookies_into(output_dir).bake(extra_context=answers, template=str(template)))

@@ -1,9 +1,10 @@
-"""Write prefect/flows.json (the `flows` answer with every default filled in) and add the
-scripts every project carries (from contract/, see contract/template.py).
+"""Write the first prefect/flows.json (the `flows` answer with every default filled in) and
+add the scripts every project carries (from contract/, see contract/template.py).
 
 The answer is a mapping in cookiecutter.json and .cruft.json, or JSON text when it was
-given on cookiecutter's command line; pre_gen_project.py has checked it either way.
-prw_deploy.py reads the file, so the code that deploys carries no template logic.
+given on cookiecutter's command line; pre_gen_project.py has checked it either way. From
+then on flows.json is the team's file (template updates skip it): prw_deploy.py --add and
+--remove edit it, with the same rules and layout (prh_ingest.deploy.flows_file).
 """
 
 from __future__ import annotations
@@ -20,31 +21,14 @@ import contract  # noqa: E402, F401 (puts this commit's prh-ingest/src first on 
 
 # isort: split
 from prh_ingest import naming  # noqa: E402
+from prh_ingest.deploy import flows_file  # noqa: E402
 
 from contract.template import copy_project_scripts  # noqa: E402
 
 FLOWS_FILE = Path("prefect/flows.json")
 
 
-def flow_entries(flows: dict[str, Any], timezone: str) -> dict[str, dict[str, Any]]:
-    """Every field of every deployment, in name order; numbers as numbers."""
-    return {
-        name: {
-            "repo": entry["repo"],
-            "branch": entry.get("branch", "main"),
-            "entrypoint": entry["entrypoint"],
-            "cron": entry["cron"],
-            "timezone": entry.get("timezone", timezone),
-            "parameters": entry.get("parameters", {}),
-            "env": entry.get("env", {}),
-            "concurrency_limit": int(entry.get("concurrency_limit", 1)),
-        }
-        for name, entry in sorted(flows.items())
-    }
-
-
 if __name__ == "__main__":
     flows = naming.json_mapping("flows", ANSWERS["flows"])  # or JSON text from the command line
-    entries = flow_entries(flows, ANSWERS["timezone"])
-    FLOWS_FILE.write_text(json.dumps(entries, indent=2) + "\n")
+    FLOWS_FILE.write_text(flows_file.dumps(flows_file.completed(flows, ANSWERS["timezone"])))
     copy_project_scripts(Path.cwd())

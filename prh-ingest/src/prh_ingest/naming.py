@@ -226,3 +226,30 @@ def history_table(table: str) -> str:
 def rejects_table(table: str) -> str:
     """BAD_ROWS=quarantine: the rows set aside, raw line and all."""
     return f"{table}_rejects"
+
+
+# --- where a project gets this package (the `prh_ingest_requirement` answer) ---
+VERSION_PLACEHOLDER = "{version}"  # the version the template pins: a bump reaches every update
+PACKAGE_REQUIREMENT = re.compile(
+    r"prh-ingest(?:\[[a-z]+(?:,[a-z]+)*\])?"
+    r"(?:==(?:\{version\}|[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc|\.post|\.dev)[0-9]+)*)"
+    r"| @ (?:git\+)?(?:https?|ssh|file)://[A-Za-z0-9._~/@:%+=&?#{}-]+)"
+)
+PACKAGE_REQUIREMENT_HINT = (
+    "prh-ingest @ git+https://<host>/<org>/prh-ingest-template.git@v{version}"
+    "#subdirectory=prh-ingest, or prh-ingest=={version} from your package index"
+)
+
+
+def check_package_requirement(where: str, value: object) -> str:
+    """One pip requirement line for this package: an exact version or one URL, no spaces,
+    quotes or shell characters (it goes into requirements files the installers read)."""
+    if not isinstance(value, str) or not PACKAGE_REQUIREMENT.fullmatch(value) or ".." in value:
+        problem = f"{shown(value)} is not a prh-ingest requirement"
+        raise Invalid(f"{where} {problem}: use {PACKAGE_REQUIREMENT_HINT}")
+    return value
+
+
+def package_requirement(answer: str, version: str) -> str:
+    """The pinned requirement line: the answer with {version} replaced by the template's pin."""
+    return answer.replace(VERSION_PLACEHOLDER, version)

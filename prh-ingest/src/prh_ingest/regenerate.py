@@ -3,11 +3,10 @@
     python scripts/regenerate.py             # take the newest template, same answers
     python scripts/regenerate.py --check     # exit 1 when the template changed since, else 0
     python scripts/regenerate.py --resolved  # after fixing a conflicted update by hand
-  change the answers at the same time: a warehouse's flows, an ingest project's sources:
-    python scripts/regenerate.py --add '{"<deployment>": {"repo": "...", "entrypoint": "...",
-                                          "cron": "..."}}'
-    python scripts/regenerate.py --remove <deployment>
+  change an ingest project's sources at the same time:
     python scripts/regenerate.py --add '{"cerner": "csv"}'    # a source: its flow and table
+    python scripts/regenerate.py --remove cerner
+  (a warehouse's flows are its own prefect/flows.json: `python prefect/prw_deploy.py --add`)
 
 The answers and the template commit live in .cruft.json. cruft renders the template twice
 (the old answers at the recorded commit, the new answers at the newest one) and applies
@@ -73,9 +72,16 @@ INGEST = Template(
     "source",
     ("transform.py",),
 )
+# A warehouse's flows are the team's prefect/flows.json (prw_deploy.py --add edits it).
 WAREHOUSE = Template(
-    "warehouse template", "warehouse-template", ("warehouse-template", *SHARED), "flows", "flow", ()
+    "warehouse template",
+    "warehouse-template",
+    ("warehouse-template", *SHARED),
+    None,
+    "flow",
+    ("prefect/flows.json",),
 )
+FLOWS_EDIT = "python prefect/prw_deploy.py"  # how a warehouse adds and removes its flows
 
 
 class RegenerateError(Exception):
@@ -173,6 +179,11 @@ def updated_answers(
     """The answers --add and --remove change (None: none); the template's hook validates them."""
     if not add and not remove:
         return None
+    if template.collection is None:
+        raise RegenerateError(
+            f"a warehouse's flows are its own prefect/flows.json: `{FLOWS_EDIT} --add "
+            f"'<entry>'` or `{FLOWS_EDIT} --remove NAME` edits it; nothing changed"
+        )
     # JSON text when the project was made with the answer on cookiecutter's command line
     before = json_mapping(template.collection, answers.get(template.collection, {}))
     entries = dict(before)
@@ -305,10 +316,10 @@ def report_sources(old: dict[str, Any], new: dict[str, Any]) -> None:
         print("Commit and push, then register the new flow in the warehouse repo:")
         for source in added:
             entry = warehouse_entry(flow_name(slug, source), new["git_repo_url"])
-            print(f"    python scripts/regenerate.py --add '{json.dumps(entry)}'")
+            print(f"    {FLOWS_EDIT} --add '{json.dumps(entry)}'")
     for source in removed:
         flow = flow_name(slug, source)
-        print(f"In the warehouse repo: python scripts/regenerate.py --remove {flow}")
+        print(f"In the warehouse repo: {FLOWS_EDIT} --remove {flow}")
 
 
 def record_resolved() -> None:

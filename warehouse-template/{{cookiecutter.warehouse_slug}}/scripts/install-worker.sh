@@ -90,12 +90,26 @@ worker_changed() {
 
 # --- a dependency_manager=none project's requirements (--requirements) ---------------------
 # Each line one pinned package; a pin other than constraints-worker.txt's is refused before
-# anything is written (one version of a package serves every project on this worker).
+# anything is written (one version of a package serves every project on this worker). The
+# engine, prh-ingest, must be pinned exactly as requirements-worker.txt pins it (extras aside).
+# A comment starts at a # that begins the line or follows a space (a URL's #fragment stays).
+REQUIREMENT_LINE='{ line = $0; sub(/^#.*/, "", line); sub(/[ \t]+#.*/, "", line); gsub(/[ \t\r]/, "", line) }'
+ENGINE_PIN="$(awk "$REQUIREMENT_LINE"'
+tolower(line) ~ /^prh[-_.]ingest[@=\[]/ { sub(/\[[^]]*\]/, "", line); print line; exit }
+' "$WAREHOUSE/requirements-worker.txt")"
 PINS_CHECK='
 function key(name) { name = tolower(name); gsub(/[-_.]+/, "-", name); return name }
 FNR == NR { if (split($0, pin, "==") == 2) tested[key(pin[1])] = pin[2]; next }
-{ line = $0; sub(/#.*/, "", line); gsub(/[ \t\r]/, "", line) }
+'"$REQUIREMENT_LINE"'
 line == "" { next }
+tolower(line) ~ /^prh[-_.]ingest[@=\[]/ {
+  pinned = line; sub(/\[[^]]*\]/, "", pinned)
+  if (pinned != engine) {
+    print "line " FNR " pins " pinned " but requirements-worker.txt pins " engine \
+      ": one prh-ingest per worker; update the project or this checkout so they agree"; exit
+  }
+  next
+}
 line !~ /^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+$/ {
   print "line " FNR " is not one pinned package (name==version)"; exit
 }
@@ -109,7 +123,7 @@ check_requirements() {
   local file problem
   for file in "${REQUIREMENTS[@]}"; do
     [ -f "$file" ] && [ -r "$file" ] || fail "--requirements $file: no such readable file"
-    problem="$(awk "$PINS_CHECK" "$WAREHOUSE/constraints-worker.txt" "$file")"
+    problem="$(awk -v engine="$ENGINE_PIN" "$PINS_CHECK" "$WAREHOUSE/constraints-worker.txt" "$file")"
     [ -z "$problem" ] || fail "--requirements $file: $problem"
   done
 }
