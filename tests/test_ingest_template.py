@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from prh_ingest import naming
 from pytest_cookies.plugin import Cookies
 from support.baking import (
     FLOW_FILE,
@@ -22,6 +23,8 @@ from support.baking import (
     INGEST_TEMPLATE_DIR,
     SAMPLE_ROWS,
     SINK_SETTING,
+    SLUG,
+    SOURCE,
     SOURCE_SETTING,
     bake_ingest_project,
     baked,
@@ -137,6 +140,23 @@ def test_settings_file_has_production_values(project: Path, answers: dict) -> No
 
 
 DRIVER = {"psycopg==3.3.9", "psycopg-binary==3.3.9"}
+
+
+def test_the_generated_settings_leave_the_load_mode_to_the_table(project: Path) -> None:
+    """The update's merge of prefect/.env must not set a mode: only a comment names it."""
+    setting = f"{naming.source_key(SLUG, SOURCE)}_LOAD_MODE"
+    lines = (project / "prefect" / ".env").read_text().splitlines()
+    assert [line for line in lines if setting in line] == [f"#{setting}=file"]
+
+
+def test_the_readme_says_which_setting_fits_which_export(project: Path) -> None:
+    readme = (project / "README.md").read_text()
+    shape = readme.split("## Your export's shape", 1)[1].split("\n## ", 1)[0]
+    settings = ("_DELIMITER", "_QUOTE=none", "_ENCODING=cp1252", "_FOOTER_ROWS=1", "_HEADER_ROW")
+    for setting in settings:
+        assert setting in shape, setting
+    for mode in ("`append`", "`file`", "`snapshot`"):
+        assert mode in shape, mode
 
 
 def ingest_requirements(project: Path, manager: str) -> set[str]:
