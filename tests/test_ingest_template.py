@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prh_ingest import naming
 from pytest_cookies.plugin import Cookies
+from support import package
 from support.baking import (
     FLOW_FILE,
     FLOW_NAME,
@@ -61,7 +62,6 @@ COMMON_FILES = {
     "ingest.py",
     "prefect/.env",
     FLOW_FILE,
-    "prefect/ingest_flow.py",
     "prefect/source_file.py",
     "ruff.toml",
     "scripts/naming.py",
@@ -160,7 +160,8 @@ def test_the_readme_says_which_setting_fits_which_export(project: Path) -> None:
 
 
 def ingest_requirements(project: Path, manager: str) -> set[str]:
-    """The `name==version` lines of what ingest.py needs, from the chosen dependency file."""
+    """The `name==version` lines of what ingest.py needs, from the chosen dependency file
+    (the engine, prh-ingest, as its requirement: see ENGINE)."""
     if manager == "none":
         lines = (project / "requirements.txt").read_text().splitlines()
         return {line for line in lines if line and not line.startswith("#")}
@@ -168,13 +169,29 @@ def ingest_requirements(project: Path, manager: str) -> set[str]:
         pyproject = tomllib.loads((project / "pyproject.toml").read_text())
         return set(pyproject["project"]["dependencies"])
     packages = tomllib.loads((project / "Pipfile").read_text())["packages"]
-    return {f"{name}{version}" for name, version in packages.items()}
+    return {pipfile_requirement(name, version) for name, version in packages.items()}
+
+
+def pipfile_requirement(name: str, version: str | dict) -> str:
+    """A Pipfile entry as a requirement: `name==version`, or `name[extras] @ <wheel URL>`."""
+    if isinstance(version, str):
+        return f"{name}{version}"
+    extras = f"[{','.join(version['extras'])}]" if "extras" in version else ""
+    return f"{name}{extras} @ {version['file']}"
+
+
+def engine(answers: dict) -> str:
+    """The engine's requirement in a project the tests bake: the package under test."""
+    extra = "[postgresql]" if answers.get("database") == "postgresql" else ""
+    return package.requirement().replace("prh-ingest", f"prh-ingest{extra}", 1)
 
 
 def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) -> None:
     """calamine always (the reader is chosen by the file), psycopg with PostgreSQL, each at
     the version constraints.txt pins."""
     found = ingest_requirements(project, answers["dependency_manager"])
+    assert engine(answers) in found
+    found = found - {engine(answers)}
     tested = {
         line.lower()
         for line in (REPO_DIR / "constraints.txt").read_text().splitlines()
@@ -184,6 +201,48 @@ def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) 
     assert {"sqlalchemy==2.1.9", "python-calamine==0.9.1"} <= found
     assert (DRIVER <= found) == (answers.get("database") == "postgresql")
     assert found - DRIVER == {"sqlalchemy==2.1.9", "python-calamine==0.9.1"}
+
+
+RELEASE = "https://github.com/org/prh-ingest-template.git"
+# Where the engine comes from (the prh_ingest answer; the default: this repository at the
+# package's release tag) -> (a requirement line, the Pipfile entry). {v} is the version.
+ENGINE_SOURCES = {
+    "release-tag": (
+        None,
+        f"prh-ingest @ git+{RELEASE}@v{{v}}#subdirectory=prh-ingest",
+        {"git": RELEASE, "ref": "v{v}", "subdirectory": "prh-ingest"},
+    ),
+    "index": ("prh-ingest=={v}", "prh-ingest=={v}", {"version": "=={v}"}),
+}
+
+
+@pytest.mark.parametrize("manager", DEPENDENCY_MANAGERS)
+@pytest.mark.parametrize("source", ENGINE_SOURCES)
+def test_the_engine_is_pinned_where_the_answer_says(
+    tmp_path: Path, source: str, manager: str
+) -> None:
+    """The command a user types: the default answer pins the package's own version."""
+    answer, requirement, pipfile = ENGINE_SOURCES[source]
+    v = package.version()
+    answers = [f"dependency_manager={manager}", "database=postgresql"]
+    if answer:
+        answers.append(f"prh_ingest={answer.format(v=v)}")
+    result = cookiecutter_cli(tmp_path / "out", *answers)
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "out" / "clinic-cal"
+    expected = requirement.format(v=v).replace("prh-ingest", "prh-ingest[postgresql]", 1)
+    if manager == "pipenv":
+        entry = tomllib.loads((project / "Pipfile").read_text())["packages"]["prh-ingest"]
+        assert entry == {k: w.format(v=v) for k, w in pipfile.items()} | {"extras": ["postgresql"]}
+    else:
+        assert expected in ingest_requirements(project, manager)
+
+
+def test_a_bad_engine_answer_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out", "prh_ingest=prh-ingest>=0.1")
+    assert result.returncode != 0
+    assert "error: prh_ingest must be prh-ingest==<version>" in result.stdout + result.stderr
+    assert not (tmp_path / "out" / "clinic-cal").exists()
 
 
 PIN = re.compile(r'(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?: = "|)==(?P<version>[0-9][0-9a-z.]*)')
@@ -207,6 +266,7 @@ def test_the_version_table_pins_what_this_repo_tests() -> None:
     """cookiecutter.json's __versions is the one table of what generated projects install:
     each version is the one constraints.txt pins (and requirements.txt, where it names it)."""
     versions = versions_table()
+    assert versions.pop("prh-ingest") == package.version()  # the package's own (pyproject)
     constraints = pinned_in(REPO_DIR / "constraints.txt")
     assert {name: constraints.get(name) for name in versions} == versions
     requirements = pinned_in(REPO_DIR / "requirements.txt")
@@ -237,6 +297,38 @@ def test_every_pin_in_a_project_is_the_table_s(project: Path) -> None:
     }
     assert found, "no pins found"
     assert {(name, versions.get(name)) for name, _ in found} == found
+
+
+PROJECT_PYTHON_BUDGET = 250  # lines of Python a default project carries beside the team's own
+
+
+def project_python_lines(project: Path) -> dict[str, int]:
+    """Lines of each Python file the template owns (transform.py and tests/ are the team's)."""
+    return {
+        str(path.relative_to(project)): len(path.read_text().splitlines())
+        for path in sorted(project.rglob("*.py"))
+        if path.name != "transform.py" and path.relative_to(project).parts[0] != "tests"
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scripts/regenerate.py and scripts/naming.py (529 lines) move into the package "
+    "with the template-update work of issue 26; the loader and the flow already have",
+)
+def test_a_default_project_is_thin(cookies: Cookies) -> None:
+    project = baked(cookies.bake(template=INGEST_TEMPLATE_DIR))
+    lines = project_python_lines(project)
+    assert sum(lines.values()) <= PROJECT_PYTHON_BUDGET, lines
+
+
+def test_the_loader_and_the_flows_are_the_packages(cookies: Cookies) -> None:
+    """ingest.py is an entry point and each flow file names its source: the engine is
+    prh-ingest's (what remains besides them is prefect/source_file.py and scripts/)."""
+    project = baked(cookies.bake(template=INGEST_TEMPLATE_DIR))
+    lines = project_python_lines(project)
+    assert lines["ingest.py"] <= 30 and lines[FLOW_FILE] <= 40, lines
+    assert "from prh_ingest.load import main" in (project / "ingest.py").read_text()
 
 
 def test_generated_code_passes_ruff(project: Path) -> None:
@@ -348,15 +440,16 @@ def test_a_failing_step_fails_the_flow_and_leaves_the_sink(
     assert not database.exists() or table_count(database) == 0
 
 
-RUN_SHELL_STEP = """
-import sys
+RUN_SHELL_STEP = f"""
+import importlib, sys
 from prefect_shell import ShellOperation
+from prh_ingest import flow
 sys.path.insert(0, "prefect")
-import ingest_flow
+project = importlib.import_module("{FLOW_NAME}").PROJECT
 shell = ShellOperation(
-    commands=ingest_flow.ingest_commands("epic"),
-    env=ingest_flow.load_settings(),
-    working_dir=ingest_flow.PROJECT_DIR,
+    commands=flow.ingest_commands(project, "epic"),
+    env=flow.load_settings(project),
+    working_dir=project.folder,
 )
 shell.run()
 """
