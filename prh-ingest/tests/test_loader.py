@@ -275,3 +275,46 @@ def test_a_missing_sqlalchemy_cannot_start(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (CANNOT_START, ""), result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: ingest.py cannot start: ") and "sqlalchemy" in line
+
+
+# --- the team's transform.py -------------------------------------------------------------------
+
+
+def test_transform_renames_and_filters_the_rows(sink: Sink, tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "export.csv", [HEADER, *ROWS])
+    seen = []
+
+    def transform(source_name: str, columns: list[str], rows):  # noqa: ANN001, ANN202
+        seen.append(source_name)
+        renamed = ["patient_mrn" if name == "mrn" else name for name in columns]
+        return renamed, (row for row in rows if row[0] != "12")
+
+    result = ingest(source, sink, transform=transform)
+    assert result.returncode == 0, result.stderr
+    assert seen == ["epic"]
+    found = sink.query(f"SELECT patient_mrn FROM {TABLE} ORDER BY patient_mrn")  # noqa: S608
+    assert found == [("00000007",), ("00012345",)]
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (
+            ["mrn", "Full Name", "note"],
+            "transform.py returned column 'Full Name': lowercase, _ and digits, unique",
+        ),
+        (
+            ["mrn", "mrn", "note"],
+            "transform.py returned column 'mrn': lowercase, _ and digits, unique",
+        ),
+        (["mrn", "name"], "transform.py returned a row of 3 values for 2 columns"),
+    ],
+    ids=["not-a-column-name", "repeated", "row-wider-than-columns"],
+)
+def test_what_transform_returns_is_checked(
+    sink: Sink, tmp_path: Path, columns: list[str], message: str
+) -> None:
+    source = write_csv(tmp_path / "export.csv", [HEADER, *ROWS])
+    result = ingest(source, sink, transform=lambda _source, _columns, rows: (columns, rows))
+    assert rejected(result, source) == message
+    assert sink.query("SELECT 1") == [(1,)]
