@@ -46,7 +46,7 @@ def step(message: str) -> None:
 def bake_ingest_project() -> Path:
     step("Making the example ingest project (cruft create . --skip transform.py --no-input),"
          " its prh_ingest answer this checkout's package")
-    engine = {"prh_ingest": package.requirement()}  # this checkout's engine, not a release
+    engine = {"prh_ingest": package.answer()}  # this checkout's engine, not a release
     project = cruft.create(
         str(REPO_DIR), output_dir=SCRATCH, skip=["transform.py"], extra_context=engine
     )

@@ -37,6 +37,7 @@ from support.baking import (
     unrendered_files,
 )
 from support.commands import BIN, REPO_DIR, run
+from support.regeneration import cruft_project, cruft_state, edit, regenerate, template_repo
 from support.services import offline_env
 
 DEPENDENCY_MANAGERS = ["pipenv", "uv", "none"]
@@ -205,14 +206,15 @@ def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) 
 
 RELEASE = "https://github.com/org/prh-ingest-template.git"
 # Where the engine comes from (the prh_ingest answer; the default: this repository at the
-# package's release tag) -> (a requirement line, the Pipfile entry). {v} is the version.
+# release tag of the template's version of the package) -> (a requirement line, the Pipfile
+# entry). {v} is the version: the template's, so a template update bumps it.
 ENGINE_SOURCES = {
     "release-tag": (
         None,
         f"prh-ingest @ git+{RELEASE}@v{{v}}#subdirectory=prh-ingest",
         {"git": RELEASE, "ref": "v{v}", "subdirectory": "prh-ingest"},
     ),
-    "index": ("prh-ingest=={v}", "prh-ingest=={v}", {"version": "=={v}"}),
+    "index": ("index", "prh-ingest=={v}", {"version": "=={v}"}),
 }
 
 
@@ -226,7 +228,7 @@ def test_the_engine_is_pinned_where_the_answer_says(
     v = package.version()
     answers = [f"dependency_manager={manager}", "database=postgresql"]
     if answer:
-        answers.append(f"prh_ingest={answer.format(v=v)}")
+        answers.append(f"prh_ingest={answer}")
     result = cookiecutter_cli(tmp_path / "out", *answers)
     assert result.returncode == 0, result.stderr
     project = tmp_path / "out" / "clinic-cal"
@@ -238,10 +240,31 @@ def test_the_engine_is_pinned_where_the_answer_says(
         assert expected in ingest_requirements(project, manager)
 
 
+def test_a_template_update_bumps_the_engine_pin(tmp_path: Path) -> None:
+    """The answer names where the package comes from, never its version: the version is the
+    template's, so an engine fix reaches a project as a normal template update."""
+    template = template_repo(tmp_path)
+    project = cruft_project(
+        template, tmp_path / "projects", dependency_manager="none", prh_ingest="index"
+    )
+    version = package.version()
+    assert f"prh-ingest=={version}\n" in (project / "requirements.txt").read_text()
+    pin = f'"prh-ingest": "{version}"'
+    edit(template, "cookiecutter.json", pin, '"prh-ingest": "9.9.9"', "a new engine release")
+
+    result = regenerate(project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "prh-ingest==9.9.9\n" in (project / "requirements.txt").read_text()
+    assert cruft_state(project)["context"]["cookiecutter"]["prh_ingest"] == "index"
+
+
 def test_a_bad_engine_answer_is_refused_in_one_line(tmp_path: Path) -> None:
     result = cookiecutter_cli(tmp_path / "out", "prh_ingest=prh-ingest>=0.1")
     assert result.returncode != 0
-    assert "error: prh_ingest must be prh-ingest==<version>" in result.stdout + result.stderr
+    assert "error: prh_ingest must be index, a git+https:// repository URL" in (
+        result.stdout + result.stderr
+    )
     assert not (tmp_path / "out" / "clinic-cal").exists()
 
 

@@ -48,7 +48,7 @@ def write_cookiecutter_config(home: Path) -> Path:
     config = {
         "cookiecutters_dir": str(home / "cookiecutters"),
         "replay_dir": str(home / "replay"),
-        "default_context": {"prh_ingest": package.requirement()},
+        "default_context": {"prh_ingest": package.answer()},
     }
     path = home / "config.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML

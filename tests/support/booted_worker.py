@@ -171,7 +171,7 @@ def build_projects(root: Path) -> dict[str, dict[str, object]]:
     (root / "git").mkdir()
     # The package under test where the booted system sees it too (root is copied as is).
     wheel = Path(shutil.copy(package.wheel(), root))
-    engine = f"{package.NAME} @ {wheel.as_uri()}"
+    engine = wheel.as_uri()
     flows: dict[str, dict[str, object]] = {}
     for spec in (*PROJECTS, NONE):
         bare = root / "git" / f"{spec.slug}.git"

@@ -52,7 +52,7 @@ def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:
     project = cruft.create(
         str(template),
         output_dir=output_dir,
-        extra_context={"prh_ingest": package.requirement(), **answers},
+        extra_context={"prh_ingest": package.answer(), **answers},
         no_input=True,
         skip=list(OWN_CODE),
     )
