@@ -348,7 +348,8 @@ def notes() -> list[str]:
         "cannot drop a footer, the file without its footer row.",
         "That the `|`, `^` and tab shapes go through COPY as text (the server parses the "
         "file's bytes) and not row by row is also a test: "
-        "`tests/test_ingest_formats.py::test_every_text_shape_goes_to_postgresql_as_text_for_copy` "
+        "`prh-ingest/tests/test_readers.py::"
+        "test_every_text_shape_goes_to_postgresql_as_text_for_copy` "
         "loads each with the row-by-row COPY made to fail.",
         "The pandas baseline is `read_csv(dtype=str)` + `to_sql(chunksize=50_000)` "
         "(`benchmarks/pandas_load.py`): pandas' defaults turn `00012345` into 12345, which "

@@ -64,10 +64,10 @@ def keep_chosen_files() -> None:
             if isinstance(entry, tuple):
                 Path(entry[0]).rename(entry[1])
 
-# Every source's flow file: the names only; what a flow does is prefect/ingest_flow.py's.
+# Every source's flow file: the names only; what a flow does is the package's (prh_ingest.flow).
 FLOW_FILE = '''"""Prefect flow `{flow_name}`: load the {source} export into the warehouse.
 
-What the flow does is the template's, shared by the project's flows: prefect/ingest_flow.py.
+What the flow does is prh-ingest's, shared by every project's flows: prh_ingest.flow.
 
 Run it locally:
     cd {slug}
@@ -77,10 +77,18 @@ Run it locally:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from ingest_flow import load_source, run_as_script
 from prefect import flow
+from prh_ingest.flow import Project, load_source, run_as_script
+from source_file import local_source_file
 
+PROJECT = Project(
+    slug="{slug}",
+    folder=Path(__file__).resolve().parent.parent,
+    # how this project's dependency manager runs ingest.py (prefect/sync-venv.sh: pipenv, uv)
+    ingest_command={ingest_command},
+)
 FLOW_NAME = "{flow_name}"
 SOURCE = "{source}"
 
@@ -88,7 +96,7 @@ SOURCE = "{source}"
 @flow(name=FLOW_NAME, timeout_seconds=3600)
 def {function}() -> None:
     """Load the file named by {setting} into {sink}."""
-    load_source(FLOW_NAME, SOURCE)
+    load_source(PROJECT, FLOW_NAME, SOURCE, local_source_file)
 
 
 if __name__ == "__main__":
@@ -119,6 +127,7 @@ def write_flow_files() -> None:
                 setting=naming.source_setting(slug, source),
                 sink=naming.sink_setting(slug),
                 sample=f"data/sample.{ANSWERS['source_format']}",
+                ingest_command=json.dumps(ANSWERS["__ingest_command"]),
             )
         )
 

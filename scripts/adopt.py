@@ -340,8 +340,10 @@ def bound_for_the_lock(rendered: Path, added: list[str]) -> list[str]:
     pipfile = tomllib.loads(pipfile_path.read_text())
     bounds = dev_bounds(pipfile)
     packages = pipfile.get("packages", {})
-    requirements = [  # with the added ones: add_requirements wrote them in
+    requirements = [  # with the added ones: add_requirements wrote them in; not the engine
+        # (a table: its git tag or wheel), which pulls in what the template pins anyway
         f"{name}{'' if spec == '*' else spec}" for name, spec in packages.items()
+        if isinstance(spec, str)
     ]
     pinned = {package_name(name) for name in packages}
     needed = sorted((pulled_in(requirements, bounds, pipfile) - pinned) & set(bounds))

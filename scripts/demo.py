@@ -26,8 +26,9 @@ import cruft
 from cookiecutter.main import cookiecutter
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+sys.path[:0] = [str(REPO_DIR), str(REPO_DIR / "tests")]
 from prh_ingest import naming  # noqa: E402 (the template repo's naming contract)
+from support import package  # noqa: E402 (the package as projects install it: a local build)
 
 SCRATCH = REPO_DIR / ".scratch"
 BIN = Path(sys.executable).parent
@@ -43,8 +44,12 @@ def step(message: str) -> None:
 
 
 def bake_ingest_project() -> Path:
-    step("Making the example ingest project (cruft create . --skip transform.py --no-input)")
-    project = cruft.create(str(REPO_DIR), output_dir=SCRATCH, skip=["transform.py"])
+    step("Making the example ingest project (cruft create . --skip transform.py --no-input),"
+         " its prh_ingest answer this checkout's package")
+    engine = {"prh_ingest": package.answer()}  # this checkout's engine, not a release
+    project = cruft.create(
+        str(REPO_DIR), output_dir=SCRATCH, skip=["transform.py"], extra_context=engine
+    )
     step("Checking it against the template (python scripts/regenerate.py --check)")
     subprocess.run([sys.executable, "scripts/regenerate.py", "--check"], cwd=project, check=True)
     return Path(project)

@@ -18,7 +18,9 @@ from support.regeneration import cruft_state, edit, edit_ingest_template, regene
 from support.runbook import CLINIC_CAL_ANSWERS, PRH_DASH_ANSWERS, clinic_cal, prh_dash
 
 RUN_HEADING = "## Run it locally"
-LOADER_OLD, LOADER_NEW = "COPY_CHUNK_BYTES = 1 << 20", "COPY_CHUNK_BYTES = 1 << 22"
+# A change to the template's ingest.py (the entry point; the loader is the package's).
+LOADER_OLD = "sys.exit(69)  # EX_UNAVAILABLE: the flow does not retry it"
+LOADER_NEW = "sys.exit(69)  # EX_UNAVAILABLE (sysexits.h): the flow does not retry it"
 FIXTURES = {
     "clinic-cal": (clinic_cal, CLINIC_CAL_ANSWERS, "clinic-cal-epic-ingest"),
     "prh-dash": (prh_dash, PRH_DASH_ANSWERS, "prh-dash-ingest"),
@@ -84,8 +86,8 @@ def test_adoption_links_at_the_pinned_commit_and_a_later_update_applies_cleanly(
     assert (project / "ingest.py").read_bytes() == own_ingest
     assert not (project / "tests/test_ingest.py").exists()  # the template loader's tests
     flow = (project / f"prefect/{flow_name}.py").read_text()  # same path: same entrypoint
-    assert f'FLOW_NAME = "{flow_name}"' in flow and "load_source(FLOW_NAME, SOURCE)" in flow
-    assert "set -euo pipefail" in (project / "prefect/ingest_flow.py").read_text()
+    assert f'FLOW_NAME = "{flow_name}"' in flow and "load_source(PROJECT, FLOW_NAME, SOURCE" in flow
+    assert "from prh_ingest.flow import" in flow  # what a flow does is the package's
     assert "PIPENV_CUSTOM_VENV_NAME=prefect-" + name in (project / "prefect/.env").read_text()
     commit_all(project, "adopt the template")
 

@@ -15,13 +15,17 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from prh_ingest import naming
 from pytest_cookies.plugin import Cookies
+from support import package
 from support.baking import (
     FLOW_FILE,
     FLOW_NAME,
     INGEST_TEMPLATE_DIR,
     SAMPLE_ROWS,
     SINK_SETTING,
+    SLUG,
+    SOURCE,
     SOURCE_SETTING,
     bake_ingest_project,
     baked,
@@ -33,6 +37,7 @@ from support.baking import (
     unrendered_files,
 )
 from support.commands import BIN, REPO_DIR, run
+from support.regeneration import cruft_project, cruft_state, edit, regenerate, template_repo
 from support.services import offline_env
 
 DEPENDENCY_MANAGERS = ["pipenv", "uv", "none"]
@@ -58,7 +63,6 @@ COMMON_FILES = {
     "ingest.py",
     "prefect/.env",
     FLOW_FILE,
-    "prefect/ingest_flow.py",
     "prefect/source_file.py",
     "ruff.toml",
     "scripts/regenerate.py",
@@ -138,8 +142,26 @@ def test_settings_file_has_production_values(project: Path, answers: dict) -> No
 DRIVER = {"psycopg==3.3.9", "psycopg-binary==3.3.9"}
 
 
+def test_the_generated_settings_leave_the_load_mode_to_the_table(project: Path) -> None:
+    """The update's merge of prefect/.env must not set a mode: only a comment names it."""
+    setting = f"{naming.source_key(SLUG, SOURCE)}_LOAD_MODE"
+    lines = (project / "prefect" / ".env").read_text().splitlines()
+    assert [line for line in lines if setting in line] == [f"#{setting}=file"]
+
+
+def test_the_readme_says_which_setting_fits_which_export(project: Path) -> None:
+    readme = (project / "README.md").read_text()
+    shape = readme.split("## Your export's shape", 1)[1].split("\n## ", 1)[0]
+    settings = ("_DELIMITER", "_QUOTE=none", "_ENCODING=cp1252", "_FOOTER_ROWS=1", "_HEADER_ROW")
+    for setting in settings:
+        assert setting in shape, setting
+    for mode in ("`append`", "`file`", "`snapshot`"):
+        assert mode in shape, mode
+
+
 def ingest_requirements(project: Path, manager: str) -> set[str]:
-    """The `name==version` lines of what ingest.py needs, from the chosen dependency file."""
+    """The `name==version` lines of what ingest.py needs, from the chosen dependency file
+    (the engine, prh-ingest, as its requirement: see ENGINE)."""
     if manager == "none":
         lines = (project / "requirements.txt").read_text().splitlines()
         return {line for line in lines if line and not line.startswith("#")}
@@ -147,13 +169,29 @@ def ingest_requirements(project: Path, manager: str) -> set[str]:
         pyproject = tomllib.loads((project / "pyproject.toml").read_text())
         return set(pyproject["project"]["dependencies"])
     packages = tomllib.loads((project / "Pipfile").read_text())["packages"]
-    return {f"{name}{version}" for name, version in packages.items()}
+    return {pipfile_requirement(name, version) for name, version in packages.items()}
+
+
+def pipfile_requirement(name: str, version: str | dict) -> str:
+    """A Pipfile entry as a requirement: `name==version`, or `name[extras] @ <wheel URL>`."""
+    if isinstance(version, str):
+        return f"{name}{version}"
+    extras = f"[{','.join(version['extras'])}]" if "extras" in version else ""
+    return f"{name}{extras} @ {version['file']}"
+
+
+def engine(answers: dict) -> str:
+    """The engine's requirement in a project the tests bake: the package under test."""
+    extra = "[postgresql]" if answers.get("database") == "postgresql" else ""
+    return package.requirement().replace("prh-ingest", f"prh-ingest{extra}", 1)
 
 
 def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) -> None:
     """calamine always (the reader is chosen by the file), psycopg with PostgreSQL, each at
     the version constraints.txt pins."""
     found = ingest_requirements(project, answers["dependency_manager"])
+    assert engine(answers) in found
+    found = found - {engine(answers)}
     tested = {
         line.lower()
         for line in (REPO_DIR / "constraints.txt").read_text().splitlines()
@@ -163,6 +201,70 @@ def test_dependency_files_pin_the_tested_versions(project: Path, answers: dict) 
     assert {"sqlalchemy==2.1.9", "python-calamine==0.9.1"} <= found
     assert (DRIVER <= found) == (answers.get("database") == "postgresql")
     assert found - DRIVER == {"sqlalchemy==2.1.9", "python-calamine==0.9.1"}
+
+
+RELEASE = "https://github.com/org/prh-ingest-template.git"
+# Where the engine comes from (the prh_ingest answer; the default: this repository at the
+# release tag of the template's version of the package) -> (a requirement line, the Pipfile
+# entry). {v} is the version: the template's, so a template update bumps it.
+ENGINE_SOURCES = {
+    "release-tag": (
+        None,
+        f"prh-ingest @ git+{RELEASE}@v{{v}}#subdirectory=prh-ingest",
+        {"git": RELEASE, "ref": "v{v}", "subdirectory": "prh-ingest"},
+    ),
+    "index": ("index", "prh-ingest=={v}", {"version": "=={v}"}),
+}
+
+
+@pytest.mark.parametrize("manager", DEPENDENCY_MANAGERS)
+@pytest.mark.parametrize("source", ENGINE_SOURCES)
+def test_the_engine_is_pinned_where_the_answer_says(
+    tmp_path: Path, source: str, manager: str
+) -> None:
+    """The command a user types: the default answer pins the package's own version."""
+    answer, requirement, pipfile = ENGINE_SOURCES[source]
+    v = package.version()
+    answers = [f"dependency_manager={manager}", "database=postgresql"]
+    if answer:
+        answers.append(f"prh_ingest={answer}")
+    result = cookiecutter_cli(tmp_path / "out", *answers)
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "out" / "clinic-cal"
+    expected = requirement.format(v=v).replace("prh-ingest", "prh-ingest[postgresql]", 1)
+    if manager == "pipenv":
+        entry = tomllib.loads((project / "Pipfile").read_text())["packages"]["prh-ingest"]
+        assert entry == {k: w.format(v=v) for k, w in pipfile.items()} | {"extras": ["postgresql"]}
+    else:
+        assert expected in ingest_requirements(project, manager)
+
+
+def test_a_template_update_bumps_the_engine_pin(tmp_path: Path) -> None:
+    """The answer names where the package comes from, never its version: the version is the
+    template's, so an engine fix reaches a project as a normal template update."""
+    template = template_repo(tmp_path)
+    project = cruft_project(
+        template, tmp_path / "projects", dependency_manager="none", prh_ingest="index"
+    )
+    version = package.version()
+    assert f"prh-ingest=={version}\n" in (project / "requirements.txt").read_text()
+    pin = f'"prh-ingest": "{version}"'
+    edit(template, "cookiecutter.json", pin, '"prh-ingest": "9.9.9"', "a new engine release")
+
+    result = regenerate(project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "prh-ingest==9.9.9\n" in (project / "requirements.txt").read_text()
+    assert cruft_state(project)["context"]["cookiecutter"]["prh_ingest"] == "index"
+
+
+def test_a_bad_engine_answer_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path / "out", "prh_ingest=prh-ingest>=0.1")
+    assert result.returncode != 0
+    assert "error: prh_ingest must be index, a git+https:// repository URL" in (
+        result.stdout + result.stderr
+    )
+    assert not (tmp_path / "out" / "clinic-cal").exists()
 
 
 PIN = re.compile(r'(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?: = "|)==(?P<version>[0-9][0-9a-z.]*)')
@@ -186,6 +288,7 @@ def test_the_version_table_pins_what_this_repo_tests() -> None:
     """cookiecutter.json's __versions is the one table of what generated projects install:
     each version is the one constraints.txt pins (and requirements.txt, where it names it)."""
     versions = versions_table()
+    assert versions.pop("prh-ingest") == package.version()  # the package's own (pyproject)
     constraints = pinned_in(REPO_DIR / "constraints.txt")
     assert {name: constraints.get(name) for name in versions} == versions
     requirements = pinned_in(REPO_DIR / "requirements.txt")
@@ -216,6 +319,33 @@ def test_every_pin_in_a_project_is_the_table_s(project: Path) -> None:
     }
     assert found, "no pins found"
     assert {(name, versions.get(name)) for name, _ in found} == found
+
+
+PROJECT_PYTHON_BUDGET = 250  # lines of Python a default project carries beside the team's own
+
+
+def project_python_lines(project: Path) -> dict[str, int]:
+    """Lines of each Python file the template owns (transform.py and tests/ are the team's)."""
+    return {
+        str(path.relative_to(project)): len(path.read_text().splitlines())
+        for path in sorted(project.rglob("*.py"))
+        if path.name != "transform.py" and path.relative_to(project).parts[0] != "tests"
+    }
+
+
+def test_a_default_project_is_thin(cookies: Cookies) -> None:
+    project = baked(cookies.bake(template=INGEST_TEMPLATE_DIR))
+    lines = project_python_lines(project)
+    assert sum(lines.values()) <= PROJECT_PYTHON_BUDGET, lines
+
+
+def test_the_loader_and_the_flows_are_the_packages(cookies: Cookies) -> None:
+    """ingest.py is an entry point and each flow file names its source: the engine is
+    prh-ingest's (what remains besides them is prefect/source_file.py and scripts/)."""
+    project = baked(cookies.bake(template=INGEST_TEMPLATE_DIR))
+    lines = project_python_lines(project)
+    assert lines["ingest.py"] <= 30 and lines[FLOW_FILE] <= 40, lines
+    assert "from prh_ingest.load import main" in (project / "ingest.py").read_text()
 
 
 def test_generated_code_passes_ruff(project: Path) -> None:
@@ -327,15 +457,16 @@ def test_a_failing_step_fails_the_flow_and_leaves_the_sink(
     assert not database.exists() or table_count(database) == 0
 
 
-RUN_SHELL_STEP = """
-import sys
+RUN_SHELL_STEP = f"""
+import importlib, sys
 from prefect_shell import ShellOperation
+from prh_ingest import flow
 sys.path.insert(0, "prefect")
-import ingest_flow
+project = importlib.import_module("{FLOW_NAME}").PROJECT
 shell = ShellOperation(
-    commands=ingest_flow.ingest_commands("epic"),
-    env=ingest_flow.load_settings(),
-    working_dir=ingest_flow.PROJECT_DIR,
+    commands=flow.ingest_commands(project, "epic"),
+    env=flow.load_settings(project),
+    working_dir=project.folder,
 )
 shell.run()
 """

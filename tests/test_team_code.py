@@ -44,9 +44,10 @@ def transform(source: str, columns: list[str], rows: Iterator[Row]) -> tuple[lis
 
     return columns, fixed(rows)
 '''
-# A loading improvement as a template release would make it.
-LOADER_OLD = "COPY_CHUNK_BYTES = 1 << 20"
-LOADER_NEW = "COPY_CHUNK_BYTES = 1 << 22  # fewer, larger COPY writes"
+# A change to the template's ingest.py as a template release would make it (the loader
+# itself is the package's: its improvements reach a project as a pin bump).
+LOADER_OLD = "sys.exit(69)  # EX_UNAVAILABLE: the flow does not retry it"
+LOADER_NEW = "sys.exit(69)  # EX_UNAVAILABLE (sysexits.h): the flow does not retry it"
 
 
 def ingest(project: Path, source: Path, database: Path) -> subprocess.CompletedProcess[str]:

@@ -103,11 +103,6 @@ def test_an_old_warehouse_takes_the_package_in_one_update(tmp_path: Path) -> Non
     assert cruft_state(warehouse)["commit"] == head(template) and not marked(warehouse)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the loader's thin ingest.py (wave4-loader): until it is merged the template "
-    "renders ingest.py as the release did, so a hand edit there merges without a conflict",
-)
 def test_a_hand_edited_ingest_py_is_a_clear_conflict(released: tuple[Path, Path]) -> None:
     template, project = released
     ingest = project / "ingest.py"  # the release's: the whole loader, which the package now holds

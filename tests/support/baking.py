@@ -18,6 +18,7 @@ from prh_ingest import naming
 from pytest_cookies.plugin import Cookies, Result
 
 from contract.template import PROJECT_SCRIPTS
+from support import package
 from support.commands import BIN, REPO_DIR, run, tool_env
 
 SAMPLE_ROWS = 20
@@ -40,16 +41,26 @@ def baked(result: Result) -> Path:
     return result.project_path
 
 
+def write_cookiecutter_config(home: Path) -> Path:
+    """A user config in *home* as pytest-cookies' fixtures write one (its own replay and clone
+    folders, never the user's) whose default `prh_ingest` answer is the package under test:
+    every project a test bakes installs this checkout's engine, never a release."""
+    config = {
+        "cookiecutters_dir": str(home / "cookiecutters"),
+        "replay_dir": str(home / "replay"),
+        "default_context": {"prh_ingest": package.answer()},
+    }
+    path = home / "config.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
 @functools.cache
 def cookiecutter_config() -> Path:
-    """A user config as pytest-cookies' fixtures write one (its own replay and clone folders,
-    never the user's), for bakes outside a test; removed when the process ends."""
+    """The user config for bakes outside a test's fixtures; removed when the process ends."""
     home = Path(tempfile.mkdtemp(prefix="cookiecutter-user-"))
     atexit.register(shutil.rmtree, home, True)
-    config = home / "config.yaml"
-    folders = {"cookiecutters_dir": home / "cookiecutters", "replay_dir": home / "replay"}
-    config.write_text("".join(f"{key}: {json.dumps(str(path))}\n" for key, path in folders.items()))
-    return config
+    return write_cookiecutter_config(home)
 
 
 def cookies_into(output_dir: Path) -> Cookies:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from prh_ingest import naming
 
+from support import package
 from support.baking import bake_ingest_project
 from support.booted import BootedSystem
 from support.commands import run_python
@@ -168,10 +169,15 @@ def logs_of(site: WorkerSite, run_id: str) -> str:
 def build_projects(root: Path) -> dict[str, dict[str, object]]:
     """Bake each project, push it to `<root>/git/<slug>.git`; the warehouse's flow entries."""
     (root / "git").mkdir()
+    # The package under test where the booted system sees it too (root is copied as is).
+    wheel = Path(shutil.copy(package.wheel(), root))
+    engine = wheel.as_uri()
     flows: dict[str, dict[str, object]] = {}
     for spec in (*PROJECTS, NONE):
         bare = root / "git" / f"{spec.slug}.git"
-        baked = bake_ingest_project(root / "projects", **spec.answers, git_repo_url=str(bare))
+        baked = bake_ingest_project(
+            root / "projects", **spec.answers, git_repo_url=str(bare), prh_ingest=engine
+        )
         bare_repo(baked, root / "git")
         flows[spec.flow] = {
             "repo": str(bare),

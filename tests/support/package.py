@@ -58,5 +58,10 @@ def wheel() -> Path:
 
 
 def requirement() -> str:
-    """A PEP 508 requirement for the package under test, as a project's answer takes it."""
+    """A PEP 508 requirement for the package under test."""
     return f"{NAME} @ {wheel().as_uri()}"
+
+
+def answer() -> str:
+    """The package under test as a project's `prh_ingest` answer takes it: the wheel's URL."""
+    return wheel().as_uri()

@@ -14,6 +14,7 @@ from typing import Any
 
 import cruft
 
+from support import package
 from support.commands import REPO_DIR, run_python
 from support.git import commit_all, git
 from support.warehouse import WAREHOUSE
@@ -85,11 +86,12 @@ def copy_template_parts(repo: Path) -> None:
 
 
 def cruft_project(template: Path, output_dir: Path, **answers: Any) -> Path:
-    """`cruft create <template> --skip transform.py` with *answers*, committed in its own repo."""
+    """`cruft create <template> --skip transform.py` with *answers*, committed in its own repo;
+    the project installs the package under test (a template without the answer ignores it)."""
     project = cruft.create(
         str(template),
         output_dir=output_dir,
-        extra_context=answers,
+        extra_context={"prh_ingest": package.answer(), **answers},
         no_input=True,
         skip=list(OWN_CODE),
     )

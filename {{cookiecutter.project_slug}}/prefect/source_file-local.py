@@ -1,4 +1,4 @@
-"""The file a source's setting names, as `prefect/ingest_flow.py` loads it: a local path.
+"""The file a source's setting names, as a flow (prh_ingest.flow) loads it: a local path.
 
 This project reads local files only (it was made without S3 sources).
 """

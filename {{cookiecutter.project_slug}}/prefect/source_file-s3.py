@@ -1,4 +1,4 @@
-"""The file a source's setting names, as `prefect/ingest_flow.py` loads it: a local path, or
+"""The file a source's setting names, as a flow (prh_ingest.flow) loads it: a local path, or
 `s3://<bucket>/<key>`, fetched with the prefect-aws S3Bucket block prefect/.env names and
 moved under the archive prefix once it is loaded, so it is not loaded again.
 

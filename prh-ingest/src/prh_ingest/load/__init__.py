@@ -1,1 +1,98 @@
-"""The loader: reading a source's file and writing it into the warehouse database."""
+"""The loader: a project's `python ingest.py [SOURCE]` (default: the project's first source).
+
+Source: the file named by `<PREFIX>_<SOURCE>_SOURCE_FILE`, read by its suffix: delimited text
+        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` `.xls` `.xlsb`
+        `.ods`, through calamine). Optional settings (prh_ingest.settings): the sheet
+        (default: the first visible one), the header's row number as Excel shows it (default:
+        the first non-empty row), how many trailing rows to drop (control totals; default 0)
+        and, for text, its encoding (default utf-8-sig; Windows exports are often cp1252),
+        delimiter (default: the one of `,` `|` `^` tab `;` giving the header the most fields;
+        ties: `,`) and text qualifier (default `"`; `none`: every character is data).
+Sink:   table `<slug>_<source>` at the SQLAlchemy URL in `<PREFIX>_DATABASE_URL`: SQLite
+        (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`); see sinks.
+
+The load is
+- fast: PostgreSQL gets the file through COPY (copy_feed); SQLite gets the csv reader
+  straight into executemany. Memory stays flat for text; a sheet is read whole by calamine
+  (about 0.8 KB per row of 8 columns);
+- explicit about history (`<PREFIX>_<SOURCE>_LOAD_MODE`, see modes);
+- atomic: one transaction, so a failure half-way leaves the table as it was.
+
+Output: a line saying what was loaded, then one JSON summary line (summary.SUMMARY_KIND).
+
+Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
+printed as one line on stderr; 69 cannot start (a module missing from the Python that runs
+it), one line too; the flow retries neither. Anything else is another failure (e.g. the
+database is down), which the flow retries.
+
+This module imports nothing beyond the standard library until `main` runs, so a missing
+SQLAlchemy, reader or driver is the one 69 line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from prh_ingest.settings import SOURCE_NAME, BadInput, Names, read_settings
+
+BAD_INPUT_EXIT_CODE = (
+    65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
+)
+CANNOT_START_EXIT_CODE = 69  # EX_UNAVAILABLE: the flow does not retry it
+
+
+def cannot_start(missing: ImportError) -> int:
+    """A module missing from the Python that runs the loader: one line, exit 69."""
+    hint = f"install requirements.txt into {sys.executable}"
+    print(f"error: ingest.py cannot start: {missing} ({hint})", file=sys.stderr)
+    return CANNOT_START_EXIT_CODE
+
+
+def main(
+    project: str,
+    default_source: str,
+    transform: Callable[..., tuple[list[str], object]],
+    argv: Sequence[str] = (),
+) -> int:
+    """Load one source's file (`argv[0]`, else `default_source`) into the project's sink."""
+    started = time.monotonic()
+    names = Names(project, argv[0] if argv else default_source)
+    try:
+        from prh_ingest.load import modes, readers, sinks, summary
+    except ImportError as missing:  # SQLAlchemy: a broken install
+        return cannot_start(missing)
+    try:
+        if not SOURCE_NAME.fullmatch(names.source):
+            raise BadInput(
+                f"source {names.source!r} is not a source name (lowercase words joined by -)"
+            )
+        source = readers.open_source(os.environ.get(names.source_setting), names)
+        sha256 = readers.Sha256(source)  # while the sink's driver is imported and the file read
+        settings = read_settings(names)
+        engine = sinks.open_sink(os.environ.get(names.sink_setting), names)
+        loaded = modes.load(source, sha256, engine, settings, transform)
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        summary.print_summary(names, ok=False, error=str(error))
+        return BAD_INPUT_EXIT_CODE
+    except ImportError as missing:  # a reader or the driver, imported where used: as at the top
+        return cannot_start(missing)
+    summary.print_loaded(names, loaded, source, engine.url.render_as_string(hide_password=True))
+    summary.print_summary(
+        names,
+        ok=True,
+        file=source.name,
+        path=str(source),
+        size_bytes=source.stat().st_size,
+        sha256=loaded.sha256,
+        rows=loaded.rows,
+        mode=loaded.mode,
+        same_as_load=loaded.same_as,
+        replaced_loads=loaded.replaced,
+        columns_added=loaded.added,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return 0

@@ -1,5 +1,5 @@
 """No patient value in any message: malformed rows carrying a canary identifier are refused
-on both databases, and the canary appears nowhere in ingest.py's output (PostgreSQL's COPY
+on both databases, and the canary appears nowhere in the loader's output (PostgreSQL's COPY
 errors carry the offending line in their CONTEXT: it must never be printed)."""
 
 from __future__ import annotations
@@ -8,11 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-import test_ingest_loader
-from test_ingest_loader import BAD_INPUT, Sink, ingest
-
-project = test_ingest_loader.project
-sink = test_ingest_loader.sink
+from loading import BAD_INPUT, QUOTE_SETTING, Sink, ingest
 
 CANARY = "MRN-CANARY-4711"
 GOOD = b"".join(b"%05d,Patient %d,ok\r\n" % (n, n) for n in range(200))
@@ -23,27 +19,31 @@ MALFORMED = {
     "unterminated-quote": (HEADER + GOOD + b'00999,"' + CANARY.encode() + b" says hi\r\n", {}),
     "undecodable-byte": (HEADER + GOOD + b"00999,Zo\xeb " + CANARY.encode() + b",x\r\n", {}),
     "value-outside-the-header": (
-        b"," + HEADER + b"".join(b"," + line for line in GOOD.splitlines(keepends=True))
-        + CANARY.encode() + b",00999,Jo,x\r\n",
+        b","
+        + HEADER
+        + b"".join(b"," + line for line in GOOD.splitlines(keepends=True))
+        + CANARY.encode()
+        + b",00999,Jo,x\r\n",
         {},
     ),
     "unquoted-caret-extra-value": (
-        HEADER.replace(b",", b"^") + GOOD.replace(b",", b"^")
-        + b'00999^5" ' + CANARY.encode() + b"^x^y\r\n",
-        {"CLINIC_CAL_EPIC_QUOTE": "none"},
+        HEADER.replace(b",", b"^")
+        + GOOD.replace(b",", b"^")
+        + b'00999^5" '
+        + CANARY.encode()
+        + b"^x^y\r\n",
+        {QUOTE_SETTING: "none"},
     ),
     "short-row": (HEADER + GOOD + CANARY.encode() + b"\r\n", {}),
 }
 
 
 @pytest.mark.parametrize("case", MALFORMED)
-def test_a_malformed_row_never_shows_its_values(
-    project: Path, sink: Sink, tmp_path: Path, case: str
-) -> None:
+def test_a_malformed_row_never_shows_its_values(sink: Sink, tmp_path: Path, case: str) -> None:
     content, settings = MALFORMED[case]
     source = tmp_path / "export.csv"
     source.write_bytes(content)
-    result = ingest(project, source, sink, **settings)
+    result = ingest(source, sink, **settings)
     output = result.stdout + result.stderr
     assert result.returncode == BAD_INPUT, output
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,4 +1,4 @@
-"""The shapes hospital systems send, made here and loaded by the baked ingest.py on both
+"""The shapes hospital systems send, made here and loaded by the package's loader on both
 databases, then compared value by value with what was written: delimited text (`,` `|` `^`
 tab `;`, quoted or not, UTF-8, cp1252 or ISO-8859-15, LF or CRLF, control-total footers) and
 workbooks (.xlsx, .xlsm, .xls written with xlwt, .xlsb with pyxlsbwriter, .ods with odfpy)."""
@@ -7,41 +7,36 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
-import test_ingest_loader
 import xlwt
+from loading import (
+    BAD_INPUT,
+    CANNOT_START,
+    DELIMITER_SETTING,
+    ENCODING_SETTING,
+    FOOTER_ROWS_SETTING,
+    HEADER_ROW_SETTING,
+    QUOTE_SETTING,
+    SHEET_SETTING,
+    Sink,
+    ingest,
+    postgres_sink,
+    rejected,
+    write_csv,
+)
 from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import Table as OdsTable
 from odf.table import TableCell, TableRow
 from odf.text import P
+from postgres import PostgresServer
+from prh_ingest.load import copy_feed
 from pyxlsbwriter import XlsbWriter
-from support.services import PostgresServer
-from test_ingest_loader import (
-    BAD_INPUT,
-    HEADER,
-    HEADER_ROW_SETTING,
-    SHEET_SETTING,
-    Sink,
-    ingest,
-    ingest_env,
-    rejected,
-    write_csv,
-)
 
-# The loader tests' fixtures: one baked project, and each test on SQLite and on PostgreSQL.
-project = test_ingest_loader.project
-sink = test_ingest_loader.sink
-
-DELIMITER_SETTING = "CLINIC_CAL_EPIC_DELIMITER"
-QUOTE_SETTING = "CLINIC_CAL_EPIC_QUOTE"
-FOOTER_ROWS_SETTING = "CLINIC_CAL_EPIC_FOOTER_ROWS"
-ENCODING_SETTING = "CLINIC_CAL_EPIC_ENCODING"
+HEADER = ["mrn", "name", "note"]
 # Zero-padded ids, letters each encoding below has, an empty cell (NULL) and, in quoted
 # files, values holding every delimiter and a quote.
 PLAIN_ROWS = [
@@ -107,12 +102,10 @@ def expected(rows: list[list[str]]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_delimited_text_loads_value_by_value(
-    project: Path, sink: Sink, tmp_path: Path, shape: Shape
-) -> None:
+def test_delimited_text_loads_value_by_value(sink: Sink, tmp_path: Path, shape: Shape) -> None:
     """The delimiter is detected from the header and said; every value arrives as written."""
     source = shape.write(tmp_path / f"export{shape.suffix}")
-    result = ingest(project, source, sink, **shape.settings())
+    result = ingest(source, sink, **shape.settings())
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(shape.rows)
     word = DELIMITER_WORDS[shape.delimiter]
@@ -123,19 +116,19 @@ def test_delimited_text_loads_value_by_value(
 
 @pytest.mark.parametrize("shape", [SHAPES["cerner-pipe-quoted-cp1252-crlf"]], ids=["pipe"])
 def test_a_delimiter_setting_is_used_and_not_detected(
-    project: Path, sink: Sink, tmp_path: Path, shape: Shape
+    sink: Sink, tmp_path: Path, shape: Shape
 ) -> None:
     source = shape.write(tmp_path / "export.txt")
-    result = ingest(project, source, sink, **shape.settings(), **{DELIMITER_SETTING: "|"})
+    result = ingest(source, sink, **shape.settings(), **{DELIMITER_SETTING: "|"})
     assert result.returncode == 0, result.stderr
     assert "detected" not in result.stdout
     assert sink.rows() == expected(shape.rows)
 
 
-def test_tab_is_spelled_tab(project: Path, sink: Sink, tmp_path: Path) -> None:
+def test_tab_is_spelled_tab(sink: Sink, tmp_path: Path) -> None:
     shape = SHAPES["epic-ehi-tab-unquoted-utf8-lf"]
     source = shape.write(tmp_path / "export.txt")
-    result = ingest(project, source, sink, **shape.settings(), **{DELIMITER_SETTING: "tab"})
+    result = ingest(source, sink, **shape.settings(), **{DELIMITER_SETTING: "tab"})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(shape.rows)
 
@@ -146,24 +139,22 @@ def test_tab_is_spelled_tab(project: Path, sink: Sink, tmp_path: Path) -> None:
     ids=["tie", "one-column", "most-fields", "quoted-delimiter-not-counted"],
 )
 def test_detection_ties_and_single_columns_go_to_comma(
-    project: Path, sink: Sink, tmp_path: Path, header: str, word: str
+    sink: Sink, tmp_path: Path, header: str, word: str
 ) -> None:
     source = tmp_path / "export.txt"
     source.write_text(header + "\n")
-    result = ingest(project, source, sink)
+    result = ingest(source, sink)
     assert result.returncode == 0, result.stderr
     assert f"delimiter {word} (detected" in result.stdout
 
 
-def test_a_stand_in_byte_in_an_unquoted_file_still_loads(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_a_stand_in_byte_in_an_unquoted_file_still_loads(sink: Sink, tmp_path: Path) -> None:
     """PostgreSQL's COPY needs a qualifier even with QUOTE=none; a file holding the byte
     used for it loads through the row reader instead, with the same values."""
     rows = [*UNQUOTED_ROWS, ["009", "odd\x01byte", "x"]]
     source = tmp_path / "export.dat"
     source.write_text("".join("^".join(row) + "\r\n" for row in [HEADER, *rows]))
-    result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
+    result = ingest(source, sink, **{QUOTE_SETTING: "none"})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(rows)
 
@@ -179,7 +170,7 @@ QUALIFIERS_IN_VALUES = {
 
 @pytest.mark.parametrize("rows", QUALIFIERS_IN_VALUES.values(), ids=QUALIFIERS_IN_VALUES.keys())
 def test_a_qualifier_inside_an_unquoted_value_is_data(
-    project: Path, sink: Sink, tmp_path: Path, rows: list[list[str]]
+    sink: Sink, tmp_path: Path, rows: list[list[str]]
 ) -> None:
     """With the default `"`, a `"` after a value's first character is data, as the csv
     reader reads it. COPY would start a quoted part there: it dropped the quotes of `say "hi"
@@ -188,57 +179,44 @@ def test_a_qualifier_inside_an_unquoted_value_is_data(
     lines = ["|".join(HEADER), *("|".join(row) for row in rows), '3|"""quoted"""|']
     source = tmp_path / "export.txt"
     source.write_text("".join(line + "\n" for line in lines))
-    result = ingest(project, source, sink)
+    result = ingest(source, sink)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected([*rows, ["3", '"quoted"', ""]])
 
 
-# ingest.py with its row-by-row COPY (the checked rows, for files PostgreSQL cannot parse
+# The loader with its row-by-row COPY (the checked rows, for files PostgreSQL cannot parse
 # itself) made to fail: a load that still succeeds sent the file's bytes to COPY.
-ROW_BY_ROW_BLOCKED = """
-import sys
-import ingest
-def row_by_row(*_):
+def row_by_row(*_: object) -> int:
     raise SystemExit("row by row")
-ingest.copy_rows = row_by_row
-sys.exit(ingest.main())
-"""
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_every_text_shape_goes_to_postgresql_as_text_for_copy(
-    project: Path, postgres_server: PostgresServer, tmp_path: Path, shape: Shape
+    postgres_server: PostgresServer, tmp_path: Path, shape: Shape
 ) -> None:
     """Not row by row (several times slower): the server parses each shape's bytes."""
-    database = postgres_server.create_database()
-    sink = Sink(postgres_server.url(database), lambda sql: postgres_server.query(database, sql))
+    sink = postgres_sink(postgres_server)
     source = shape.write(tmp_path / f"export{shape.suffix}")
-    result = blocked_row_by_row(project, source, sink, **shape.settings())
+    result = blocked_row_by_row(source, sink, **shape.settings())
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(shape.rows)
 
 
 def test_a_stand_in_byte_needs_the_row_by_row_copy(
-    project: Path, postgres_server: PostgresServer, tmp_path: Path
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     """The block above works: the one text file that goes row by row fails with it."""
-    database = postgres_server.create_database()
-    sink = Sink(postgres_server.url(database), lambda sql: postgres_server.query(database, sql))
+    sink = postgres_sink(postgres_server)
     source = tmp_path / "export.dat"
     source.write_text("".join("^".join(row) + "\n" for row in [HEADER, ["1", "a\x01b", "c"]]))
-    result = blocked_row_by_row(project, source, sink, **{QUOTE_SETTING: "none"})
+    result = blocked_row_by_row(source, sink, **{QUOTE_SETTING: "none"})
     assert result.returncode == 1 and result.stderr.strip() == "row by row", result.stderr
 
 
-def blocked_row_by_row(project: Path, source: Path, sink: Sink, **settings: str):
-    return subprocess.run(
-        [sys.executable, "-c", ROW_BY_ROW_BLOCKED],
-        cwd=project,
-        env=ingest_env(source, sink, **settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def blocked_row_by_row(source: Path, sink: Sink, **settings: str):  # noqa: ANN201
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(copy_feed, "copy_rows", row_by_row)
+        return ingest(source, sink, **settings)
 
 
 # PostgreSQL's COPY ends its data at a line that is exactly `\.` (the end-of-data marker, even
@@ -256,44 +234,40 @@ END_MARKER_FILES = {
     ("line_end", "settings"), END_MARKER_FILES.values(), ids=END_MARKER_FILES.keys()
 )
 def test_a_line_that_is_copy_s_end_marker_is_data(
-    project: Path, sink: Sink, tmp_path: Path, line_end: str, settings: dict[str, str]
+    sink: Sink, tmp_path: Path, line_end: str, settings: dict[str, str]
 ) -> None:
     values = ["\\.", "first", "\\.", "after the marker", "\\.x", "last \\.", "\\."]
     source = tmp_path / "notes.txt"
     source.write_bytes("".join(line + line_end for line in ["note", *values]).encode())
-    result = ingest(project, source, sink, **settings)
+    result = ingest(source, sink, **settings)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected([[value] for value in values])
     assert f"loaded {len(values)} rows" in result.stdout
 
 
-def test_an_end_marker_on_the_first_data_line_is_data(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_an_end_marker_on_the_first_data_line_is_data(sink: Sink, tmp_path: Path) -> None:
     source = tmp_path / "notes.txt"
     source.write_text("note\n\\.\nafter\n")
-    result = ingest(project, source, sink, **{QUOTE_SETTING: "none"})
+    result = ingest(source, sink, **{QUOTE_SETTING: "none"})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected([["\\."], ["after"]])
 
 
-def test_an_end_marker_inside_a_quoted_value_stays_as_written(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_an_end_marker_inside_a_quoted_value_stays_as_written(sink: Sink, tmp_path: Path) -> None:
     """A `\\.` line inside a quoted multi-line value is that value's (not quoted again)."""
     rows = [["1", "line one\n\\.\nline three", "x"], ["2", "\\.", '"\\."'], ["3", "y", "\\.\r\n"]]
     source = write_csv(tmp_path / "export.csv", [HEADER, *rows])
-    result = ingest(project, source, sink)
+    result = ingest(source, sink)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(rows)
 
 
-COPY_CHUNK = 1 << 20  # ingest.py sends a file's data rows to COPY in chunks of this many bytes
+COPY_CHUNK = (
+    copy_feed.COPY_CHUNK_BYTES
+)  # the loader sends a file's data rows to COPY in chunks of this many bytes
 
 
-def test_end_markers_at_chunk_boundaries_are_data(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_end_markers_at_chunk_boundaries_are_data(sink: Sink, tmp_path: Path) -> None:
     """A chunk ending in a marker line's `\\`, and one starting inside a quoted value with a
     marker line (which stays the value's)."""
     quoted = "a\n\\.\nb"
@@ -305,52 +279,47 @@ def test_end_markers_at_chunk_boundaries_are_data(
     assert data[2 * COPY_CHUNK - 1 : 2 * COPY_CHUNK + 2] == "\\.\n"  # the third after a `\\`
     source = tmp_path / "notes.txt"
     source.write_text("note\n" + data)
-    result = ingest(project, source, sink)
+    result = ingest(source, sink)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(rows)
 
 
 def test_a_quoted_value_across_a_chunk_boundary_keeps_the_qualifier_check_in_step(
-    project: Path, postgres_server: PostgresServer, tmp_path: Path
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     """The second chunk starts inside a quoted value, so its first `"` closes one: the file
     still goes to COPY; a value ending in `"` after it still makes it go row by row."""
     filler = [["xx"], *[["x"]] * ((COPY_CHUNK - 6) // 2)]
     for tail in ([], [['12"']]):
-        database = postgres_server.create_database()
-        sink = Sink(postgres_server.url(database), partial(postgres_server.query, database))
+        sink = postgres_sink(postgres_server)
         rows = [*filler, ["a\nb"], ["yy"], *tail]
         data = "".join((f'"{value}"' if "\n" in value else value) + "\n" for (value,) in rows)
         assert data.index('b"') == COPY_CHUNK  # the second chunk starts in the quoted value
         source = tmp_path / f"notes-{len(tail)}.txt"
         source.write_text("note\n" + data)
-        result = blocked_row_by_row(project, source, sink)
+        result = blocked_row_by_row(source, sink)
         if tail:
             assert (result.returncode, result.stderr.strip()) == (1, "row by row")
-            result = ingest(project, source, sink)
+            result = ingest(source, sink)
         assert result.returncode == 0, result.stderr
         assert sink.rows() == expected(rows)
 
 
-def test_an_end_marker_line_in_a_wider_file_is_a_short_row(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_an_end_marker_line_in_a_wider_file_is_a_short_row(sink: Sink, tmp_path: Path) -> None:
     """Not the end of the data, nor a silent loss of the rows after it: row 3 has 1 value."""
     lines = ["^".join(HEADER), "^".join(PLAIN_ROWS[0]), "\\.", "^".join(PLAIN_ROWS[1])]
     source = tmp_path / "export.dat"
     source.write_text("".join(line + "\r\n" for line in lines))
-    message = rejected(ingest(project, source, sink, **{QUOTE_SETTING: "none"}), source)
+    message = rejected(ingest(source, sink, **{QUOTE_SETTING: "none"}), source)
     assert message.startswith("row 3 has 1 values, the header has 3"), message
 
 
-def test_the_header_row_setting_picks_the_line_detected_from(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_the_header_row_setting_picks_the_line_detected_from(sink: Sink, tmp_path: Path) -> None:
     """A title line with commas above a `|` header: detection reads the header's line."""
     source = tmp_path / "report.txt"
     body = "".join("|".join(row) + "\n" for row in [HEADER, *PLAIN_ROWS])
     source.write_text("Clinic report, Nov 2026, page 1\n\n" + body)
-    result = ingest(project, source, sink, CLINIC_CAL_EPIC_HEADER_ROW="3")
+    result = ingest(source, sink, CLINIC_CAL_EPIC_HEADER_ROW="3")
     assert result.returncode == 0, result.stderr
     assert sink.rows() == expected(PLAIN_ROWS)
 
@@ -370,10 +339,10 @@ def test_the_header_row_setting_picks_the_line_detected_from(
     ],
 )
 def test_a_bad_text_setting_is_one_line_naming_it(
-    project: Path, sink: Sink, tmp_path: Path, setting: str, value: str
+    sink: Sink, tmp_path: Path, setting: str, value: str
 ) -> None:
     source = SHAPES["comma-quoted-utf8-lf"].write(tmp_path / "export.csv")
-    result = ingest(project, source, sink, **{setting: value})
+    result = ingest(source, sink, **{setting: value})
     assert result.returncode == BAD_INPUT, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {setting}={value}: "), result.stderr
@@ -381,11 +350,9 @@ def test_a_bad_text_setting_is_one_line_naming_it(
     assert summary["ok"] is False and summary["error"] == lines[0].removeprefix("error: ")
 
 
-def test_footer_rows_beyond_the_data_leave_no_rows(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_footer_rows_beyond_the_data_leave_no_rows(sink: Sink, tmp_path: Path) -> None:
     source = SHAPES["comma-quoted-utf8-lf"].write(tmp_path / "export.csv")
-    result = ingest(project, source, sink, **{FOOTER_ROWS_SETTING: "9"})
+    result = ingest(source, sink, **{FOOTER_ROWS_SETTING: "9"})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == []
 
@@ -410,9 +377,7 @@ def write_xls(path: Path, rows: list[list[object]]) -> Path:
     return path
 
 
-def write_xlsb(
-    path: Path, rows: list[list[object]], before: dict[str, bool] | None = None
-) -> Path:
+def write_xlsb(path: Path, rows: list[list[object]], before: dict[str, bool] | None = None) -> Path:
     """A binary workbook (BIFF12): sheet "Export" after the sheets of *before* (name: hidden),
     with string cells as strings, numbers as numbers and None as no value."""
     width = max(map(len, rows))
@@ -469,11 +434,11 @@ WRITERS = {
 @pytest.mark.parametrize("footer", [0, 1], ids=["no-footer", "control-totals-footer"])
 @pytest.mark.parametrize("suffix", WRITERS, ids=[suffix[1:] for suffix in WRITERS])
 def test_workbooks_load_value_by_value(
-    project: Path, sink: Sink, tmp_path: Path, suffix: str, footer: int
+    sink: Sink, tmp_path: Path, suffix: str, footer: int
 ) -> None:
     rows = [SHEET_HEADER, *SHEET_ROWS, *[SHEET_FOOTER] * footer]
     source = WRITERS[suffix](tmp_path / f"export{suffix}", rows)
-    result = ingest(project, source, sink, **{FOOTER_ROWS_SETTING: str(footer)})
+    result = ingest(source, sink, **{FOOTER_ROWS_SETTING: str(footer)})
     assert result.returncode == 0, result.stderr
     assert sink.rows() == sorted(map(tuple, SHEET_TEXT), key=repr)
 
@@ -491,55 +456,39 @@ XLSB_LAYOUTS = {
 
 @pytest.mark.parametrize("case", XLSB_LAYOUTS)
 def test_xlsb_sheet_and_header_settings_pick_the_rows(
-    project: Path, sink: Sink, tmp_path: Path, case: str
+    sink: Sink, tmp_path: Path, case: str
 ) -> None:
     before, above, settings = XLSB_LAYOUTS[case]
     footer = [SHEET_FOOTER] if FOOTER_ROWS_SETTING in settings else []
     rows = [*above, SHEET_HEADER, *SHEET_ROWS, *footer]
     source = write_xlsb(tmp_path / "export.xlsb", rows, before)
-    result = ingest(project, source, sink, **settings)
+    result = ingest(source, sink, **settings)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == sorted(map(tuple, SHEET_TEXT), key=repr)
     assert f"loaded {len(SHEET_ROWS)} rows" in result.stdout
 
 
-def test_a_workbook_that_is_not_one_names_its_suffix(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_a_workbook_that_is_not_one_names_its_suffix(sink: Sink, tmp_path: Path) -> None:
     source = tmp_path / "export.xls"
     source.write_text("mrn,name\n1,a\n")
-    message = rejected(ingest(project, source, sink), source)
+    message = rejected(ingest(source, sink), source)
     assert message.startswith("not a readable .xls workbook")
 
 
 # --- readers imported only for the format read -----------------------------------------------
 
-CANNOT_START = 69  # ingest.py's exit code for a missing module: the flow does not retry it
-BLOCK_CALAMINE = """
-import runpy, sys
-sys.modules["python_calamine"] = None  # importing it now fails, as where it is not installed
-sys.argv = ["ingest.py"]
-runpy.run_path("ingest.py", run_name="__main__")
-"""
-
 
 @pytest.mark.parametrize(("suffix", "loads"), [(".csv", True), (".xlsx", False)])
-def test_text_needs_no_calamine(
-    project: Path, sink: Sink, tmp_path: Path, suffix: str, loads: bool
-) -> None:
+def test_text_needs_no_calamine(sink: Sink, tmp_path: Path, suffix: str, loads: bool) -> None:
     source = tmp_path / f"export{suffix}"
     if suffix == ".csv":
         SHAPES["comma-quoted-utf8-lf"].write(source)
     else:
         write_openpyxl(source, [SHEET_HEADER, *SHEET_ROWS])
-    result = subprocess.run(
-        [sys.executable, "-c", BLOCK_CALAMINE],
-        cwd=project,
-        env=ingest_env(source, sink),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        # importing it now fails, as where it is not installed
+        patch.setitem(sys.modules, "python_calamine", None)
+        result = ingest(source, sink)
     assert (result.returncode == 0) is loads, result.stderr
     if not loads:  # the workbook needs it: proof the block works, and one line, exit 69
         assert result.returncode == CANNOT_START, result.stderr

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import test_ingest_loader
-from support.baking import TABLE
-from test_ingest_loader import BAD_INPUT, Sink, ingest, rejected
+from loading import BAD_INPUT, LOAD_MODE_SETTING, TABLE, Sink, ingest, rejected
 
-project = test_ingest_loader.project
-sink = test_ingest_loader.sink
-
-LOAD_MODE_SETTING = "CLINIC_CAL_EPIC_LOAD_MODE"
 HEADER = "mrn,visit"
 DAY_1 = [(f"{n:08}", "2026-11-01") for n in range(10)]
 DAY_2 = [(f"{n:08}", "2026-11-02") for n in range(100, 105)]
@@ -44,14 +38,12 @@ KEPT = {"append": DAY_1 + DAY_2, "file": DAY_2, "snapshot": DAY_2}
 
 
 @pytest.mark.parametrize("mode", KEPT)
-def test_a_path_overwritten_with_day_2(
-    project: Path, sink: Sink, tmp_path: Path, mode: str
-) -> None:
+def test_a_path_overwritten_with_day_2(sink: Sink, tmp_path: Path, mode: str) -> None:
     landing = write_day(tmp_path / "epic.csv", DAY_1)
-    assert ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode}).returncode == 0
+    assert ingest(landing, sink, **{LOAD_MODE_SETTING: mode}).returncode == 0
     day_1_sha = sha256(landing)
     write_day(landing, DAY_2)
-    result = ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode})
+    result = ingest(landing, sink, **{LOAD_MODE_SETTING: mode})
     assert result.returncode == 0, result.stderr
     assert f"loaded 5 rows from {landing}" in result.stdout
     assert f"({LOAD_MODE_SETTING}={mode}" in result.stdout
@@ -65,36 +57,34 @@ def test_a_path_overwritten_with_day_2(
     assert kept == [(day_1_sha,)]
 
 
-def test_new_tables_append_by_default(project: Path, sink: Sink, tmp_path: Path) -> None:
+def test_new_tables_append_by_default(sink: Sink, tmp_path: Path) -> None:
     landing = write_day(tmp_path / "epic.csv", DAY_1)
-    assert ingest(project, landing, sink).returncode == 0
+    assert ingest(landing, sink).returncode == 0
     write_day(landing, DAY_2)
-    assert ingest(project, landing, sink).returncode == 0
+    assert ingest(landing, sink).returncode == 0
     assert sink.rows() == sorted(DAY_1 + DAY_2, key=repr)
     assert [record[2] for record in records(sink)] == ["append", "append"]
 
 
-def test_the_same_bytes_again_add_nothing_and_say_so(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_the_same_bytes_again_add_nothing_and_say_so(sink: Sink, tmp_path: Path) -> None:
     """Wherever they sit: a copy in an archive folder is the same file."""
     landing = write_day(tmp_path / "epic.csv", DAY_1)
-    assert ingest(project, landing, sink).returncode == 0
+    assert ingest(landing, sink).returncode == 0
     copy = tmp_path / "archive" / "epic.csv"
     copy.parent.mkdir()
     copy.write_bytes(landing.read_bytes())
-    result = ingest(project, copy, sink)
+    result = ingest(copy, sink)
     assert result.returncode == 0, result.stderr
     assert f"loaded 0 rows: {copy} has the same bytes as load 1, already in table" in result.stdout
     assert sink.rows() == sorted(DAY_1, key=repr)
     assert len(records(sink)) == 1
 
 
-def test_snapshot_replaces_every_earlier_file(project: Path, sink: Sink, tmp_path: Path) -> None:
+def test_snapshot_replaces_every_earlier_file(sink: Sink, tmp_path: Path) -> None:
     other = write_day(tmp_path / "other.csv", DAY_1)
-    assert ingest(project, other, sink).returncode == 0
+    assert ingest(other, sink).returncode == 0
     full = write_day(tmp_path / "full.csv", DAY_2)
-    result = ingest(project, full, sink, **{LOAD_MODE_SETTING: "snapshot"})
+    result = ingest(full, sink, **{LOAD_MODE_SETTING: "snapshot"})
     assert result.returncode == 0, result.stderr
     assert "replacing the rows of 1 earlier load(s)" in result.stdout
     assert sink.rows() == sorted(DAY_2, key=repr)
@@ -102,19 +92,19 @@ def test_snapshot_replaces_every_earlier_file(project: Path, sink: Sink, tmp_pat
 
 
 @pytest.mark.parametrize("mode", KEPT)
-def test_a_bad_day_2_changes_nothing(project: Path, sink: Sink, tmp_path: Path, mode: str) -> None:
+def test_a_bad_day_2_changes_nothing(sink: Sink, tmp_path: Path, mode: str) -> None:
     landing = write_day(tmp_path / "epic.csv", DAY_1)
-    assert ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode}).returncode == 0
+    assert ingest(landing, sink, **{LOAD_MODE_SETTING: mode}).returncode == 0
     landing.write_text(landing.read_text() + "99,2026-11-02,extra\n")
-    result = ingest(project, landing, sink, **{LOAD_MODE_SETTING: mode})
+    result = ingest(landing, sink, **{LOAD_MODE_SETTING: mode})
     assert rejected(result, landing) == "row 12 has 3 values, the header has 2"
     assert sink.rows() == sorted(DAY_1, key=repr)
     assert records(sink) == [(1, str(landing), mode, 10, None)]
 
 
-def test_a_bad_load_mode_is_refused(project: Path, sink: Sink, tmp_path: Path) -> None:
+def test_a_bad_load_mode_is_refused(sink: Sink, tmp_path: Path) -> None:
     landing = write_day(tmp_path / "epic.csv", DAY_1)
-    result = ingest(project, landing, sink, **{LOAD_MODE_SETTING: "replace"})
+    result = ingest(landing, sink, **{LOAD_MODE_SETTING: "replace"})
     assert result.returncode == BAD_INPUT
     assert result.stderr == f"error: {LOAD_MODE_SETTING}=replace: one of append, file, snapshot\n"
 
@@ -169,35 +159,17 @@ def tables_before_load_modes(sink: Sink, landing: Path) -> None:
     engine.dispose()
 
 
-def test_an_updated_project_keeps_replacing_by_path(
-    project: Path, sink: Sink, tmp_path: Path
-) -> None:
+def test_an_updated_project_keeps_replacing_by_path(sink: Sink, tmp_path: Path) -> None:
     """After the update, with no LOAD_MODE set, day 2 at the same path replaces day 1 as it
     did before, and day 1's record is kept, marked replaced."""
     landing = write_day(tmp_path / "epic.csv", DAY_1)
     tables_before_load_modes(sink, landing)
     write_day(landing, DAY_2)
-    result = ingest(project, landing, sink)
+    result = ingest(landing, sink)
     assert result.returncode == 0, result.stderr
     assert f"({LOAD_MODE_SETTING}=file" in result.stdout
     assert sink.rows() == sorted(DAY_2, key=repr)
     assert records(sink) == [(1, str(landing), "file", 10, 2), (2, str(landing), "file", 5, None)]
     other = write_day(tmp_path / "2026-11-03.csv", DAY_1[:3])
-    assert ingest(project, other, sink).returncode == 0  # other paths still add their rows
+    assert ingest(other, sink).returncode == 0  # other paths still add their rows
     assert len(sink.rows()) == 8
-
-
-def test_the_generated_settings_leave_the_mode_to_the_table(project: Path) -> None:
-    """The update's merge of prefect/.env must not set a mode: only a comment names it."""
-    lines = (project / "prefect" / ".env").read_text().splitlines()
-    assert [line for line in lines if LOAD_MODE_SETTING in line] == [f"#{LOAD_MODE_SETTING}=file"]
-
-
-def test_the_readme_says_which_setting_fits_which_export(project: Path) -> None:
-    readme = (project / "README.md").read_text()
-    shape = readme.split("## Your export's shape", 1)[1].split("\n## ", 1)[0]
-    settings = ("_DELIMITER", "_QUOTE=none", "_ENCODING=cp1252", "_FOOTER_ROWS=1", "_HEADER_ROW")
-    for setting in settings:
-        assert setting in shape, setting
-    for mode in ("`append`", "`file`", "`snapshot`"):
-        assert mode in shape, mode

@@ -1,0 +1,174 @@
+"""PostgreSQL COPY: the byte-level checks of the feed.
+
+A plain delimited text file's bytes go to the server, which parses them itself (COPY's CSV
+format with the file's delimiter and qualifier), unless COPY would read them otherwise than
+Python's csv reader; then, and for every other table, the checked rows go row by row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prh_ingest.load.readers import CsvLayout, Span, Table, checked, find_bad_row
+from prh_ingest.settings import BadInput, Names
+
+if TYPE_CHECKING:  # the driver is imported only where it is used
+    import psycopg
+    import sqlalchemy as sa
+
+# COPY's CSV format always has a text qualifier: with QUOTE=none it is this byte, and a file
+# that holds it goes through Python's reader instead.
+NO_QUOTE_STANDIN = "\x01"
+COPY_CHUNK_BYTES = 1 << 20
+
+
+class NotAsCopyReadsIt(Exception):
+    """COPY would read the file otherwise than the csv reader: a QUOTE=none file holds the
+    byte COPY takes for its qualifier, or a value holds a qualifier after its first character
+    (`5" laceration`, `12"`: data to the csv reader, the start of a quoted part to COPY)."""
+
+
+def copy_into_postgresql(
+    connection: sa.Connection, source: Path, table: Table, names: Names
+) -> int:
+    """COPY: plain delimited text's bytes for the server to parse, else the checked rows."""
+    import psycopg  # the PostgreSQL driver: needed only here
+
+    cursor = connection.connection.cursor()
+    try:
+        if table.plain_csv:
+            try:
+                with connection.begin_nested():  # undone, then row by row
+                    return copy_text(cursor, source, table, names.table)
+            except NotAsCopyReadsIt:
+                table = checked(table, names)
+        return copy_rows(cursor, table, names.table)
+    except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
+        raise BadInput(find_bad_row(source, table, error, names)) from None
+
+
+def copy_rows(cursor: psycopg.Cursor, table: Table, into: str) -> int:
+    columns = ", ".join(table.columns)
+    with cursor.copy(f"COPY {into} ({columns}) FROM STDIN") as copy:
+        for row in table.rows:
+            copy.write_row([value or None for value in row])
+    return cursor.rowcount
+
+
+def copy_text(cursor: psycopg.Cursor, source: Path, table: Table, into: str) -> int:
+    """The file's data rows for the server to parse (COPY's CSV format with the file's
+    delimiter and qualifier). Empty cells are NULL; quoted ones ("") too, as on SQLite
+    (FORCE_NULL, which a file without a qualifier does not need)."""
+    layout, columns = table.csv, ", ".join(table.columns)
+    quote = NO_QUOTE_STANDIN if layout.quote is None else layout.quote
+    force_null = "" if layout.quote is None else f", FORCE_NULL ({columns})"
+    options = (
+        f"FORMAT csv, DELIMITER {sql_character(layout.delimiter)}, "
+        f"QUOTE {sql_character(quote)}{force_null}"
+    )
+    stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
+    qualifier, classes = quote.encode(), byte_classes(layout.delimiter, quote)
+    inside = False  # the chunk starts inside a quoted value (one with a line end in it)
+    with cursor.copy(f"COPY {into} ({columns}) FROM STDIN ({options})") as copy:
+        for chunk in end_markers_quoted(utf8_chunks(source, layout), qualifier):
+            if stand_in is not None and stand_in in chunk:
+                raise NotAsCopyReadsIt
+            if stand_in is None and qualifier in chunk:
+                if not read_alike(chunk.translate(classes), inside):
+                    raise NotAsCopyReadsIt
+                inside ^= chunk.count(qualifier) % 2 == 1
+            copy.write(chunk)
+    return cursor.rowcount
+
+
+# Over a chunk's byte classes: outside a quoted value, a qualifier may open one only at a
+# value's start (after a delimiter, a line end or another qualifier, or at the chunk's start,
+# which is a line's). Anywhere else (`5" laceration`, `12"`, `a""b` unquoted) the csv reader
+# keeps it as data where COPY would open a quoted part, and could join rows.
+READ_ALIKE = re.compile(rb"(?:[^Q]*(?<![xR])Q[^Q]*Q)*(?:[^Q]*(?<![xR])Q)?[^Q]*")
+
+
+INSIDE_TO_ITS_END = re.compile(rb"[^Q]*Q")
+
+
+def read_alike(classes: bytes, inside: bool) -> bool:
+    """Whether COPY reads the chunk's qualifiers as the csv reader does."""
+    start = 0
+    if inside and (closed := INSIDE_TO_ITS_END.match(classes)):
+        start = closed.end()
+    return READ_ALIKE.fullmatch(classes, start) is not None
+
+
+def byte_classes(delimiter: str, quote: str) -> bytes:
+    """A bytes.translate table: the qualifier to Q, the delimiter and line ends to D, N and
+    R, any other byte to x (read by READ_ALIKE)."""
+    table = bytearray(b"x" * 256)
+    for character, name in ((delimiter, "D"), ("\n", "N"), ("\r", "R"), (quote, "Q")):
+        for byte in character.encode():
+            table[byte] = ord(name)
+    return bytes(table)
+
+
+# A line that is exactly `\.` ends COPY's data, in CSV format too, and the rows after it would
+# be lost; quoted (`"\."`) it is the value `\.`.
+END_MARKER = re.compile(rb"^\\\.(?=[\r\n]|\Z)", re.MULTILINE)
+
+
+def end_markers_quoted(chunks: Iterable[bytes], quote: bytes) -> Iterator[bytes]:
+    """The chunks cut at line ends, each line that is COPY's end marker quoted."""
+    quotes = 0  # before the chunk: odd, it starts inside a quoted value
+    for chunk in whole_lines(chunks):  # `in` a one-byte string is memchr: almost free
+        if b"\\" in chunk and (chunk.startswith(b"\\.") or b"\n\\." in chunk):
+            chunk = quote_markers(chunk, quote, quotes % 2 == 1)
+        if quote in chunk:
+            quotes += chunk.count(quote)
+        yield chunk
+
+
+def quote_markers(chunk: bytes, quote: bytes, inside: bool) -> bytes:
+    """As in COPY, a line starts a row where the quotes before it are even (else it is
+    inside a quoted value and stays as it is)."""
+    parts, start = [], 0
+    for marker in END_MARKER.finditer(chunk):
+        inside ^= chunk.count(quote, start, marker.start()) % 2 == 1
+        parts += [chunk[start : marker.start()], marker[0] if inside else quote + marker[0] + quote]
+        start = marker.end()
+    return b"".join([*parts, chunk[start:]])
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The same bytes, each chunk but the last ending with a line end."""
+    rest: list[bytes] = []  # the start of a line the chunks so far end in
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield b"".join([*rest, chunk[:cut]])
+            rest = []
+        rest.append(chunk[cut:])
+    if last := b"".join(rest):
+        yield last
+
+
+def sql_character(character: str) -> str:
+    """A one-character SQL string literal (E'\\x09' for a tab)."""
+    if character.isprintable():
+        return "'" + character.replace("'", "''") + "'"
+    return f"E'\\x{ord(character):02x}'"
+
+
+def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
+    """The file's data rows, as UTF-8 (the connection's encoding)."""
+    encoding = codecs.lookup(layout.encoding).name
+    utf8 = encoding in ("utf-8", "utf-8-sig")  # sent as it is: the server checks it
+    decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
+    with Span(path, layout.offset, layout.end) as span, io.BufferedReader(span) as file:
+        while chunk := file.read(COPY_CHUNK_BYTES):
+            yield chunk if decoder is None else decoder.decode(chunk).encode()
+        if decoder is not None:
+            yield decoder.decode(b"", final=True).encode()

@@ -1,0 +1,131 @@
+"""What a load does to the rows already there (`<PREFIX>_<SOURCE>_LOAD_MODE`, see
+prh_ingest.settings.LOAD_MODES): `append` keys a load by the file's SHA-256 (the same bytes
+again add nothing), `file` by its path (a re-sent file replaces its earlier load),
+`snapshot` replaces the table; two loads of one file at once leave one copy (they take
+turns). A load is one transaction, so a failure half-way leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from prh_ingest.load.copy_feed import copy_into_postgresql
+from prh_ingest.load.drift import LOAD_ID_COLUMN
+from prh_ingest.load.readers import Row, Sha256, Table, checked, read_table
+from prh_ingest.load.sinks import LOAD_ID_SETTING, insert_into_sqlite, lock_key, sink_tables
+from prh_ingest.settings import DEFAULT_LOAD_MODE, BadInput, Names, Settings
+
+COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# The team's code (the project's transform.py): (source, columns, rows) -> (columns, rows).
+Transform = Callable[[str, list[str], Iterable[Row]], tuple[list[str], Iterable[Row]]]
+
+
+@dataclass
+class Loaded:
+    """What a load did: the loader prints it, and the flow shows it as an artifact."""
+
+    mode: str
+    rows: int
+    sha256: str
+    replaced: int = 0  # earlier loads whose rows this one replaced
+    added: list[str] = field(default_factory=list)  # NEW_COLUMNS=add: columns added to the table
+    same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
+
+
+def load(
+    source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings, transform: Transform
+) -> Loaded:
+    """Load `source` into the table in one transaction, as its load mode says."""
+    try:
+        table = transformed(read_table(source, settings), settings.names, transform)
+        return load_rows(source, sha256.result(), engine, table, settings)
+    except BadInput as error:
+        raise BadInput(f"{settings.names.source_setting}={source}: {error}") from None
+
+
+def transformed(table: Table, names: Names, transform: Transform) -> Table:
+    """The table after transform.py (the team's code). When it hands the rows back as they
+    came, the table is loaded as read (a plain CSV keeps its fast path)."""
+    rows = checked(table, names).rows  # transform.py gets checked rows, as for any other file
+    columns, new_rows = transform(names.source, list(table.columns), rows)
+    if new_rows is rows and columns == table.columns:
+        return table
+    for name in columns:
+        if not COLUMN_NAME.fullmatch(name) or columns.count(name) > 1 or name == LOAD_ID_COLUMN:
+            raise BadInput(
+                f"transform.py returned column {name!r}: lowercase, _ and digits, unique"
+            )
+    return Table(list(columns), table.first_row, fitted(new_rows, len(columns)))
+
+
+def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
+    for row in rows:
+        if len(row) != width:
+            raise BadInput(f"transform.py returned a row of {len(row)} values for {width} columns")
+        yield row
+
+
+def load_rows(
+    source: Path, sha256: str, engine: sa.Engine, table: Table, settings: Settings
+) -> Loaded:
+    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
+        postgresql = connection.dialect.name == "postgresql"
+        rows, loads, added = sink_tables(connection, table.columns, settings)
+        mode = settings.load_mode or default_load_mode(connection, loads)
+        if postgresql:  # loads of the same file take turns; other files load side by side
+            key = {"append": sha256, "file": str(source), "snapshot": ""}[mode]
+            turn = lock_key(f"{settings.names.table}\n{key}")
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(turn)))
+        current = loads.c.replaced_by.is_(None)
+        if mode == "append":
+            same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
+            if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
+                return Loaded(mode, 0, sha256, same_as=same_as, added=added)
+        replaced = (
+            []
+            if mode == "append"
+            else connection.execute(
+                sa.select(loads.c.load_id).where(
+                    current, *([loads.c.source_file == str(source)] if mode == "file" else [])
+                )
+            )
+            .scalars()
+            .all()
+        )
+        load_id = connection.execute(
+            loads.insert().values(
+                source_file=str(source),
+                source_sha256=sha256,
+                loaded_at=dt.datetime.now(dt.UTC),
+                load_mode=mode,
+            )
+        ).inserted_primary_key[0]
+        if mode == "snapshot":
+            connection.execute(rows.delete())
+        elif replaced:
+            connection.execute(rows.delete().where(rows.c[LOAD_ID_COLUMN].in_(replaced)))
+        if replaced:
+            mark = loads.update().where(loads.c.load_id.in_(replaced)).values(replaced_by=load_id)
+            connection.execute(mark)
+        if postgresql:
+            set_load_id = sa.select(sa.func.set_config(LOAD_ID_SETTING, str(load_id), True))
+            connection.execute(set_load_id)  # true: for this transaction only
+            loaded = copy_into_postgresql(connection, source, table, settings.names)
+        else:
+            loaded = insert_into_sqlite(connection, source, table, load_id, settings.names)
+        connection.execute(
+            loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
+        )
+    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added)
+
+
+def default_load_mode(connection: sa.Connection, loads: sa.Table) -> str:
+    """Unset, a table keeps the mode of its first load; a new table's is `append`."""
+    first = sa.select(loads.c.load_mode).order_by(loads.c.load_id).limit(1)
+    return connection.execute(first).scalar() or DEFAULT_LOAD_MODE

@@ -1,0 +1,149 @@
+"""SQLite and PostgreSQL: the rows table and its loads table, created on the first load,
+and the SQLite insert (PostgreSQL's is prh_ingest.load.copy_feed).
+
+Each row has the header's columns, as text exactly as in the file (empty cells are NULL),
+plus `_load_id`, which points into `<table>_loads`: one row per load with the file's
+absolute path, SHA-256, load time, row count, load mode and the later load that replaced its
+rows (kept after that too).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from prh_ingest.load import drift
+from prh_ingest.load.drift import LOAD_ID_COLUMN
+from prh_ingest.load.readers import Table, find_bad_row
+from prh_ingest.settings import EARLIER_LOAD_MODE, BadInput, Names, Settings
+
+SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
+# PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
+LOAD_ID_SETTING = "prh_ingest.load_id"
+
+
+def open_sink(setting: str | None, names: Names) -> sa.Engine:
+    if not setting:
+        raise BadInput(f"{names.sink_setting} is not set")
+    try:
+        url = sa.make_url(setting)
+    except sa.exc.ArgumentError as error:
+        raise BadInput(f"{names.sink_setting} is not a SQLAlchemy URL") from error
+    if url.get_backend_name() == "postgresql":
+        return sa.create_engine(url)
+    if url.get_backend_name() != "sqlite":
+        raise BadInput(f"{names.sink_setting}: the database must be sqlite or postgresql")
+    if url.database in (None, "", ":memory:"):
+        raise BadInput(f"{names.sink_setting}: a SQLite sink must be a file (sqlite:///path.db)")
+    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal_and_explicit_begin(dbapi_connection, _record) -> None:  # noqa: ANN001
+        dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # readers never block the load
+
+    @sa.event.listens_for(engine, "begin")
+    def _take_the_write_lock(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # a second load waits here
+
+    return engine
+
+
+def sink_tables(
+    connection: sa.Connection, columns: list[str], settings: Settings
+) -> tuple[sa.Table, sa.Table, list[str]]:
+    """The rows table and its loads table, created on the first load, and the columns added
+    to it. A later file must have the same columns; with NEW_COLUMNS=add its new ones are
+    added (text; earlier rows NULL there) and the table's columns it lacks load as NULL."""
+    names = settings.names
+    postgresql = connection.dialect.name == "postgresql"
+    metadata = sa.MetaData()
+    loads = sa.Table(
+        names.loads_table,
+        metadata,
+        sa.Column("load_id", sa.Integer, primary_key=True),
+        sa.Column("source_file", sa.Text, nullable=False, index=True),
+        sa.Column("source_sha256", sa.String(64), nullable=False),
+        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("row_count", sa.Integer),
+        *LOAD_RECORD_COLUMNS(),
+    )
+    load_id_default = sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
+    rows = sa.Table(
+        names.table,
+        metadata,
+        *(sa.Column(name, sa.Text) for name in columns),
+        sa.Column(
+            LOAD_ID_COLUMN,
+            sa.Integer,
+            nullable=False,
+            server_default=load_id_default if postgresql else None,
+        ),
+    )
+    # Finds an earlier load's rows. A load's rows are contiguous on PostgreSQL, where a BRIN
+    # index costs COPY almost nothing (a B-tree halves its speed); SQLite ignores `using`.
+    sa.Index(f"ix_{names.table}_{LOAD_ID_COLUMN}", rows.c[LOAD_ID_COLUMN], postgresql_using="brin")
+    if postgresql and not tables_current(sa.inspect(connection), names):
+        # Two first loads at once: one creates (or upgrades) the tables, the other waits.
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(names.table))))
+    existing = sa.inspect(connection)
+    if existing.has_table(names.loads_table):
+        upgrade_loads(connection, existing, names)
+    added = drift.add_new_columns(connection, existing, columns, settings)
+    metadata.create_all(connection)  # creates only what is missing
+    return rows, loads, added
+
+
+def LOAD_RECORD_COLUMNS() -> list[sa.Column]:  # noqa: N802 (fresh columns for each table)
+    """The loads table's columns added with LOAD_MODE: the mode, and the later load that
+    replaced this one's rows (NULL while they are in the table)."""
+    return [sa.Column("load_mode", sa.Text), sa.Column("replaced_by", sa.Integer)]
+
+
+def tables_current(existing: sa.Inspector, names: Names) -> bool:
+    """Both tables there, the loads table with every column this ingest.py records."""
+    if not existing.has_table(names.table) or not existing.has_table(names.loads_table):
+        return False
+    have = {column["name"] for column in existing.get_columns(names.loads_table)}
+    return {column.name for column in LOAD_RECORD_COLUMNS()} <= have
+
+
+def upgrade_loads(connection: sa.Connection, existing: sa.Inspector, names: Names) -> None:
+    """A loads table from before LOAD_MODE gets its columns; its loads are recorded as the
+    mode they were made in, which stays the table's default (an update changes nothing)."""
+    have = {column["name"] for column in existing.get_columns(names.loads_table)}
+    for column in LOAD_RECORD_COLUMNS():
+        if column.name not in have:
+            kind = column.type.compile(connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {names.loads_table} ADD COLUMN {column.name} {kind}"
+            )
+            if column.name == "load_mode":
+                connection.exec_driver_sql(
+                    f"UPDATE {names.loads_table} SET load_mode = '{EARLIER_LOAD_MODE}'"  # noqa: S608
+                )
+
+
+def lock_key(name: str) -> int:
+    """A 64-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def insert_into_sqlite(
+    connection: sa.Connection, source: Path, table: Table, load_id: int, names: Names
+) -> int:
+    """The rows straight into executemany; empty cells become NULL in SQL."""
+    values = ", ".join(["nullif(?, '')"] * len(table.columns))
+    columns = ", ".join([*table.columns, LOAD_ID_COLUMN])
+    insert = f"INSERT INTO {names.table} ({columns}) VALUES ({values}, {load_id:d})"  # noqa: S608
+    cursor = connection.connection.cursor()  # the driver's own, in the same transaction
+    try:
+        cursor.executemany(insert, table.rows)
+    except (sqlite3.ProgrammingError, csv.Error, UnicodeDecodeError) as error:
+        raise BadInput(find_bad_row(source, table, error, names)) from None
+    return cursor.rowcount
