@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL for the loader's tests (a schema per test, cheaper than a
-database): the newest installed server (14 or later), started on 127.0.0.1 on a free port with its data in a temporary folder, and stopped and
-removed even when a test fails. Standard library only, and psycopg where it queries."""
+database): the newest installed server (14 or later), started on 127.0.0.1 on a free port
+with its data in a temporary folder, and stopped and removed even when a test fails.
+Standard library only, and psycopg where it queries."""
 
 from __future__ import annotations
 
