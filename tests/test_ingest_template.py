@@ -103,7 +103,7 @@ def test_bakes_with_contract_names(project: Path, answers: dict) -> None:
     assert project.name == "clinic-cal"
     flow_source = (project / FLOW_FILE).read_text()
     assert f'FLOW_NAME = "{FLOW_NAME}"' in flow_source
-    assert "def clinic_cal_epic_ingest() -> None:" in flow_source
+    assert "def clinic_cal_epic_ingest(accept_short_load: bool = False) -> None:" in flow_source
     assert (project / "data" / f"sample.{answers['source_format']}").is_file()
     assert not unrendered_files(project)
 

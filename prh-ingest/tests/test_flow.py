@@ -64,9 +64,10 @@ def test_a_missing_setting_names_itself(monkeypatch: pytest.MonkeyPatch) -> None
     [
         (flow.BadSourceFile("rejected"), False),
         (flow.CannotStart("exit 69"), False),
+        (flow.ShortLoadRefused("exit 66"), False),
         (RuntimeError("database down"), True),
     ],
-    ids=["bad-source", "cannot-start", "other"],
+    ids=["bad-source", "cannot-start", "short-load", "other"],
 )
 def test_only_failures_a_retry_can_fix_are_retried(error: Exception, retry: bool) -> None:
     assert flow.retry_unless_bad_source(None, None, Failed(data=error)) is retry
@@ -94,3 +95,18 @@ def test_the_flow_process_needs_no_sqlalchemy() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_load_artifact_says_unchanged_and_short(
+    project: flow.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-send of bytes already loaded, and a short load's counts, show in the run's table."""
+    made: list[list[dict]] = []
+    monkeypatch.setattr(flow, "create_table_artifact", lambda rows, **_: made.append(rows))
+    summary = {"ok": True, "rows": 0, "same_as_load": 3, "columns_added": []}
+    flow.show_load(project, "epic", summary, 0)
+    short = {"ok": True, "rows": 40, "row_check": "short-warn", "usual_rows": 100.0}
+    flow.show_load(project, "epic", short, 0)
+    assert made[0][0]["same_as_load"] == "unchanged: load 3"
+    assert (made[1][0]["same_as_load"], made[1][0]["row_check"]) == ("new data", "short-warn")
+    assert made[1][0]["usual_rows"] == 100.0

@@ -38,8 +38,8 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect_shell import ShellOperation
 
-from prh_ingest import naming
-from prh_ingest.load import BAD_INPUT_EXIT_CODE, CANNOT_START_EXIT_CODE
+from prh_ingest import freshness, naming
+from prh_ingest.load import BAD_INPUT_EXIT_CODE, CANNOT_START_EXIT_CODE, SHORT_LOAD_EXIT_CODE
 from prh_ingest.load.summary import SUMMARY_KIND
 
 # Failures a retry cannot fix: ingest.py cannot start (69: a module missing), bash cannot
@@ -53,6 +53,10 @@ SUMMARY_COLUMNS = (
     "table",
     "mode",
     "columns_added",
+    "same_as_load",  # a re-send of bytes already loaded: unchanged
+    "row_check",  # ok, short-warn (landed) or short-refuse
+    "usual_rows",
+    "rejected_rows",
     "seconds",
 )
 # prefect/source_file.py's local_source_file(flow_name, setting_name, path, setting): the
@@ -90,6 +94,11 @@ def ingest_commands(project: Project, source: str) -> list[str]:
 
 class BadSourceFile(RuntimeError):
     """ingest.py rejected the source file: retrying would not help."""
+
+
+class ShortLoadRefused(BadSourceFile):
+    """ingest.py's row check refused a short load (exit 66): the flow's `accept_short_load`
+    parameter lets it land on a new run."""
 
 
 class CannotStart(RuntimeError):
@@ -145,6 +154,11 @@ def run_ingest(project: Project, source: str, path: str, env: dict[str, str]) ->
             process.wait_for_completion()
         except RuntimeError:
             show_load(project, source, load_summary(process.fetch_result()), process.return_code)
+            if process.return_code == SHORT_LOAD_EXIT_CODE:
+                raise ShortLoadRefused(
+                    "ingest.py refused a short load: see the run's load-failures artifact; "
+                    "run the flow with accept_short_load=true to accept it"
+                ) from None
             if process.return_code == BAD_INPUT_EXIT_CODE:
                 rejected = f"{source_setting(project, source)}={path}"
                 raise BadSourceFile(f"ingest.py rejected {rejected}") from None
@@ -152,7 +166,11 @@ def run_ingest(project: Project, source: str, path: str, env: dict[str, str]) ->
                 code = process.return_code
                 raise CannotStart(f"ingest.py could not start (exit {code})") from None
             raise
-        show_load(project, source, load_summary(process.fetch_result()), process.return_code)
+        summary = load_summary(process.fetch_result())
+        show_load(project, source, summary, process.return_code)
+    emitted = freshness.emit_load_events(project.slug, source, summary)
+    if emitted:
+        get_run_logger().info("Emitted %s", ", ".join(emitted))
 
 
 def load_summary(output: list[str]) -> dict | None:
@@ -173,6 +191,9 @@ def show_load(project: Project, source: str, summary: dict | None, return_code: 
     if summary is not None and summary.get("ok"):
         row = {name: summary.get(name) for name in SUMMARY_COLUMNS}
         row["columns_added"] = ", ".join(row["columns_added"] or []) or "none"
+        row["same_as_load"] = (
+            "new data" if row["same_as_load"] is None else f"unchanged: load {row['same_as_load']}"
+        )
         key = naming.loads_artifact_key(project.slug, source)
         create_table_artifact([row], key=key, description=f"{source} load")
         return
@@ -185,8 +206,16 @@ def show_load(project: Project, source: str, summary: dict | None, return_code: 
     create_markdown_artifact(markdown, key=key, description=f"{source} load failed")
 
 
-def load_source(project: Project, flow_name: str, source: str, source_file: SourceFile) -> None:
-    """The body of every source's flow: load the file its setting names into the sink."""
+def load_source(
+    project: Project,
+    flow_name: str,
+    source: str,
+    source_file: SourceFile,
+    accept_short_load: bool = False,
+) -> None:
+    """The body of every source's flow: load the file its setting names into the sink.
+    *accept_short_load* (the flow's parameter, for one run) lets a short load the row check
+    would refuse land."""
     logger = get_run_logger()
     settings = load_settings(project)
     setting_name = source_setting(project, source)
@@ -195,6 +224,9 @@ def load_source(project: Project, flow_name: str, source: str, source_file: Sour
         setting(settings, naming.sink_setting(project.slug))  # fail before any work when unset
     logger.info("Loading %s=%s", setting_name, path)
     named = lambda name: setting(settings, name)  # noqa: E731
+    if accept_short_load:
+        settings = {**settings, naming.accept_short_load_setting(project.slug, source): "1"}
+        logger.info("Accepting a short load for this run (accept_short_load)")
     with source_file(flow_name, setting_name, path, named) as local_path:
         run_ingest(project, source, local_path, settings)
 

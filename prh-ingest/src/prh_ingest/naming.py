@@ -187,6 +187,12 @@ def min_rows_ratio_setting(slug: str, source: str) -> str:
     return f"{source_key(slug, source)}_MIN_ROWS_RATIO"
 
 
+def accept_short_load_setting(slug: str, source: str) -> str:
+    """`<PREFIX>_<SOURCE>_ACCEPT_SHORT_LOAD`: `1` lets one refused short load land (the flow
+    sets it from its `accept_short_load` parameter, for that run only)."""
+    return f"{source_key(slug, source)}_ACCEPT_SHORT_LOAD"
+
+
 def freshness_automation_name(deployment: str) -> str:
     """The automation that reports a deployment's source as late (`freshness-<deployment>`)."""
     return f"freshness-{deployment}"

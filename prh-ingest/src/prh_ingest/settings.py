@@ -21,7 +21,7 @@ SOURCE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # as the template's 
 # path; `snapshot` replaces the whole table. Unset, a table keeps the mode of its first
 # load: `append` for a new table, `file` for one loaded before LOAD_MODE existed (its loads
 # are recorded as `file`, what ingest.py did then), so a template update changes nothing.
-LOAD_MODES = ("append", "file", "snapshot")
+LOAD_MODES = ("append", "file", "snapshot", "merge")  # merge: by KEY (load.merge)
 DEFAULT_LOAD_MODE = "append"
 EARLIER_LOAD_MODE = "file"  # what ingest.py did before LOAD_MODE (recorded for such loads)
 DEFAULT_ENCODING = "utf-8-sig"
@@ -86,6 +86,11 @@ class Settings:
     footer_rows: int = 0
     load_mode: str | None = None  # None: the table's default (see LOAD_MODES)
     add_columns: bool = False  # NEW_COLUMNS=add: a file's new columns are added to the table
+    row_check: str | None = None  # ROW_CHECK as set (checked); None: the mode's default
+    min_rows_ratio: float = 0.5  # MIN_ROWS_RATIO (see prh_ingest.load.checks)
+    accept_short: bool = False  # ACCEPT_SHORT_LOAD=1: an operator accepts a short load
+    key: str | None = None  # LOAD_MODE=merge: KEY, the key's header names (load.merge)
+    duplicate_keys: str | None = None  # DUPLICATE_KEYS: refuse (unset) or last
 
 
 def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -119,6 +124,12 @@ def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Sett
         delimiter = text_character(delimiter_setting, delimiter, "tab")
         if delimiter in ('"', "'", quote):
             raise BadInput(f"{delimiter_setting}={delimiter}: a quote character, not a delimiter")
+    row_check, ratio, accept_short = read_row_check(names, environ)
+    key = environ.get(naming.key_setting(names.project, names.source)) or None
+    if load_mode == "merge" and key is None:
+        key_name = naming.key_setting(names.project, names.source)
+        raise BadInput(f"{key_name} is not set: LOAD_MODE=merge needs the key's header names")
+    duplicates = environ.get(naming.duplicate_keys_setting(names.project, names.source)) or None
     return Settings(
         names,
         environ.get(names.sheet_setting) or None,
@@ -129,7 +140,31 @@ def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Sett
         int(footer_rows),
         load_mode,
         new_columns == "add",
+        row_check,
+        ratio,
+        accept_short,
+        key,
+        duplicates,
     )
+
+
+def read_row_check(names: Names, environ: Mapping[str, str]) -> tuple[str | None, float, bool]:
+    """ROW_CHECK (None: unset, the mode's default), MIN_ROWS_RATIO and ACCEPT_SHORT_LOAD."""
+    from prh_ingest.load import checks
+
+    check_name = naming.row_check_setting(names.project, names.source)
+    accept_name = naming.accept_short_load_setting(names.project, names.source)
+    accept = (environ.get(accept_name) or "0").strip().lower()
+    if accept not in ("0", "1", "true", "false"):
+        raise BadInput(f"{accept_name}={accept}: 1 or 0 (true or false)")
+    ratio_name = naming.min_rows_ratio_setting(names.project, names.source)
+    given = (environ.get(check_name) or "").strip() or None
+    try:  # unset ROW_CHECK stays None: its default is the mode's, known when loading
+        row_check = given and checks.parse_row_check(check_name, given, "")
+        ratio = checks.parse_min_rows_ratio(ratio_name, environ.get(ratio_name))
+    except ValueError as invalid:  # naming.Invalid: one line naming the setting
+        raise BadInput(str(invalid)) from None
+    return row_check, ratio, accept in ("1", "true")
 
 
 def text_character(setting: str, value: str, word: str) -> str | None:

@@ -20,10 +20,14 @@ The load is
 
 Output: a line saying what was loaded, then one JSON summary line (summary.SUMMARY_KIND).
 
-Exit codes: 0 loaded; 65 bad input (missing, unreadable or malformed file, bad setting),
-printed as one line on stderr; 69 cannot start (a module missing from the Python that runs
-it), one line too; the flow retries neither. Anything else is another failure (e.g. the
-database is down), which the flow retries.
+Row check: a load far shorter than the source's usual (prh_ingest.load.checks; ROW_CHECK,
+MIN_ROWS_RATIO, ACCEPT_SHORT_LOAD) is refused, exit 66, in one line of counts, the table
+untouched; or it lands, and the summary says it was short.
+
+Exit codes: 0 loaded; 66 a short load refused; 65 bad input (missing, unreadable or
+malformed file, bad setting), printed as one line on stderr; 69 cannot start (a module
+missing from the Python that runs it), one line too; the flow retries none of them.
+Anything else is another failure (e.g. the database is down), which the flow retries.
 
 This module imports nothing beyond the standard library until `main` runs, so a missing
 SQLAlchemy, reader or driver is the one 69 line, not a traceback.
@@ -41,6 +45,7 @@ from prh_ingest.settings import SOURCE_NAME, BadInput, Names, read_settings
 BAD_INPUT_EXIT_CODE = (
     65  # EX_DATAERR: no tool in the shell step uses it (uv and pipenv use 1 and 2)
 )
+SHORT_LOAD_EXIT_CODE = 66  # the row check refused the load: the flow does not retry it
 CANNOT_START_EXIT_CODE = 69  # EX_UNAVAILABLE: the flow does not retry it
 
 
@@ -74,6 +79,10 @@ def main(
         settings = read_settings(names)
         engine = sinks.open_sink(os.environ.get(names.sink_setting), names)
         loaded = modes.load(source, sha256, engine, settings, transform)
+    except modes.ShortLoad as short:  # counts only
+        print(f"error: {short}", file=sys.stderr)
+        summary.print_summary(names, ok=False, error=str(short), **short.check.counts())
+        return SHORT_LOAD_EXIT_CODE
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         summary.print_summary(names, ok=False, error=str(error))
@@ -81,14 +90,16 @@ def main(
     except ImportError as missing:  # a reader or the driver, imported where used: as at the top
         return cannot_start(missing)
     summary.print_loaded(names, loaded, source, engine.url.render_as_string(hide_password=True))
+    checked = loaded.check.counts() if loaded.check else {}  # the row check's counts
     summary.print_summary(
         names,
+        **checked,
         ok=True,
         file=source.name,
         path=str(source),
         size_bytes=source.stat().st_size,
         sha256=loaded.sha256,
-        rows=loaded.rows,
+        **({} if checked else {"rows": loaded.rows}),
         mode=loaded.mode,
         same_as_load=loaded.same_as,
         replaced_loads=loaded.replaced,

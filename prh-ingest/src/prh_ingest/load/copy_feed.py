@@ -35,9 +35,11 @@ class NotAsCopyReadsIt(Exception):
 
 
 def copy_into_postgresql(
-    connection: sa.Connection, source: Path, table: Table, names: Names
+    connection: sa.Connection, source: Path, table: Table, names: Names, into: str = ""
 ) -> int:
-    """COPY: plain delimited text's bytes for the server to parse, else the checked rows."""
+    """COPY: plain delimited text's bytes for the server to parse, else the checked rows;
+    into the source's table, or the table *into* (LOAD_MODE=merge's staging table)."""
+    into = into or names.table
     import psycopg  # the PostgreSQL driver: needed only here
 
     cursor = connection.connection.cursor()
@@ -45,10 +47,10 @@ def copy_into_postgresql(
         if table.plain_csv:
             try:
                 with connection.begin_nested():  # undone, then row by row
-                    return copy_text(cursor, source, table, names.table)
+                    return copy_text(cursor, source, table, into)
             except NotAsCopyReadsIt:
                 table = checked(table, names)
-        return copy_rows(cursor, table, names.table)
+        return copy_rows(cursor, table, into)
     except (psycopg.errors.DataError, csv.Error, UnicodeDecodeError) as error:
         raise BadInput(find_bad_row(source, table, error, names)) from None
 

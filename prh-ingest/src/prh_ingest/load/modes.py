@@ -1,7 +1,9 @@
 """What a load does to the rows already there (`<PREFIX>_<SOURCE>_LOAD_MODE`, see
 prh_ingest.settings.LOAD_MODES): `append` keys a load by the file's SHA-256 (the same bytes
 again add nothing), `file` by its path (a re-sent file replaces its earlier load),
-`snapshot` replaces the table; two loads of one file at once leave one copy (they take
+`snapshot` replaces the table, `merge` replaces the rows of the keys a file carries (KEY;
+the replaced ones kept in `<table>_history`, see merge), the same bytes again adding nothing
+as in `append`; two loads of one file at once leave one copy (they take
 turns). A load is one transaction, so a failure half-way leaves the table as it was.
 """
 
@@ -15,9 +17,19 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from prh_ingest import naming
+from prh_ingest.load import merge
+from prh_ingest.load.checks import (
+    HISTORY,
+    RowCheck,
+    RowCheckSettings,
+    check_rows,
+    default_row_check,
+)
 from prh_ingest.load.copy_feed import copy_into_postgresql
 from prh_ingest.load.drift import LOAD_ID_COLUMN
-from prh_ingest.load.readers import Row, Sha256, Table, checked, read_table
+from prh_ingest.load.readers import Row, Sha256, Table, checked, column_names, read_table
+from prh_ingest.load.rejects import BadRows
 from prh_ingest.load.sinks import LOAD_ID_SETTING, insert_into_sqlite, lock_key, sink_tables
 from prh_ingest.settings import DEFAULT_LOAD_MODE, BadInput, Names, Settings
 
@@ -36,6 +48,15 @@ class Loaded:
     replaced: int = 0  # earlier loads whose rows this one replaced
     added: list[str] = field(default_factory=list)  # NEW_COLUMNS=add: columns added to the table
     same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
+    check: RowCheck | None = None  # the row count against the source's history (checks)
+
+
+class ShortLoad(Exception):
+    """The row check refused the load (exit 66): the transaction is rolled back."""
+
+    def __init__(self, check: RowCheck) -> None:
+        super().__init__(check.line())
+        self.check = check
 
 
 def load(
@@ -45,7 +66,7 @@ def load(
     try:
         table = transformed(read_table(source, settings), settings.names, transform)
         return load_rows(source, sha256.result(), engine, table, settings)
-    except BadInput as error:
+    except (BadInput, BadRows) as error:  # BadRows: bad keys, counts and row numbers only
         raise BadInput(f"{settings.names.source_setting}={source}: {error}") from None
 
 
@@ -79,17 +100,17 @@ def load_rows(
         rows, loads, added = sink_tables(connection, table.columns, settings)
         mode = settings.load_mode or default_load_mode(connection, loads)
         if postgresql:  # loads of the same file take turns; other files load side by side
-            key = {"append": sha256, "file": str(source), "snapshot": ""}[mode]
+            key = {"append": sha256, "merge": "", "file": str(source), "snapshot": ""}[mode]
             turn = lock_key(f"{settings.names.table}\n{key}")
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(turn)))
         current = loads.c.replaced_by.is_(None)
-        if mode == "append":
+        if mode in ("append", "merge"):
             same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
             if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
                 return Loaded(mode, 0, sha256, same_as=same_as, added=added)
         replaced = (
             []
-            if mode == "append"
+            if mode in ("append", "merge")
             else connection.execute(
                 sa.select(loads.c.load_id).where(
                     current, *([loads.c.source_file == str(source)] if mode == "file" else [])
@@ -113,16 +134,63 @@ def load_rows(
         if replaced:
             mark = loads.update().where(loads.c.load_id.in_(replaced)).values(replaced_by=load_id)
             connection.execute(mark)
-        if postgresql:
+        if mode == "merge":
+            loaded = merged_rows(connection, source, table, load_id, settings)
+        elif postgresql:
             set_load_id = sa.select(sa.func.set_config(LOAD_ID_SETTING, str(load_id), True))
             connection.execute(set_load_id)  # true: for this transaction only
             loaded = copy_into_postgresql(connection, source, table, settings.names)
         else:
             loaded = insert_into_sqlite(connection, source, table, load_id, settings.names)
+        check = row_check(connection, loads, load_id, loaded, mode, settings)
+        if check.verdict == "short-refuse":
+            raise ShortLoad(check)  # leaving the block rolls the whole load back
         connection.execute(
             loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
         )
-    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added)
+    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added, check=check)
+
+
+def merged_rows(
+    connection: sa.Connection, source: Path, table: Table, load_id: int, settings: Settings
+) -> int:
+    """LOAD_MODE=merge: the file's rows into a staging table (COPY on PostgreSQL), then one
+    set-based merge by KEY; returns the rows the file put in the table."""
+    names = settings.names
+    try:
+        key = column_names(merge.parse_key(settings.key), 0, 1)  # as the header's became
+    except (BadInput, BadRows):
+        key_name = naming.key_setting(names.project, names.source)
+        raise BadInput(f"{key_name}={settings.key}: header names, comma-separated") from None
+    keys = merge.key_columns(key, table.columns, table.columns)
+    duplicates = merge.parse_duplicate_keys(settings.duplicate_keys)
+    staging = merge.create_staging(connection, names.table, table.columns, table.first_row)
+    if connection.dialect.name == "postgresql":
+        copy_into_postgresql(connection, source, table, names, into=staging)
+    else:
+        insert_into_sqlite(connection, source, table, None, names, into=staging)
+    return merge.merge(connection, names.table, staging, keys, load_id, duplicates).rows
+
+
+def row_check(
+    connection: sa.Connection,
+    loads: sa.Table,
+    load_id: int,
+    rows: int,
+    mode: str,
+    settings: Settings,
+) -> RowCheck:
+    """*rows* against the row counts of the source's earlier accepted loads (a refused load
+    rolls back, so every load recorded with a count was accepted), newest first."""
+    earlier = (
+        sa.select(loads.c.row_count)
+        .where(loads.c.load_id != load_id, loads.c.row_count.is_not(None))
+        .order_by(loads.c.load_id.desc())
+        .limit(HISTORY)
+    )
+    history = list(connection.execute(earlier).scalars())
+    check = RowCheckSettings(settings.row_check or default_row_check(mode), settings.min_rows_ratio)
+    return check_rows(history, rows, check, accept_short=settings.accept_short)
 
 
 def default_load_mode(connection: sa.Connection, loads: sa.Table) -> str:

@@ -135,12 +135,21 @@ def lock_key(name: str) -> int:
 
 
 def insert_into_sqlite(
-    connection: sa.Connection, source: Path, table: Table, load_id: int, names: Names
+    connection: sa.Connection,
+    source: Path,
+    table: Table,
+    load_id: int | None,
+    names: Names,
+    into: str = "",
 ) -> int:
-    """The rows straight into executemany; empty cells become NULL in SQL."""
+    """The rows straight into executemany; empty cells become NULL in SQL. Into the source's
+    table as load *load_id*, or the table *into* (LOAD_MODE=merge's staging, no load id)."""
     values = ", ".join(["nullif(?, '')"] * len(table.columns))
-    columns = ", ".join([*table.columns, LOAD_ID_COLUMN])
-    insert = f"INSERT INTO {names.table} ({columns}) VALUES ({values}, {load_id:d})"  # noqa: S608
+    if load_id is None:
+        insert = f"INSERT INTO {into} ({', '.join(table.columns)}) VALUES ({values})"  # noqa: S608
+    else:
+        columns = ", ".join([*table.columns, LOAD_ID_COLUMN])
+        insert = f"INSERT INTO {names.table} ({columns}) VALUES ({values}, {load_id:d})"  # noqa: S608
     cursor = connection.connection.cursor()  # the driver's own, in the same transaction
     try:
         cursor.executemany(insert, table.rows)

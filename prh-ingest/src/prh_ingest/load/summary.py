@@ -40,3 +40,5 @@ def print_loaded(names: Names, loaded: Loaded, source: object, where: str) -> No
             f"loaded {loaded.rows} rows from {source} into table {names.table} at {where} "
             f"({names.load_mode_setting}={loaded.mode}{replaced})"
         )
+    if loaded.check is not None and loaded.check.short:
+        print(loaded.check.line())
