@@ -118,3 +118,25 @@ def test_merge_without_a_key_is_one_line(sink: Sink, tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         f"error: {KEY_SETTING} is not set: LOAD_MODE=merge needs the key's header names"
     )
+
+
+README = Path(__file__).parents[2] / "{{cookiecutter.project_slug}}" / "README.md"
+
+
+def readme_queries() -> list[str]:
+    """The generated README's SQL blocks, with this project's table name."""
+    text = README.read_text().replace("{{ cookiecutter | table_name }}", TABLE)
+    return [block.split("```")[0].strip().rstrip(";") for block in text.split("```sql\n")[1:]]
+
+
+def test_the_readmes_queries_run(sink: Sink, tmp_path: Path) -> None:
+    """Docs that run: the README's as-of-Monday and open-rejects queries, as written."""
+    as_of_monday, open_rejects = readme_queries()
+    monday = write(tmp_path / "monday.csv", [appointment(n, "Scheduled") for n in range(1, 4)])
+    tuesday = write(tmp_path / "tuesday.csv", [appointment(2, "Arrived"), ("A9", "P9", "X", "4")])
+    assert ingest(monday, sink, **MERGE).returncode == 0
+    quarantine = {naming.bad_rows_setting("clinic-cal", "epic"): "quarantine"}
+    result = ingest(tuesday, sink, **MERGE, **quarantine, **{"CLINIC_CAL_EPIC_MAX_BAD_ROWS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert sorted(sink.query(as_of_monday)) == [(f"A{n:05d}", "Scheduled") for n in range(1, 4)]
+    assert [tuple(row[:3]) for row in sink.query(open_rejects)] == [(2, 3, "wrong_width")]

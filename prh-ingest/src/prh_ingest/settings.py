@@ -91,6 +91,8 @@ class Settings:
     accept_short: bool = False  # ACCEPT_SHORT_LOAD=1: an operator accepts a short load
     key: str | None = None  # LOAD_MODE=merge: KEY, the key's header names (load.merge)
     duplicate_keys: str | None = None  # DUPLICATE_KEYS: refuse (unset) or last
+    quarantine: bool = False  # BAD_ROWS=quarantine: unreadable rows go to <table>_rejects
+    max_bad_rows: str | None = None  # MAX_BAD_ROWS (checked): a count, or a percent (1%)
 
 
 def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -130,6 +132,7 @@ def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Sett
         key_name = naming.key_setting(names.project, names.source)
         raise BadInput(f"{key_name} is not set: LOAD_MODE=merge needs the key's header names")
     duplicates = environ.get(naming.duplicate_keys_setting(names.project, names.source)) or None
+    quarantine, max_bad_rows = read_bad_rows(names, environ)
     return Settings(
         names,
         environ.get(names.sheet_setting) or None,
@@ -145,7 +148,24 @@ def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Sett
         accept_short,
         key,
         duplicates,
+        quarantine,
+        max_bad_rows,
     )
+
+
+def read_bad_rows(names: Names, environ: Mapping[str, str]) -> tuple[bool, str | None]:
+    """BAD_ROWS (quarantine or not) and MAX_BAD_ROWS, checked."""
+    from prh_ingest.load import rejects
+
+    bad_rows_name = naming.bad_rows_setting(names.project, names.source)
+    max_name = naming.max_bad_rows_setting(names.project, names.source)
+    bad_rows, max_bad_rows = environ.get(bad_rows_name), environ.get(max_name) or None
+    try:
+        quarantine = rejects.parse_bad_rows(bad_rows) == "quarantine"
+        rejects.parse_max_bad_rows(max_bad_rows)
+    except rejects.BadRows as bad:  # `BAD_ROWS=...: ...`: named in full here
+        raise BadInput(f"{names.key}_{bad}") from None
+    return quarantine, max_bad_rows
 
 
 def read_row_check(names: Names, environ: Mapping[str, str]) -> tuple[str | None, float, bool]:

@@ -104,6 +104,7 @@ def main(
         same_as_load=loaded.same_as,
         replaced_loads=loaded.replaced,
         columns_added=loaded.added,
+        rejected_rows=loaded.rejected,  # BAD_ROWS=quarantine: a count (None: not quarantined)
         seconds=round(time.monotonic() - started, 3),
     )
     return 0

@@ -10,6 +10,7 @@ turns). A load is one transaction, so a failure half-way leaves the table as it 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from prh_ingest import naming
-from prh_ingest.load import merge
+from prh_ingest.load import merge, rejects
 from prh_ingest.load.checks import (
     HISTORY,
     RowCheck,
@@ -28,8 +29,16 @@ from prh_ingest.load.checks import (
 )
 from prh_ingest.load.copy_feed import copy_into_postgresql
 from prh_ingest.load.drift import LOAD_ID_COLUMN
-from prh_ingest.load.readers import Row, Sha256, Table, checked, column_names, read_table
-from prh_ingest.load.rejects import BadRows
+from prh_ingest.load.readers import (
+    Row,
+    Sha256,
+    Span,
+    Table,
+    checked,
+    column_names,
+    read_table,
+)
+from prh_ingest.load.rejects import BadRows, Quarantine
 from prh_ingest.load.sinks import LOAD_ID_SETTING, insert_into_sqlite, lock_key, sink_tables
 from prh_ingest.settings import DEFAULT_LOAD_MODE, BadInput, Names, Settings
 
@@ -49,6 +58,8 @@ class Loaded:
     added: list[str] = field(default_factory=list)  # NEW_COLUMNS=add: columns added to the table
     same_as: int | None = None  # append: the earlier load of the same bytes (nothing added)
     check: RowCheck | None = None  # the row count against the source's history (checks)
+    rejected: int | None = None  # BAD_ROWS=quarantine: the rows set aside in <table>_rejects
+    rejected_rows: list[int] = field(default_factory=list)  # their row numbers
 
 
 class ShortLoad(Exception):
@@ -64,8 +75,11 @@ def load(
 ) -> Loaded:
     """Load `source` into the table in one transaction, as its load mode says."""
     try:
-        table = transformed(read_table(source, settings), settings.names, transform)
-        return load_rows(source, sha256.result(), engine, table, settings)
+        table, quarantine = read_table(source, settings), None
+        if settings.quarantine and table.csv is not None:  # delimited text
+            table, quarantine = quarantined(source, table, settings)
+        table = transformed(table, settings.names, transform)
+        return load_rows(source, sha256.result(), engine, table, settings, quarantine)
     except (BadInput, BadRows) as error:  # BadRows: bad keys, counts and row numbers only
         raise BadInput(f"{settings.names.source_setting}={source}: {error}") from None
 
@@ -92,8 +106,35 @@ def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
         yield row
 
 
+def quarantined(source: Path, table: Table, settings: Settings) -> tuple[Table, Quarantine]:
+    """BAD_ROWS=quarantine: the table of the file's readable rows, read line by line (still
+    streamed: to COPY on PostgreSQL), and the Quarantine that sets the others aside."""
+    layout = table.csv
+    assert layout is not None  # noqa: S101 (delimited text only)
+    keys = merge_keys(table, settings) if settings.load_mode == "merge" else []
+    positions = tuple(layout.first + table.columns.index(key) for key in keys)
+    reader = rejects.RowReader(
+        layout.encoding, layout.delimiter, layout.quote, layout.width, positions
+    )
+    limit = rejects.parse_max_bad_rows(settings.max_bad_rows)
+    quarantine = Quarantine(reader, limit, layout.first, layout.last)
+
+    def lines() -> Iterator[bytes]:
+        with Span(source, layout.offset, layout.end) as span, io.BufferedReader(span) as file:
+            yield from file
+
+    return Table(
+        table.columns, table.first_row, quarantine.good_rows(lines(), table.first_row)
+    ), quarantine
+
+
 def load_rows(
-    source: Path, sha256: str, engine: sa.Engine, table: Table, settings: Settings
+    source: Path,
+    sha256: str,
+    engine: sa.Engine,
+    table: Table,
+    settings: Settings,
+    quarantine: Quarantine | None = None,
 ) -> Loaded:
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         postgresql = connection.dialect.name == "postgresql"
@@ -142,13 +183,28 @@ def load_rows(
             loaded = copy_into_postgresql(connection, source, table, settings.names)
         else:
             loaded = insert_into_sqlite(connection, source, table, load_id, settings.names)
+        if quarantine is not None:  # above MAX_BAD_ROWS: the whole file refused, rolled back
+            quarantine.check()
+            rejects.record(connection, settings.names.table, load_id, sha256, quarantine.rejects)
+        if mode == "file":  # a corrected file of the same path: its earlier rejects are moot
+            rejects.supersede_loads(connection, settings.names.table, replaced, load_id)
         check = row_check(connection, loads, load_id, loaded, mode, settings)
         if check.verdict == "short-refuse":
             raise ShortLoad(check)  # leaving the block rolls the whole load back
         connection.execute(
             loads.update().where(loads.c.load_id == load_id).values(row_count=loaded)
         )
-    return Loaded(mode, loaded, sha256, replaced=len(replaced), added=added, check=check)
+    set_aside = quarantine.rejects if quarantine is not None else []
+    return Loaded(
+        mode,
+        loaded,
+        sha256,
+        replaced=len(replaced),
+        added=added,
+        check=check,
+        rejected=None if quarantine is None else len(set_aside),
+        rejected_rows=[reject.row_number for reject in set_aside],
+    )
 
 
 def merged_rows(
@@ -157,12 +213,7 @@ def merged_rows(
     """LOAD_MODE=merge: the file's rows into a staging table (COPY on PostgreSQL), then one
     set-based merge by KEY; returns the rows the file put in the table."""
     names = settings.names
-    try:
-        key = column_names(merge.parse_key(settings.key), 0, 1)  # as the header's became
-    except (BadInput, BadRows):
-        key_name = naming.key_setting(names.project, names.source)
-        raise BadInput(f"{key_name}={settings.key}: header names, comma-separated") from None
-    keys = merge.key_columns(key, table.columns, table.columns)
+    keys = merge_keys(table, settings)
     duplicates = merge.parse_duplicate_keys(settings.duplicate_keys)
     staging = merge.create_staging(connection, names.table, table.columns, table.first_row)
     if connection.dialect.name == "postgresql":
@@ -170,6 +221,16 @@ def merged_rows(
     else:
         insert_into_sqlite(connection, source, table, None, names, into=staging)
     return merge.merge(connection, names.table, staging, keys, load_id, duplicates).rows
+
+
+def merge_keys(table: Table, settings: Settings) -> list[str]:
+    """KEY's header names as the table's columns (the header's became them the same way)."""
+    try:
+        key = column_names(merge.parse_key(settings.key), 0, 1)
+    except (BadInput, BadRows):
+        key_name = naming.key_setting(settings.names.project, settings.names.source)
+        raise BadInput(f"{key_name}={settings.key}: header names, comma-separated") from None
+    return merge.key_columns(key, table.columns, table.columns)
 
 
 def row_check(

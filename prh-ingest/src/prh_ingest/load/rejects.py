@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -178,6 +178,35 @@ class RowReader:
         if self.quote is None:
             return {"delimiter": self.delimiter, "quoting": csv.QUOTE_NONE}
         return {"delimiter": self.delimiter, "quotechar": self.quote}
+
+
+@dataclass
+class Quarantine:
+    """BAD_ROWS=quarantine for one file: its good rows, read one line at a time as they are
+    loaded (a quoted value cannot span lines here), and its rejects, set aside on the way."""
+
+    reader: RowReader
+    limit: Limit
+    first: int = 0  # the table's values are [first, last) of a row's (columns left of the
+    last: int | None = None  # header's first one are dropped, as the loader does)
+    rejects: list[Reject] = field(default_factory=list)
+    rows: int = 0  # the data rows read, good and bad
+
+    def good_rows(self, lines: Iterable[bytes], first_row: int) -> Iterator[list[str]]:
+        """The values of each readable line (numbered from `first_row`); blank lines skipped."""
+        for number, raw in enumerate(lines, start=first_row):
+            if not raw.strip(b"\r\n"):
+                continue
+            self.rows += 1
+            values = self.reader.read(raw, number)
+            if isinstance(values, Reject):
+                self.rejects.append(values)
+            else:
+                yield values[self.first : self.last]
+
+    def check(self) -> None:
+        """Refuse the whole file (TooManyBadRows) above MAX_BAD_ROWS: once every row is read."""
+        self.limit.check(self.rejects, self.rows)
 
 
 # --- The rejects table -----------------------------------------------------------------------

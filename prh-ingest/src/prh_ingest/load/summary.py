@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from prh_ingest import naming
 from prh_ingest.settings import Names
 
 if TYPE_CHECKING:
@@ -39,6 +40,14 @@ def print_loaded(names: Names, loaded: Loaded, source: object, where: str) -> No
         print(
             f"loaded {loaded.rows} rows from {source} into table {names.table} at {where} "
             f"({names.load_mode_setting}={loaded.mode}{replaced})"
+        )
+    if loaded.rejected:
+        shown = ", ".join(str(number) for number in loaded.rejected_rows[:10])
+        more = ", ..." if loaded.rejected > 10 else ""
+        print(
+            f"set aside {loaded.rejected} unreadable row(s) in {naming.rejects_table(names.table)} "
+            f"(rows {shown}{more}; {naming.bad_rows_setting(names.project, names.source)}"
+            "=quarantine)"
         )
     if loaded.check is not None and loaded.check.short:
         print(loaded.check.line())
