@@ -110,3 +110,21 @@ def test_the_load_artifact_says_unchanged_and_short(
     assert made[0][0]["same_as_load"] == "unchanged: load 3"
     assert (made[1][0]["same_as_load"], made[1][0]["row_check"]) == ("new data", "short-warn")
     assert made[1][0]["usual_rows"] == 100.0
+
+
+def test_accept_short_load_reaches_the_shell_steps_environment(
+    project: flow.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow's `accept_short_load` parameter becomes the loader's setting, for that run."""
+    import contextlib
+    import logging
+
+    envs: list[dict[str, str]] = []
+    monkeypatch.setattr(flow, "get_run_logger", lambda: logging.getLogger("test"))
+    monkeypatch.setattr(flow, "run_ingest", lambda _project, _source, _path, env: envs.append(env))
+    monkeypatch.delenv("CLINIC_CAL_EPIC_ACCEPT_SHORT_LOAD", raising=False)
+    local = lambda _flow, _name, path, _setting: contextlib.nullcontext(path)  # noqa: E731
+    flow.load_source(project, "clinic-cal-epic-ingest", "epic", local)
+    flow.load_source(project, "clinic-cal-epic-ingest", "epic", local, accept_short_load=True)
+    assert "CLINIC_CAL_EPIC_ACCEPT_SHORT_LOAD" not in envs[0]
+    assert envs[1]["CLINIC_CAL_EPIC_ACCEPT_SHORT_LOAD"] == "1"

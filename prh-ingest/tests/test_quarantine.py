@@ -76,3 +76,14 @@ def test_a_bad_max_bad_rows_is_one_line(sink: Sink, tmp_path: Path) -> None:
     result = ingest(landing, sink, **BAD_ROWS, **limit)
     assert result.returncode == 65
     assert result.stderr.startswith("error: CLINIC_CAL_EPIC_MAX_BAD_ROWS=lots: a count")
+
+
+def test_a_corrected_file_supersedes_its_rejects(sink: Sink, tmp_path: Path) -> None:
+    """LOAD_MODE=file: the same path again, corrected, leaves no rejects open."""
+    file_mode = {**BAD_ROWS, "CLINIC_CAL_EPIC_LOAD_MODE": "file"}
+    landing = appointments(tmp_path / "monday.csv", 200, {17: THREE_BAD[17]})
+    assert ingest(landing, sink, **file_mode).returncode == 0
+    appointments(landing, 200, {})
+    assert ingest(landing, sink, **file_mode).returncode == 0
+    assert sink.query(f"SELECT count(*) FROM {TABLE}") == [(200,)]  # noqa: S608
+    assert sink.query(f"SELECT load_id, superseded_by FROM {REJECTS}") == [(1, 2)]  # noqa: S608

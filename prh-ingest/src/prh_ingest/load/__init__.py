@@ -90,21 +90,21 @@ def main(
     except ImportError as missing:  # a reader or the driver, imported where used: as at the top
         return cannot_start(missing)
     summary.print_loaded(names, loaded, source, engine.url.render_as_string(hide_password=True))
-    checked = loaded.check.counts() if loaded.check else {}  # the row check's counts
-    summary.print_summary(
-        names,
-        **checked,
-        ok=True,
-        file=source.name,
-        path=str(source),
-        size_bytes=source.stat().st_size,
-        sha256=loaded.sha256,
-        **({} if checked else {"rows": loaded.rows}),
-        mode=loaded.mode,
-        same_as_load=loaded.same_as,
-        replaced_loads=loaded.replaced,
-        columns_added=loaded.added,
-        rejected_rows=loaded.rejected,  # BAD_ROWS=quarantine: a count (None: not quarantined)
-        seconds=round(time.monotonic() - started, 3),
-    )
+    fields: dict[str, object] = {
+        "ok": True,
+        "file": source.name,
+        "path": str(source),
+        "size_bytes": source.stat().st_size,
+        "sha256": loaded.sha256,
+        "rows": loaded.rows,
+        "mode": loaded.mode,
+        "same_as_load": loaded.same_as,
+        "replaced_loads": loaded.replaced,
+        "columns_added": loaded.added,
+        "rejected_rows": loaded.rejected,  # BAD_ROWS=quarantine: a count (None: not set)
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if loaded.check is not None:  # the row check's counts (its `rows` is the same count)
+        fields |= loaded.check.counts()
+    summary.print_summary(names, **fields)
     return 0
