@@ -1,8 +1,8 @@
 """The loader: a project's `python ingest.py [SOURCE]` (default: the project's first source).
 
 Source: the file named by `<PREFIX>_<SOURCE>_SOURCE_FILE`, read by its suffix: delimited text
-        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` `.xls` `.xlsb`
-        `.ods`, through calamine). Optional settings (prh_ingest.settings): the sheet
+        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` streamed; `.xls`
+        `.xlsb` `.ods` through calamine). Optional settings (prh_ingest.settings): the sheet
         (default: the first visible one), the header's row number as Excel shows it (default:
         the first non-empty row), how many trailing rows to drop (control totals; default 0)
         and, for text, its encoding (default utf-8-sig; Windows exports are often cp1252),
@@ -13,8 +13,9 @@ Sink:   table `<slug>_<source>` at the SQLAlchemy URL in `<PREFIX>_DATABASE_URL`
 
 The load is
 - fast: PostgreSQL gets the file through COPY (copy_feed); SQLite gets the csv reader
-  straight into executemany. Memory stays flat for text; a sheet is read whole by calamine
-  (about 0.8 KB per row of 8 columns);
+  straight into executemany. Memory stays flat for text and for `.xlsx`/`.xlsm` (read as a
+  stream); an `.xls` `.xlsb` or `.ods` sheet is read whole by calamine (about 0.8 KB per row
+  of 8 columns), where streaming is not possible;
 - explicit about history (`<PREFIX>_<SOURCE>_LOAD_MODE`, see modes);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
 
