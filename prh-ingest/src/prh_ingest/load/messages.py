@@ -35,7 +35,7 @@ from prh_ingest.formats import BadRowError, fhir, hl7
 from prh_ingest.load.drift import LOAD_ID_COLUMN
 from prh_ingest.load.modes import Loaded, default_load_mode
 from prh_ingest.load.readers import Sha256
-from prh_ingest.load.sinks import loads_table, lock_key
+from prh_ingest.load.sinks import LOAD_ID_SETTING, loads_table, lock_key
 from prh_ingest.settings import BadInput, Names, Settings
 
 HL7, FHIR_NDJSON = "hl7", "fhir-ndjson"
@@ -77,7 +77,7 @@ class Batches:
         self.connection, self.load_id = connection, load_id
         self.postgresql = connection.dialect.name == "postgresql"
         self.held: dict[tuple[str, tuple[str, ...]], list[list[object]]] = {}
-        self.rows = 0
+        self.resources: dict[str, list[fhir.Resource]] = {}
 
     def add(self, table: str, columns: tuple[str, ...], row: list[object]) -> None:
         held = self.held.setdefault((table, columns), [])
@@ -86,10 +86,30 @@ class Batches:
             self.write(table, columns, held)
             held.clear()
 
+    def add_resource(self, table: str, resource: fhir.Resource) -> None:
+        """A FHIR resource for PostgreSQL: its JSON goes to COPY as sent (fhir.copy_chunks)."""
+        held = self.resources.setdefault(table, [])
+        held.append(resource)
+        if len(held) >= BATCH_ROWS:
+            self.copy_resources(table, held)
+            held.clear()
+
+    def copy_resources(self, table: str, held: list[fhir.Resource]) -> None:
+        if not held:
+            return
+        columns = ", ".join(fhir.COPY_COLUMNS)
+        cursor = self.connection.connection.cursor()
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH {fhir.COPY_OPTIONS}") as copy:
+            for chunk in fhir.copy_chunks(held, held[0].resource_type):
+                copy.write(chunk)
+
     def flush(self) -> None:
         for (table, columns), held in self.held.items():
             self.write(table, columns, held)
         self.held.clear()
+        for table, resources in self.resources.items():
+            self.copy_resources(table, resources)
+        self.resources.clear()
 
     def write(self, table: str, columns: tuple[str, ...], rows: list[list[object]]) -> None:
         if not rows:
@@ -121,12 +141,16 @@ def part_table(
                 connection.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} TEXT")
         return
     metadata = sa.MetaData()
+    postgresql = connection.dialect.name == "postgresql"  # COPY without _load_id: the default
+    load_id_default = (
+        sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer") if postgresql else None
+    )
     sa.Table(
         name,
         metadata,
         *fixed,
         *(sa.Column(column, sa.Text) for column in text),
-        sa.Column(LOAD_ID_COLUMN, sa.Integer, nullable=False),
+        sa.Column(LOAD_ID_COLUMN, sa.Integer, nullable=False, server_default=load_id_default),
     )
     metadata.create_all(connection)
 
@@ -176,6 +200,8 @@ def load_parts(
         loads, started = start_append(connection, settings, source, digest)
         if isinstance(started, Loaded):
             return started
+        if connection.dialect.name == "postgresql":  # for this transaction only
+            connection.execute(sa.select(sa.func.set_config(LOAD_ID_SETTING, str(started), True)))
         batches = Batches(connection, started)
         count = write(connection, batches)
         batches.flush()
@@ -260,9 +286,12 @@ def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Setting
                     batches.flush()  # no COPY open while a table is created
                     part_table(connection, table, fixed, [])
                     tables[resource.resource_type] = table
-                batches.add(
-                    table, columns, [resource.id, resource.last_updated, resource.raw.decode()]
-                )
+                if postgresql:
+                    batches.add_resource(table, resource)
+                else:
+                    batches.add(
+                        table, columns, [resource.id, resource.last_updated, resource.raw.decode()]
+                    )
         return count
 
     return load_parts(source, sha256, engine, settings, write)
