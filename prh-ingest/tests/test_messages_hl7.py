@@ -100,3 +100,13 @@ def test_a_bad_message_refuses_the_file_by_its_number(sink: Sink, tmp_path: Path
     assert [row[0] for row in sink.rows(TABLE)] == ["LAB-0002"]
     pid = naming.part_table_name("clinic-cal", "epic", "PID")
     assert [row[0] for row in segment_rows(sink, pid)] == ["LAB-0002"]
+
+
+def test_tabs_and_backslashes_in_a_field_land_as_sent(sink: Sink, tmp_path: Path) -> None:
+    """COPY's own escapes: a field holding a tab or a backslash is stored as it is."""
+    fields = ["1", "TX", "", "", "a\tb \\X0D\\ c\\d", "\\"]
+    source = tmp_path / "tab.hl7"
+    source.write_bytes(message_text([ORU[0], ("OBX", fields)], "\r").encode())
+    assert ingest(source, sink).returncode == 0
+    obx = naming.part_table_name("clinic-cal", "epic", "OBX")
+    assert segment_rows(sink, obx) == [("LAB-0002", 2, "1", "TX", None, None, *fields[4:])]

@@ -41,7 +41,7 @@ from prh_ingest.settings import BadInput, Names, Settings
 HL7, FHIR_NDJSON = "hl7", "fhir-ndjson"
 SUFFIXES = {".hl7": HL7, ".ndjson": FHIR_NDJSON, ".ndjson.gz": FHIR_NDJSON}
 MESSAGE_COLUMNS = ("message_control_id", "message_type", "message_time", "sending_facility")
-BATCH_ROWS = 5000  # rows held per table before they go to the database
+BATCH_ROWS = 10_000  # rows held per table before they go to the database
 
 
 def message_format(
@@ -76,10 +76,11 @@ class Batches:
     def __init__(self, connection: sa.Connection, load_id: int) -> None:
         self.connection, self.load_id = connection, load_id
         self.postgresql = connection.dialect.name == "postgresql"
-        self.held: dict[tuple[str, tuple[str, ...]], list[list[object]]] = {}
+        self.held: dict[tuple[str, tuple[str, ...]], list[list[object] | str]] = {}
         self.resources: dict[str, list[fhir.Resource]] = {}
 
-    def add(self, table: str, columns: tuple[str, ...], row: list[object]) -> None:
+    def add(self, table: str, columns: tuple[str, ...], row: list[object] | str) -> None:
+        """*row*: its values, or on PostgreSQL its COPY text line (copy_line, hl7_line)."""
         held = self.held.setdefault((table, columns), [])
         held.append(row)
         if len(held) >= BATCH_ROWS:
@@ -111,21 +112,53 @@ class Batches:
             self.copy_resources(table, resources)
         self.resources.clear()
 
-    def write(self, table: str, columns: tuple[str, ...], rows: list[list[object]]) -> None:
+    def write(self, table: str, columns: tuple[str, ...], rows: list[list[object] | str]) -> None:
         if not rows:
             return
         names = ", ".join([*columns, LOAD_ID_COLUMN])
         cursor = self.connection.connection.cursor()
-        values = (
-            [*(value if value != "" else None for value in row), self.load_id] for row in rows
-        )
-        if self.postgresql:
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in values:
-                    copy.write_row(row)
+        if self.postgresql:  # COPY's text format, built here: an empty value is NULL
+            tail = f"\t{self.load_id}\n"
+            text = "".join([(row if type(row) is str else copy_line(row)) + tail for row in rows])
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (NULL '')") as copy:
+                copy.write(text.encode())
         else:
+            values = (
+                [*(value if value != "" else None for value in row), self.load_id] for row in rows
+            )
             marks = ", ".join(["?"] * (len(columns) + 1))
             cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", values)
+
+
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_line(row: list[object]) -> str:
+    """A row in COPY's text format (no line end): tab-separated, backslash escapes."""
+    return "\t".join(
+        [
+            value.translate(COPY_ESCAPES)
+            if type(value) is str
+            else ("" if value is None else str(value))
+            for value in row
+        ]
+    )
+
+
+LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
+
+
+def hl7_line(control_id: str, segment: hl7.Segment, width: int) -> str:
+    """A segment's row as a COPY text line: when no field holds a tab (nearly always), the
+    fields joined by tabs are escaped at once; else field by field."""
+    fields = segment.fields
+    body = "\t".join(fields)
+    if body.count("\t") == len(fields) - 1:
+        body = body.translate(LINE_ESCAPES)
+    else:
+        body = "\t".join([value.translate(COPY_ESCAPES) for value in fields])
+    padding = "\t" * (width - len(fields))
+    return f"{control_id.translate(COPY_ESCAPES)}\t{segment.segment_index}\t{body}{padding}"
 
 
 def part_table(
@@ -254,6 +287,9 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
             )
             for segment in message.segments:
                 table, columns, width = segments[segment.segment_id]
+                if batches.postgresql:
+                    batches.add(table, columns, hl7_line(control_id, segment, width))
+                    continue
                 padding = [None] * (width - len(segment.fields))
                 row = [control_id, segment.segment_index, *segment.fields, *padding]
                 batches.add(table, columns, row)
