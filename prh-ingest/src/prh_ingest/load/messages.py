@@ -23,6 +23,7 @@ the rows go through COPY, in batches (memory stays bounded); on SQLite through e
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -148,6 +149,10 @@ def copy_line(row: list[object]) -> str:
 LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
 
 
+def segment_key_columns() -> list[sa.Column]:
+    return [sa.Column("message_control_id", sa.Text), sa.Column("segment_index", sa.Integer)]
+
+
 def hl7_line(control_id: str, segment: hl7.Segment, width: int) -> str:
     """A segment's row as a COPY text line: when no field holds a tab (nearly always), the
     fields joined by tabs are escaped at once; else field by field."""
@@ -246,9 +251,8 @@ def load_parts(
 def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
     """`<table>` a row per message, `<table>_<segment>` a row per segment (see the module)."""
     names, encoding = settings.names, settings.encoding
-    widths = hl7.SegmentTables()
-    for message in hl7.read_path(source, encoding=encoding):  # a bad message refuses the file
-        widths.add(message)  # the first pass: every segment table's columns, before COPY
+    if codecs.lookup(encoding).name == "utf-8-sig":  # the reader drops a BOM itself
+        encoding = "utf-8"  # the C decoder, not utf-8-sig's Python wrapper
 
     def write(connection: sa.Connection, batches: Batches) -> int:
         part_table(
@@ -258,21 +262,20 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
             + [sa.Column("segment_count", sa.Integer)],
             [],
         )
+        widths = hl7.SegmentTables()
         segments: dict[str, tuple[str, tuple[str, ...], int]] = {}
-        for segment_id in widths.widths:
-            fields = widths.columns(segment_id)
-            table = names.part_table(segment_id)
-            fixed = [
-                sa.Column("message_control_id", sa.Text),
-                sa.Column("segment_index", sa.Integer),
-            ]
-            part_table(connection, table, fixed, fields)
-            columns = ("message_control_id", "segment_index", *fields)
-            segments[segment_id] = (table, columns, len(fields))
         message_columns = (*MESSAGE_COLUMNS, "segment_count")
         count = 0
-        for message in hl7.read_path(source, encoding=encoding):
+        for message in hl7.read_path(source, encoding=encoding):  # a bad one refuses the file
             count += 1
+            if grown := widths.add(message):  # new segments or fields: their columns first
+                batches.flush()  # no COPY open while a table changes
+                for key in grown:
+                    segment_id, fields = key.upper(), widths.columns(key)
+                    table = names.part_table(segment_id)
+                    part_table(connection, table, segment_key_columns(), fields)
+                    columns = ("message_control_id", "segment_index", *fields)
+                    segments[segment_id] = (table, columns, len(fields))
             control_id = message.message_control_id
             batches.add(
                 names.table,
