@@ -110,3 +110,15 @@ def test_tabs_and_backslashes_in_a_field_land_as_sent(sink: Sink, tmp_path: Path
     assert ingest(source, sink).returncode == 0
     obx = naming.part_table_name("clinic-cal", "epic", "OBX")
     assert segment_rows(sink, obx) == [("LAB-0002", 2, "1", "TX", None, None, *fields[4:])]
+
+
+def test_an_unknown_format_is_refused_in_one_line(sink: Sink, tmp_path: Path) -> None:
+    source = tmp_path / "adt.hl7"
+    source.write_bytes(FILES["batch-CR"])
+    result = ingest(source, sink, **{FORMAT_SETTING: "x12"})
+    assert result.returncode == 65, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert (
+        line
+        == f"error: {FORMAT_SETTING}=x12: hl7 or fhir-ndjson, or unset (the file's suffix decides)"
+    )
