@@ -143,6 +143,12 @@ def table_name(slug: str, source: str) -> str:
     return f"{slug}_{source}".replace("-", "_")
 
 
+def part_table_name(slug: str, source: str, part: str) -> str:
+    """A message format's table for one part of its messages: `<table>_<part lowercase>`
+    (an HL7 segment id such as PID, a FHIR resource type such as Observation)."""
+    return f"{table_name(slug, source)}_{part.lower()}"
+
+
 def venv_name(slug: str) -> str:
     return f"prefect-{slug}"
 

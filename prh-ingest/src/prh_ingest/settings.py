@@ -73,6 +73,11 @@ class Names:
     footer_rows_setting = setting_named("FOOTER_ROWS")
     load_mode_setting = setting_named("LOAD_MODE")
     new_columns_setting = setting_named("NEW_COLUMNS")
+    format_setting = setting_named("FORMAT")  # a message format (load.messages), else by suffix
+
+    def part_table(self, part: str) -> str:
+        """`<table>_<part lowercase>`: an HL7 segment's or a FHIR resource type's table."""
+        return naming.part_table_name(self.project, self.source, part)
 
 
 @dataclass

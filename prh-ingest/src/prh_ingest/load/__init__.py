@@ -1,20 +1,22 @@
 """The loader: a project's `python ingest.py [SOURCE]` (default: the project's first source).
 
 Source: the file named by `<PREFIX>_<SOURCE>_SOURCE_FILE`, read by its suffix: delimited text
-        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` `.xls` `.xlsb`
-        `.ods`, through calamine). Optional settings (prh_ingest.settings): the sheet
-        (default: the first visible one), the header's row number as Excel shows it (default:
-        the first non-empty row), how many trailing rows to drop (control totals; default 0)
-        and, for text, its encoding (default utf-8-sig; Windows exports are often cp1252),
-        delimiter (default: the one of `,` `|` `^` tab `;` giving the header the most fields;
-        ties: `,`) and text qualifier (default `"`; `none`: every character is data).
+        (`.csv` `.txt` `.tsv` `.psv` `.dat`) or a workbook (`.xlsx` `.xlsm` streamed; `.xls` `.xlsb`
+        `.ods` through calamine); or messages (`.hl7`: HL7 v2; `.ndjson` `.ndjson.gz`: FHIR Bulk
+        Data; or `<PREFIX>_<SOURCE>_FORMAT`), see messages. Optional settings (prh_ingest.settings):
+        the sheet (default: the first visible one), the header's row number as Excel shows it
+        (default: the first non-empty row), how many trailing rows to drop (control totals; default
+        0) and, for text, its encoding (default utf-8-sig; Windows exports are often cp1252),
+        delimiter (default: the one of `,` `|` `^` tab `;` giving the header the most fields; ties:
+        `,`) and text qualifier (default `"`; `none`: every character is data).
 Sink:   table `<slug>_<source>` at the SQLAlchemy URL in `<PREFIX>_DATABASE_URL`: SQLite
         (`sqlite:///path.db`) or PostgreSQL (`postgresql+psycopg://user@host/db`); see sinks.
 
 The load is
 - fast: PostgreSQL gets the file through COPY (copy_feed); SQLite gets the csv reader
-  straight into executemany. Memory stays flat for text; a sheet is read whole by calamine
-  (about 0.8 KB per row of 8 columns);
+  straight into executemany. Memory stays flat for text and for `.xlsx`/`.xlsm` (read as a
+  stream); an `.xls` `.xlsb` or `.ods` sheet is read whole by calamine (about 0.8 KB per row
+  of 8 columns), where streaming is not possible;
 - explicit about history (`<PREFIX>_<SOURCE>_LOAD_MODE`, see modes);
 - atomic: one transaction, so a failure half-way leaves the table as it was.
 
@@ -66,7 +68,7 @@ def main(
     started = time.monotonic()
     names = Names(project, argv[0] if argv else default_source)
     try:
-        from prh_ingest.load import modes, readers, sinks, summary
+        from prh_ingest.load import messages, modes, readers, sinks, summary
     except ImportError as missing:  # SQLAlchemy: a broken install
         return cannot_start(missing)
     try:
@@ -78,7 +80,10 @@ def main(
         sha256 = readers.Sha256(source)  # while the sink's driver is imported and the file read
         settings = read_settings(names)
         engine = sinks.open_sink(os.environ.get(names.sink_setting), names)
-        loaded = modes.load(source, sha256, engine, settings, transform)
+        if kind := messages.message_format(source, names):  # HL7 v2, FHIR Bulk NDJSON
+            loaded = messages.load(source, sha256, engine, settings, kind)
+        else:
+            loaded = modes.load(source, sha256, engine, settings, transform)
     except modes.ShortLoad as short:  # counts only
         print(f"error: {short}", file=sys.stderr)
         summary.print_summary(names, ok=False, error=str(short), **short.check.counts())

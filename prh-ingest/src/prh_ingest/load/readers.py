@@ -1,5 +1,7 @@
-"""Reading the source: delimited text (`.csv` `.txt` `.tsv` `.psv` `.dat`) and workbooks
-(`.xlsx` `.xlsm` `.xls` `.xlsb` `.ods`, through calamine) into a Table of text rows.
+"""Reading the source: delimited text (`.csv` `.txt` `.tsv` `.psv` `.dat`) and workbooks into a
+Table of text rows. `.xlsx` and `.xlsm` are read as a stream (prh_ingest.formats.xlsx, memory
+bounded whatever the rows); `.xls` `.xlsb` `.ods`, and a sheet the stream cannot read (e.g.
+namespace-prefixed XML), are read whole by calamine. Both give the same text.
 
 Empty rows above the header and empty columns left of it are skipped; a text file's delimiter
 is detected from its header line unless set. Every message names a row, a cell, a column or a
@@ -20,15 +22,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prh_ingest.settings import BadInput, Names, Settings
 
-if TYPE_CHECKING:  # the workbook reader is imported only where it is used
-    from python_calamine import CalamineWorkbook
-
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv", ".psv", ".dat")
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+STREAMED_SUFFIXES = (".xlsx", ".xlsm")  # read as a stream (formats.xlsx); the others whole
 DELIMITERS = (",", "|", "^", "\t", ";")  # detected in this order: a tie goes to the first
 READ_BUFFER_BYTES = 1 << 20
 
@@ -312,23 +311,17 @@ def cell_text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def sheet_name(workbook: CalamineWorkbook, settings: Settings) -> str:
-    """The sheet the setting names, else the first visible one."""
-    from python_calamine import SheetVisibleEnum
-
+def sheet_name(sheets: list[tuple[str, bool]], settings: Settings) -> str:
+    """The sheet the setting names, else the first visible one; *sheets* are the workbook's
+    (name, visible) in order."""
     wanted = settings.sheet
-
-    sheets = workbook.sheets_metadata
     if wanted is None:
-        visible = [s.name for s in sheets if s.visible == SheetVisibleEnum.Visible]
+        visible = [name for name, shown in sheets if shown]
         if not visible:
             raise BadInput("the workbook has no visible sheet")
         return visible[0]
-    if wanted not in workbook.sheet_names:
-        there = ", ".join(
-            repr(s.name) + ("" if s.visible == SheetVisibleEnum.Visible else " (hidden)")
-            for s in sheets
-        )
+    if wanted not in [name for name, _ in sheets]:
+        there = ", ".join(repr(name) + ("" if shown else " (hidden)") for name, shown in sheets)
         raise BadInput(
             f"no sheet {wanted!r} ({settings.names.sheet_setting}); the workbook has {there}"
         )
@@ -336,19 +329,57 @@ def sheet_name(workbook: CalamineWorkbook, settings: Settings) -> str:
 
 
 def read_workbook(path: Path, settings: Settings) -> Table:
-    from python_calamine import CalamineError, CalamineWorkbook  # needed only for workbooks
+    # calamine reads every workbook the stream does not: needed for any workbook.
+    from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
+    if path.suffix.lower() in STREAMED_SUFFIXES and (streamed := read_streamed(path, settings)):
+        return streamed
     try:
         workbook = CalamineWorkbook.from_path(str(path))
-        name = sheet_name(workbook, settings)
+        sheets = [(s.name, s.visible == SheetVisibleEnum.Visible) for s in workbook.sheets_metadata]
+        name = sheet_name(sheets, settings)
         sheet = workbook.get_sheet_by_name(name)
     except CalamineError as error:
         raise BadInput(f"not a readable {path.suffix.lower()} workbook ({error})") from None
     if sheet.start is None:
         raise BadInput(f"sheet {name!r} is empty")
     # iter_rows yields every row from row 1, each from the sheet's first used column on.
-    left = sheet.start[1]
     rows = (list(map(cell_text, row)) for row in sheet.iter_rows())
+    return sheet_table(rows, sheet.start[1], settings)
+
+
+def read_streamed(path: Path, settings: Settings) -> Table | None:
+    """An `.xlsx`/`.xlsm` sheet read as a stream (prh_ingest.formats.xlsx: memory bounded
+    whatever the rows), giving the rows calamine gives; None when the stream cannot read it
+    (then calamine reads it, or names why not)."""
+    from prh_ingest.formats import xlsx
+
+    try:
+        workbook = xlsx.Workbook(path)
+        sheets = [(info.name, info.visible) for info in workbook.sheets]
+        name = sheet_name(sheets, settings)
+        sheet = workbook.sheet(name)
+        start = sheet.start  # the first pass: a sheet the stream cannot read says so here
+    except xlsx.WorkbookError:
+        return None
+    if start is None:
+        raise BadInput(f"sheet {name!r} is empty")
+    return sheet_table(streamed_rows(sheet, path), start[1], settings)
+
+
+def streamed_rows(sheet: object, path: Path) -> Iterator[Row]:
+    """The sheet's rows; a part unreadable half-way refuses the load (one transaction: the
+    table stays as it was)."""
+    from prh_ingest.formats import xlsx
+
+    try:
+        yield from sheet.rows()  # type: ignore[attr-defined]
+    except xlsx.WorkbookError as error:
+        raise BadInput(f"not a readable {path.suffix.lower()} workbook ({error})") from None
+
+
+def sheet_table(rows: Iterator[Row], left: int, settings: Settings) -> Table:
+    """The table in a sheet's rows (every row from row 1, each from column *left* on)."""
     number, header = find_header(rows, settings)
     first, last = header_span(header)
     columns = column_names(header[first:last], left + first, number)

@@ -63,16 +63,7 @@ def sink_tables(
     names = settings.names
     postgresql = connection.dialect.name == "postgresql"
     metadata = sa.MetaData()
-    loads = sa.Table(
-        names.loads_table,
-        metadata,
-        sa.Column("load_id", sa.Integer, primary_key=True),
-        sa.Column("source_file", sa.Text, nullable=False, index=True),
-        sa.Column("source_sha256", sa.String(64), nullable=False),
-        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("row_count", sa.Integer),
-        *LOAD_RECORD_COLUMNS(),
-    )
+    loads = loads_table(metadata, names)
     load_id_default = sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
     rows = sa.Table(
         names.table,
@@ -97,6 +88,20 @@ def sink_tables(
     added = drift.add_new_columns(connection, existing, columns, settings)
     metadata.create_all(connection)  # creates only what is missing
     return rows, loads, added
+
+
+def loads_table(metadata: sa.MetaData, names: Names) -> sa.Table:
+    """`<table>_loads`: one row per load (a message format's loads too, load.messages)."""
+    return sa.Table(
+        names.loads_table,
+        metadata,
+        sa.Column("load_id", sa.Integer, primary_key=True),
+        sa.Column("source_file", sa.Text, nullable=False, index=True),
+        sa.Column("source_sha256", sa.String(64), nullable=False),
+        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("row_count", sa.Integer),
+        *LOAD_RECORD_COLUMNS(),
+    )
 
 
 def LOAD_RECORD_COLUMNS() -> list[sa.Column]:  # noqa: N802 (fresh columns for each table)

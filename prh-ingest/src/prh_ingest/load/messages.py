@@ -1,0 +1,336 @@
+"""Message formats: HL7 v2 batch files and FHIR Bulk Data NDJSON, each message or resource
+split over tables of its parts (the readers are prh_ingest.formats.hl7 and .fhir).
+
+Which files: `.hl7` is HL7 v2; `.ndjson` and `.ndjson.gz` are FHIR Bulk NDJSON; any name
+loads as either with `<PREFIX>_<SOURCE>_FORMAT=hl7` or `fhir-ndjson`.
+
+HL7: `<table>` gets one row per message (message_control_id, message_type, message_time,
+sending_facility, segment_count); `<table>_<segment id lowercase>` one row per segment
+(message_control_id, segment_index from 1, and `<seg>_<n>` for field n as sent; an empty
+field is NULL). A segment table gains columns as later files send more fields.
+
+FHIR: `<table>_<resource type lowercase>` gets one row per resource (id, last_updated from
+meta.lastUpdated, resource: its JSON as sent; jsonb on PostgreSQL, text on SQLite).
+
+Every table has `_load_id`, which points into `<table>_loads` as for any load. A load is one
+transaction and goes in `append` mode: the same bytes (SHA-256) again add nothing. (`merge`
+by message_control_id or id waits for merge mode in the loader.) A bad message or line
+refuses the file in one line naming its number and a reason, never a value. On PostgreSQL
+the rows go through COPY, in batches (memory stays bounded); on SQLite through executemany.
+"""
+
+# ruff: noqa: S608 (SQL names only the loader's own tables and columns)
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from prh_ingest.formats import BadRowError, fhir, hl7
+from prh_ingest.load.drift import LOAD_ID_COLUMN
+from prh_ingest.load.modes import Loaded, default_load_mode
+from prh_ingest.load.readers import Sha256
+from prh_ingest.load.sinks import LOAD_ID_SETTING, loads_table, lock_key
+from prh_ingest.settings import BadInput, Names, Settings
+
+HL7, FHIR_NDJSON = "hl7", "fhir-ndjson"
+SUFFIXES = {".hl7": HL7, ".ndjson": FHIR_NDJSON, ".ndjson.gz": FHIR_NDJSON}
+MESSAGE_COLUMNS = ("message_control_id", "message_type", "message_time", "sending_facility")
+BATCH_ROWS = 10_000  # rows held per table before they go to the database
+
+
+def message_format(
+    source: Path, names: Names, environ: Mapping[str, str] = os.environ
+) -> str | None:
+    """The file's message format (FORMAT, else its suffix); None: a table file (readers)."""
+    setting = environ.get(names.format_setting) or None
+    if setting is not None:
+        if setting not in (HL7, FHIR_NDJSON):
+            raise BadInput(
+                f"{names.format_setting}={setting}: {HL7} or {FHIR_NDJSON}, or unset (the "
+                "file's suffix decides)"
+            )
+        return setting
+    name = source.name.lower()
+    return next((kind for suffix, kind in SUFFIXES.items() if name.endswith(suffix)), None)
+
+
+def load(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings, kind: str) -> Loaded:
+    """Load a message file into its tables in one transaction."""
+    loader = load_hl7 if kind == HL7 else load_fhir
+    try:
+        return loader(source, sha256, engine, settings)
+    except (BadInput, BadRowError) as error:
+        raise BadInput(f"{settings.names.source_setting}={source}: {error}") from None
+
+
+class Batches:
+    """Rows held per table and written a batch at a time: COPY on PostgreSQL, executemany on
+    SQLite. Every row gets the load's id; an empty value is NULL."""
+
+    def __init__(self, connection: sa.Connection, load_id: int) -> None:
+        self.connection, self.load_id = connection, load_id
+        self.postgresql = connection.dialect.name == "postgresql"
+        self.held: dict[tuple[str, tuple[str, ...]], list[list[object] | str]] = {}
+        self.resources: dict[str, list[fhir.Resource]] = {}
+
+    def add(self, table: str, columns: tuple[str, ...], row: list[object] | str) -> None:
+        """*row*: its values, or on PostgreSQL its COPY text line (copy_line, hl7_line)."""
+        held = self.held.setdefault((table, columns), [])
+        held.append(row)
+        if len(held) >= BATCH_ROWS:
+            self.write(table, columns, held)
+            held.clear()
+
+    def add_resource(self, table: str, resource: fhir.Resource) -> None:
+        """A FHIR resource for PostgreSQL: its JSON goes to COPY as sent (fhir.copy_chunks)."""
+        held = self.resources.setdefault(table, [])
+        held.append(resource)
+        if len(held) >= BATCH_ROWS:
+            self.copy_resources(table, held)
+            held.clear()
+
+    def copy_resources(self, table: str, held: list[fhir.Resource]) -> None:
+        if not held:
+            return
+        columns = ", ".join(fhir.COPY_COLUMNS)
+        cursor = self.connection.connection.cursor()
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH {fhir.COPY_OPTIONS}") as copy:
+            for chunk in fhir.copy_chunks(held, held[0].resource_type):
+                copy.write(chunk)
+
+    def flush(self) -> None:
+        for (table, columns), held in self.held.items():
+            self.write(table, columns, held)
+        self.held.clear()
+        for table, resources in self.resources.items():
+            self.copy_resources(table, resources)
+        self.resources.clear()
+
+    def write(self, table: str, columns: tuple[str, ...], rows: list[list[object] | str]) -> None:
+        if not rows:
+            return
+        names = ", ".join([*columns, LOAD_ID_COLUMN])
+        cursor = self.connection.connection.cursor()
+        if self.postgresql:  # COPY's text format, built here: an empty value is NULL
+            tail = f"\t{self.load_id}\n"
+            text = "".join([(row if type(row) is str else copy_line(row)) + tail for row in rows])
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (NULL '')") as copy:
+                copy.write(text.encode())
+        else:
+            values = (
+                [*(value if value != "" else None for value in row), self.load_id] for row in rows
+            )
+            marks = ", ".join(["?"] * (len(columns) + 1))
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", values)
+
+
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_line(row: list[object]) -> str:
+    """A row in COPY's text format (no line end): tab-separated, backslash escapes."""
+    return "\t".join(
+        [
+            value.translate(COPY_ESCAPES)
+            if type(value) is str
+            else ("" if value is None else str(value))
+            for value in row
+        ]
+    )
+
+
+LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
+
+
+def segment_key_columns() -> list[sa.Column]:
+    return [sa.Column("message_control_id", sa.Text), sa.Column("segment_index", sa.Integer)]
+
+
+def hl7_line(control_id: str, segment: hl7.Segment, width: int) -> str:
+    """A segment's row as a COPY text line: when no field holds a tab (nearly always), the
+    fields joined by tabs are escaped at once; else field by field."""
+    fields = segment.fields
+    body = "\t".join(fields)
+    if body.count("\t") == len(fields) - 1:
+        body = body.translate(LINE_ESCAPES)
+    else:
+        body = "\t".join([value.translate(COPY_ESCAPES) for value in fields])
+    padding = "\t" * (width - len(fields))
+    return f"{control_id.translate(COPY_ESCAPES)}\t{segment.segment_index}\t{body}{padding}"
+
+
+def part_table(
+    connection: sa.Connection, name: str, fixed: Sequence[sa.Column], text: Sequence[str]
+) -> None:
+    """Create table *name* (the *fixed* columns, the *text* ones, _load_id), or add the
+    *text* columns it lacks (a segment's fields grow)."""
+    existing = sa.inspect(connection)
+    if existing.has_table(name):
+        have = {column["name"] for column in existing.get_columns(name)}
+        for column in text:
+            if column not in have:
+                connection.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} TEXT")
+        return
+    metadata = sa.MetaData()
+    postgresql = connection.dialect.name == "postgresql"  # COPY without _load_id: the default
+    load_id_default = (
+        sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer") if postgresql else None
+    )
+    sa.Table(
+        name,
+        metadata,
+        *fixed,
+        *(sa.Column(column, sa.Text) for column in text),
+        sa.Column(LOAD_ID_COLUMN, sa.Integer, nullable=False, server_default=load_id_default),
+    )
+    metadata.create_all(connection)
+
+
+def start_append(
+    connection: sa.Connection, settings: Settings, source: Path, sha256: str
+) -> tuple[sa.Table, int | Loaded]:
+    """The loads table and this load's id; or, for bytes loaded already, what that load did.
+    Message formats load in `append` mode only (for now)."""
+    names = settings.names
+    metadata = sa.MetaData()
+    loads = loads_table(metadata, names)
+    metadata.create_all(connection)
+    mode = settings.load_mode or default_load_mode(connection, loads)
+    if mode != "append":
+        raise BadInput(
+            f"{names.load_mode_setting}={mode}: message formats load in append mode only"
+        )
+    if connection.dialect.name == "postgresql":  # loads of the same bytes take turns
+        turn = lock_key(f"{names.table}\n{sha256}")
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(turn)))
+    current = loads.c.replaced_by.is_(None)
+    same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
+    if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
+        return loads, Loaded(mode, 0, sha256, same_as=same_as)
+    load_id = connection.execute(
+        loads.insert().values(
+            source_file=str(source),
+            source_sha256=sha256,
+            loaded_at=dt.datetime.now(dt.UTC),
+            load_mode=mode,
+        )
+    ).inserted_primary_key[0]
+    return loads, load_id
+
+
+def load_parts(
+    source: Path,
+    sha256: Sha256,
+    engine: sa.Engine,
+    settings: Settings,
+    write: Callable[[sa.Connection, Batches], int],
+) -> Loaded:
+    """One load of a message file: *write* puts its rows in the batches and counts them."""
+    digest = sha256.result()
+    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
+        loads, started = start_append(connection, settings, source, digest)
+        if isinstance(started, Loaded):
+            return started
+        if connection.dialect.name == "postgresql":  # for this transaction only
+            connection.execute(sa.select(sa.func.set_config(LOAD_ID_SETTING, str(started), True)))
+        batches = Batches(connection, started)
+        count = write(connection, batches)
+        batches.flush()
+        done = loads.update().where(loads.c.load_id == started).values(row_count=count)
+        connection.execute(done)
+    return Loaded("append", count, digest)
+
+
+def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
+    """`<table>` a row per message, `<table>_<segment>` a row per segment (see the module)."""
+    names, encoding = settings.names, settings.encoding
+    if codecs.lookup(encoding).name == "utf-8-sig":  # the reader drops a BOM itself
+        encoding = "utf-8"  # the C decoder, not utf-8-sig's Python wrapper
+
+    def write(connection: sa.Connection, batches: Batches) -> int:
+        part_table(
+            connection,
+            names.table,
+            [sa.Column(name, sa.Text) for name in MESSAGE_COLUMNS]
+            + [sa.Column("segment_count", sa.Integer)],
+            [],
+        )
+        widths = hl7.SegmentTables()
+        segments: dict[str, tuple[str, tuple[str, ...], int]] = {}
+        message_columns = (*MESSAGE_COLUMNS, "segment_count")
+        count = 0
+        for message in hl7.read_path(source, encoding=encoding):  # a bad one refuses the file
+            count += 1
+            if grown := widths.add(message):  # new segments or fields: their columns first
+                batches.flush()  # no COPY open while a table changes
+                for key in grown:
+                    segment_id, fields = key.upper(), widths.columns(key)
+                    table = names.part_table(segment_id)
+                    part_table(connection, table, segment_key_columns(), fields)
+                    columns = ("message_control_id", "segment_index", *fields)
+                    segments[segment_id] = (table, columns, len(fields))
+            control_id = message.message_control_id
+            batches.add(
+                names.table,
+                message_columns,
+                [
+                    control_id,
+                    message.message_type,
+                    message.message_time,
+                    message.sending_facility,
+                    message.segment_count,
+                ],
+            )
+            for segment in message.segments:
+                table, columns, width = segments[segment.segment_id]
+                if batches.postgresql:
+                    batches.add(table, columns, hl7_line(control_id, segment, width))
+                    continue
+                padding = [None] * (width - len(segment.fields))
+                row = [control_id, segment.segment_index, *segment.fields, *padding]
+                batches.add(table, columns, row)
+        return count
+
+    return load_parts(source, sha256, engine, settings, write)
+
+
+def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
+    """`<table>_<resource type>` a row per resource (see the module)."""
+    names = settings.names
+
+    def write(connection: sa.Connection, batches: Batches) -> int:
+        postgresql = connection.dialect.name == "postgresql"
+        kind = JSONB if postgresql else sa.Text
+        tables: dict[str, str] = {}
+        columns = ("id", "last_updated", "resource")
+        count = 0
+        with fhir.open_ndjson(source) as stream:
+            for resource in fhir.read_resources(stream):
+                count += 1
+                table = tables.get(resource.resource_type)
+                if table is None:
+                    table = names.part_table(resource.resource_type)
+                    fixed = [
+                        sa.Column("id", sa.Text, nullable=False),
+                        sa.Column("last_updated", sa.Text),
+                        sa.Column("resource", kind, nullable=False),
+                    ]
+                    batches.flush()  # no COPY open while a table is created
+                    part_table(connection, table, fixed, [])
+                    tables[resource.resource_type] = table
+                if postgresql:
+                    batches.add_resource(table, resource)
+                else:
+                    batches.add(
+                        table, columns, [resource.id, resource.last_updated, resource.raw.decode()]
+                    )
+        return count
+
+    return load_parts(source, sha256, engine, settings, write)

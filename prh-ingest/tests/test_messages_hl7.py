@@ -1,0 +1,124 @@
+"""HL7 v2 files through the loader (prh_ingest.load.messages), on both sinks: the messages
+table and one table per segment, every field exactly as written (an empty field NULL),
+whatever the envelope, framing and line ends; the same bytes again add nothing; a bad message
+refuses the file in one line with its number; the canary never reaches the output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from loading import KEY, TABLE, Sink, ingest, rejected
+from prh_ingest import naming
+from test_formats_hl7 import ADT, CANARY, FILES, MESSAGES, ORU, message_text
+
+FORMAT_SETTING = f"{KEY}_FORMAT"
+
+
+def expected_segments() -> dict[str, list[tuple]]:
+    """Per segment table: (message_control_id, segment_index, fields...) rows, as written."""
+    tables: dict[str, list[tuple]] = {}
+    for message in MESSAGES:
+        control_id = message[0][1][9]
+        for index, (segment_id, fields) in enumerate(message, 1):
+            row = (control_id, index, *(value or None for value in fields))
+            tables.setdefault(segment_id, []).append(row)
+    widths = {sid: max(len(row) for row in rows) for sid, rows in tables.items()}
+    return {
+        naming.part_table_name("clinic-cal", "epic", sid): sorted(
+            (row + (None,) * (widths[sid] - len(row)) for row in rows), key=repr
+        )
+        for sid, rows in tables.items()
+    }
+
+
+def segment_rows(sink: Sink, table: str) -> list[tuple]:
+    return sorted((tuple(row[:-1]) for row in sink.query(f"SELECT * FROM {table}")), key=repr)  # noqa: S608
+
+
+@pytest.mark.parametrize(
+    "name", ["batch-CR", "mllp-CRLF", "batch-LF"], ids=["batch-CR", "mllp-CRLF", "batch-LF"]
+)
+def test_every_field_lands_exactly(sink: Sink, tmp_path: Path, name: str) -> None:
+    source = tmp_path / "adt.hl7"
+    source.write_bytes(FILES[name])
+    result = ingest(source, sink)
+    assert result.returncode == 0, result.stderr
+    assert f"loaded {len(MESSAGES)} rows" in result.stdout
+    assert sink.rows(TABLE) == sorted(
+        ((m[0][1][9], m[0][1][8], m[0][1][6], m[0][1][3] or None, len(m)) for m in MESSAGES),
+        key=repr,
+    )
+    for table, rows in expected_segments().items():
+        assert segment_rows(sink, table) == rows, table
+    assert CANARY not in result.stdout + result.stderr
+    assert sink.query(f"SELECT row_count FROM {TABLE}_loads") == [(len(MESSAGES),)]  # noqa: S608
+
+
+def test_the_format_setting_reads_any_name_and_the_same_bytes_add_nothing(
+    sink: Sink, tmp_path: Path
+) -> None:
+    source = tmp_path / "adt_20240501.txt"
+    source.write_bytes(FILES["batch-CR"])
+    assert ingest(source, sink, **{FORMAT_SETTING: "hl7"}).returncode == 0
+    again = ingest(source, sink, **{FORMAT_SETTING: "hl7"})
+    assert again.returncode == 0, again.stderr
+    assert "loaded 0 rows" in again.stdout
+    assert len(sink.rows(TABLE)) == len(MESSAGES)
+
+
+def test_segment_tables_gain_columns_as_fields_appear(sink: Sink, tmp_path: Path) -> None:
+    first = tmp_path / "first.hl7"
+    first.write_bytes(message_text(ORU[:2], "\r").encode())  # PID with 3 fields
+    assert ingest(first, sink).returncode == 0
+    longer = [(sid, fields) for sid, fields in ADT]  # PID with 11 fields
+    second = tmp_path / "second.hl7"
+    second.write_bytes(message_text(longer, "\r").encode())
+    result = ingest(second, sink)
+    assert result.returncode == 0, result.stderr
+    pid = naming.part_table_name("clinic-cal", "epic", "PID")
+    fields = ", ".join(f"pid_{n}" for n in range(1, 12))  # _load_id is not last: added later
+    rows = sink.query(f"SELECT message_control_id, segment_index, {fields} FROM {pid}")  # noqa: S608
+    assert len(rows) == 2 and all(len(row) == 2 + 11 for row in rows)
+    oru_pid = next(row for row in rows if row[0] == "LAB-0002")
+    assert oru_pid[2:] == ("1", None, "555^^^GHH^MR", *[None] * 8)
+
+
+def test_a_bad_message_refuses_the_file_by_its_number(sink: Sink, tmp_path: Path) -> None:
+    good = tmp_path / "good.hl7"
+    good.write_bytes(message_text(ORU, "\r").encode())
+    assert ingest(good, sink).returncode == 0
+    no_control_id = [(sid, list(fields)) for sid, fields in ORU]
+    no_control_id[0][1][9] = ""
+    source = tmp_path / "bad.hl7"
+    source.write_bytes((message_text(ADT, "\r") + message_text(no_control_id, "\r")).encode())
+    result = ingest(source, sink)
+    message = rejected(result, source)
+    assert message.startswith("message 2: ") and "no-control-id" in message
+    assert CANARY not in result.stdout + result.stderr
+    # nothing of the bad file written: the earlier load alone
+    assert [row[0] for row in sink.rows(TABLE)] == ["LAB-0002"]
+    pid = naming.part_table_name("clinic-cal", "epic", "PID")
+    assert [row[0] for row in segment_rows(sink, pid)] == ["LAB-0002"]
+
+
+def test_tabs_and_backslashes_in_a_field_land_as_sent(sink: Sink, tmp_path: Path) -> None:
+    """COPY's own escapes: a field holding a tab or a backslash is stored as it is."""
+    fields = ["1", "TX", "", "", "a\tb \\X0D\\ c\\d", "\\"]
+    source = tmp_path / "tab.hl7"
+    source.write_bytes(message_text([ORU[0], ("OBX", fields)], "\r").encode())
+    assert ingest(source, sink).returncode == 0
+    obx = naming.part_table_name("clinic-cal", "epic", "OBX")
+    assert segment_rows(sink, obx) == [("LAB-0002", 2, "1", "TX", None, None, *fields[4:])]
+
+
+def test_an_unknown_format_is_refused_in_one_line(sink: Sink, tmp_path: Path) -> None:
+    source = tmp_path / "adt.hl7"
+    source.write_bytes(FILES["batch-CR"])
+    result = ingest(source, sink, **{FORMAT_SETTING: "x12"})
+    assert result.returncode == 65, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert (
+        line
+        == f"error: {FORMAT_SETTING}=x12: hl7 or fhir-ndjson, or unset (the file's suffix decides)"
+    )
