@@ -61,7 +61,7 @@ class Template:
     own_code: tuple[str, ...]  # the team's files: template updates never touch them
 
 
-INGEST_DIR = "{{cookiecutter.project_slug}}"  # split: no template marker in this file
+INGEST_DIR = "{{" "cookiecutter.project_slug}}"  # split: no template marker in this file
 # Both templates' hooks and names come from there: the template glue and the engine package.
 SHARED = ("contract", "prh-ingest")
 INGEST = Template(

@@ -323,7 +323,9 @@ def as_of_query(connection: sa.Connection, table: str) -> sa.TextClause:
     """AS_OF for `table`'s columns now (bind :load_id)."""
     columns = [name for name in table_columns(connection, table) if name != LOAD_ID]
     return sa.text(
-        AS_OF.format(columns=", ".join(columns), table=table, history=naming.history_table(table))
+        AS_OF.format(
+            columns=", ".join(columns), table=table, history=naming.history_table(table)
+        )
     )
 
 
