@@ -32,7 +32,7 @@ from prefect.workers.process import ProcessWorker
 
 from prh_ingest import freshness
 from prh_ingest.deploy.flows_file import FlowEntry
-from prh_ingest.deploy.plan import one_line
+from prh_ingest.deploy.plan import one_line, summary
 
 # A flow run whose heartbeats stop (its worker or machine died without a word) is marked
 # Crashed after this long, which also frees its deployment's concurrency slot. The worker
@@ -202,7 +202,6 @@ def ensure_notify_automation(url: str | None, pool: str) -> None:
 
 # --- freshness and late runs (issue 27): planned and pruned like the deployments ---
 
-AUTOMATION_ACTIONS = ("create", "update", "unchanged", "prune", "unlisted")
 # The block --plan compares with when PRH_NOTIFY_URL is set but no deploy has saved it yet.
 NOT_SAVED_YET = UUID(int=0)
 DONE = {"create": "Created", "update": "Updated", "prune": "Deleted"}
@@ -307,9 +306,7 @@ def automation_steps(
 
 
 def automation_lines(steps: list[AutomationStep]) -> list[str]:
-    counts = {action: sum(s.action == action for s in steps) for action in AUTOMATION_ACTIONS}
-    summary = ", ".join(f"{count} {action}" for action, count in counts.items() if count)
-    return [step.line() for step in steps] + [f"automations: {summary or 'none'}"]
+    return [step.line() for step in steps] + [f"automations: {summary(steps)}"]
 
 
 def apply_automations(steps: list[AutomationStep]) -> list[str]:
