@@ -321,8 +321,9 @@ def apply_automations(steps: list[AutomationStep]) -> list[str]:
             elif step.action == "update":
                 step.wanted.id = step.current.id
                 step.wanted.update()
-            elif step.action == "prune":
-                step.current.delete()
+            elif step.action == "prune":  # the server's copy: deleted by its id
+                with get_client(sync_client=True) as client:
+                    client.delete_automation(step.current.id)
             else:
                 continue
         except Exception as exc:  # name it, keep going
