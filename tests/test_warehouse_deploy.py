@@ -1,10 +1,13 @@
 """prw_deploy.py for real, against the session's live Prefect server: it names the deployments
-that failed and exits non-zero, and --prune removes deployments no longer listed. A pool of
+that failed and exits non-zero, and --prune removes deployments no longer listed; its
+freshness automations are planned and pruned the same way, and --status reads the loads. A pool of
 its own keeps these deployments apart from the end-to-end site's."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -362,3 +365,114 @@ def test_an_unmarked_deployment_of_the_same_flow_and_name_is_updated_in_place_an
     assert (adopted["id"], adopted["paused"]) == (made["id"], True)
     assert adopted["work_pool_name"] == POOL
     assert naming.warehouse_tag("prh-warehouse") in adopted["tags"]
+
+
+# --- freshness (issue 27): the warehouse's automations and --status; windows of an hour,
+# nothing fires here (tests/e2e/test_freshness.py shows the notifications) ---
+
+# A webhook nobody listens on: the automations need the block it makes, nothing is sent.
+NOTIFY = {"PRH_NOTIFY_URL": "http://127.0.0.1:9/hook"}
+# What the flow emits after a load (prh_ingest.freshness.emit_load_events), from a process
+# of its own: the summary ingest.py prints.
+LOADED = """import sys
+from prefect.events.worker import EventsWorker
+from prh_ingest import freshness
+summary = {"ok": True, "rows": 120, "size_bytes": 2048, "mode": "append", "table": "t"}
+freshness.emit_load_events(sys.argv[1], sys.argv[2], summary)
+EventsWorker.drain_all()
+"""
+
+
+def watched(repo: str, source: str, freshness: str = "1h") -> dict:
+    return {
+        "repo": repo,
+        "entrypoint": "prefect/hello.py:hello_ingest",
+        "cron": "",
+        "freshness": freshness,
+        "source": source,
+    }
+
+
+def prw_deploy(
+    warehouse: Path, server: PrefectServer, flows: dict, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Write *flows* to the warehouse's flows.json (the team's file) and run prw_deploy.py."""
+    (warehouse / "prefect/flows.json").write_text(json.dumps(flows, indent=2) + "\n")
+    return run_python(["prefect/prw_deploy.py", *args], warehouse, server.env | NOTIFY)
+
+
+def automation_names(api: PrefectApi) -> set[str]:
+    return {automation["name"] for automation in api.post("/automations/filter", {})}
+
+
+@pytest.fixture(scope="module")
+def watching(prefect_server: PrefectServer, repo: str, tmp_path_factory: pytest.TempPathFactory):
+    """A warehouse of its own (its slug tags its automations) deployed with two watched
+    sources, fp/a and fp/b. The tests below run in this order: the last one prunes b."""
+    warehouse = bake_warehouse(
+        tmp_path_factory.mktemp("watching"), warehouse_name="Fresh Plan", work_pool="fresh-plan"
+    )
+    flows = {"fp-a-ingest": watched(repo, "fp/a"), "fp-b-ingest": watched(repo, "fp/b")}
+    first = prw_deploy(warehouse, prefect_server, flows)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "create    automation freshness-fp-a-ingest\n" in first.stdout
+    assert "Created automation 'late-runs-fresh-plan'\n" in first.stdout
+    return warehouse, flows
+
+
+def test_plan_shows_a_freshness_automation_unchanged_until_its_freshness_changes(
+    prefect_server: PrefectServer, repo: str, watching: tuple[Path, dict]
+) -> None:
+    warehouse, flows = watching
+    same = prw_deploy(warehouse, prefect_server, flows, "--plan")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.endswith(
+        "unchanged automation late-runs-fresh-plan\n"
+        "unchanged automation freshness-fp-a-ingest\n"
+        "unchanged automation freshness-fp-b-ingest\n"
+        "automations: 3 unchanged\n"
+    ), same.stdout
+    longer = {**flows, "fp-a-ingest": watched(repo, "fp/a", freshness="2h")}
+    changed = prw_deploy(warehouse, prefect_server, longer, "--plan")
+    assert changed.returncode == 2, changed.stdout + changed.stderr
+    assert "update    automation freshness-fp-a-ingest\n" in changed.stdout
+    assert changed.stdout.endswith("automations: 1 update, 2 unchanged\n"), changed.stdout
+
+
+def test_status_exits_2_while_a_watched_source_never_loaded_and_0_when_all_are_fresh(
+    prefect_server: PrefectServer, watching: tuple[Path, dict]
+) -> None:
+    warehouse, flows = watching
+    loaded = run_python(["-c", LOADED, "fp", "a"], warehouse, prefect_server.env)
+    assert loaded.returncode == 0, loaded.stderr
+    api = PrefectApi(prefect_server.api_url)
+    api.wait_for_event("prh.ingest.loaded", naming.source_resource("fp", "a"), timeout=20)
+    both = prw_deploy(warehouse, prefect_server, flows, "--status")
+    assert both.returncode == 2, both.stdout + both.stderr
+    rows = [line.split() for line in both.stdout.splitlines()]
+    assert rows[0] == ["SOURCE", "DEPLOYMENT", "LAST", "LOAD", "(UTC)", "AGE", "ROWS", "STATE"]
+    assert (rows[1][:2], rows[1][-2:]) == (["fp/a", "fp-a-ingest"], ["120", "fresh"])
+    assert rows[2] == ["fp/b", "fp-b-ingest", "-", "-", "-", "never"]
+    fresh_only = {"fp-a-ingest": flows["fp-a-ingest"]}
+    assert prw_deploy(warehouse, prefect_server, fresh_only, "--status").returncode == 0
+
+
+def test_prune_deletes_only_this_warehouses_own_automations(
+    prefect_server: PrefectServer, watching: tuple[Path, dict]
+) -> None:
+    warehouse, flows = watching
+    api = PrefectApi(prefect_server.api_url)
+    # Another warehouse's automation and a hand-made one, copies of b's.
+    (b,) = [a for a in api.post("/automations/filter", {}) if a["name"] == "freshness-fp-b-ingest"]
+    body = {k: v for k, v in b.items() if k not in ("id", "created", "updated")}
+    api.post("/automations/", {**body, "name": "freshness-other", "tags": ["warehouse:other"]})
+    api.post("/automations/", {**body, "name": "hand-made-freshness", "tags": []})
+    one = {"fp-a-ingest": flows["fp-a-ingest"]}
+    pruned = prw_deploy(warehouse, prefect_server, one, "--prune")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert "prune     automation freshness-fp-b-ingest\n" in pruned.stdout
+    assert "Deleted automation 'freshness-fp-b-ingest'\n" in pruned.stdout
+    names = automation_names(api)
+    assert "freshness-fp-b-ingest" not in names
+    assert {"freshness-fp-a-ingest", "late-runs-fresh-plan"} <= names
+    assert {"freshness-other", "hand-made-freshness"} <= names

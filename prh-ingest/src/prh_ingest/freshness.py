@@ -36,6 +36,7 @@ from prh_ingest import naming
 if TYPE_CHECKING:
     from prefect.automations import Automation
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.events.schemas.events import ReceivedEvent as Event
 
 LOADED = "prh.ingest.loaded"
 UNCHANGED = "prh.ingest.unchanged"
@@ -174,6 +175,12 @@ def emit_load_events(slug: str, source: str, summary: Mapping[str, Any] | None) 
 def last_load(client: SyncPrefectClient, slug: str, source: str) -> datetime | None:
     """When the server last saw a `prh.ingest.loaded` of the source; None when its event
     history (PREFECT_EVENTS_RETENTION_PERIOD, 7 days by default) has none."""
+    event = last_load_event(client, slug, source)
+    return event.occurred if event else None
+
+
+def last_load_event(client: SyncPrefectClient, slug: str, source: str) -> Event | None:
+    """The source's last `prh.ingest.loaded` event (its payload has the load's rows)."""
     from prefect.events.filters import (
         EventFilter,
         EventNameFilter,
@@ -190,7 +197,7 @@ def last_load(client: SyncPrefectClient, slug: str, source: str) -> datetime | N
         ),
         limit=1,
     )
-    return page.events[0].occurred if page.events else None
+    return page.events[0] if page.events else None
 
 
 def watch_payload(last_loaded: datetime | None) -> dict[str, str]:

@@ -199,6 +199,26 @@ def accept_short_load_setting(slug: str, source: str) -> str:
     return f"{source_key(slug, source)}_ACCEPT_SHORT_LOAD"
 
 
+SOURCE_REF_HINT = "the project slug and source name as 'clinic-cal/epic'"
+
+
+def check_source_ref(where: str, value: object) -> str:
+    """A warehouse entry's `source`, `<project slug>/<source>`: a flow name such as
+    `clinic-cal-epic-ingest` cannot say where the slug ends, and a runbook-era flow keeps an
+    old name, so the entry names both (its freshness automation and --status need them)."""
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise Invalid(f"{where}: {shown(value)} is not {SOURCE_REF_HINT}")
+    slug, source = value.split("/")
+    check_slug(f"{where} (project slug)", slug)
+    check_slug(f"{where} (source name)", source)
+    return value
+
+
+def split_source_ref(value: str) -> tuple[str, str]:
+    slug, source = value.split("/")
+    return slug, source
+
+
 def freshness_automation_name(deployment: str) -> str:
     """The automation that reports a deployment's source as late (`freshness-<deployment>`)."""
     return f"freshness-{deployment}"

@@ -9,6 +9,7 @@ The flows are in prefect/flows.json, this team's file: edit it by hand or with -
     python prefect/prw_deploy.py --prune         # ...and delete this warehouse's unlisted ones
     python prefect/prw_deploy.py --resume NAME   # unpause (a deploy never does; --pause NAME)
     python prefect/prw_deploy.py --add '<entry>' # add or replace a flow (--remove NAME)
+    python prefect/prw_deploy.py --status        # each watched source: fresh? (exit 2: not all)
 
 The deploy tool itself is the prh-ingest package (requirements-worker.txt pins it).
 """

@@ -1,13 +1,17 @@
 """What a deploy keeps on the server besides the deployments: the process work pool, the
-automation that crashes runs whose heartbeats stopped, and the one that reports failed runs to
-the team's webhook (its URL from the deploy environment, never the repository)."""
+automation that crashes runs whose heartbeats stopped, the one that reports failed runs to
+the team's webhook (its URL from the deploy environment, never the repository), and the
+warehouse's freshness and late-run automations (issue 27, built by prh_ingest.freshness),
+planned, applied only when changed and pruned like its deployments."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from prefect import get_client
 from prefect.automations import Automation
@@ -25,6 +29,10 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect.workers.process import ProcessWorker
+
+from prh_ingest import freshness
+from prh_ingest.deploy.flows_file import FlowEntry
+from prh_ingest.deploy.plan import one_line, summary
 
 # A flow run whose heartbeats stop (its worker or machine died without a word) is marked
 # Crashed after this long, which also frees its deployment's concurrency slot. The worker
@@ -190,3 +198,145 @@ def ensure_notify_automation(url: str | None, pool: str) -> None:
         ],
     )
     save_automation(automation, existing, ": failed runs are reported")
+
+
+# --- freshness and late runs (issue 27): planned and pruned like the deployments ---
+
+# The block --plan compares with when PRH_NOTIFY_URL is set but no deploy has saved it yet.
+NOT_SAVED_YET = UUID(int=0)
+DONE = {"create": "Created", "update": "Updated", "prune": "Deleted"}
+NOTIFY_BLOCKS = (CustomWebhookNotificationBlock, SlackWebhook, MicrosoftTeamsWebhook)
+
+
+@dataclass
+class AutomationStep:
+    """What the plan does with one of the warehouse's automations."""
+
+    action: str  # create, update, unchanged, prune or unlisted (kept)
+    name: str
+    wanted: Automation | None = None
+    current: Automation | None = None
+    entry: FlowEntry | None = None  # a freshness automation's entry
+
+    def line(self) -> str:
+        return f"{self.action:<10}automation {self.name}"
+
+
+def notify_block_id(pool: str, url: str | None) -> UUID | None:
+    """The notification block the warehouse's automations send through: the one a deploy
+    saved for PRH_NOTIFY_URL; none when it is set empty (notifications stopped)."""
+    if url == "":
+        return None
+    with get_client(sync_client=True) as client:
+        for block in NOTIFY_BLOCKS:
+            try:
+                return client.read_block_document_by_name(
+                    notify_block_name(pool), block.get_block_type_slug(), include_secrets=False
+                ).id
+            except ObjectNotFound:
+                continue
+    return NOT_SAVED_YET if url else None
+
+
+def wanted_automations(
+    warehouse_slug: str, flows: list[FlowEntry], block_id: UUID
+) -> list[tuple[Automation, FlowEntry | None]]:
+    """The late-run automation and one freshness automation per entry with `freshness`."""
+    wanted: list[tuple[Automation, FlowEntry | None]] = [
+        (freshness.late_run_automation(warehouse_slug, block_id), None)
+    ]
+    for entry in flows:
+        if entry.freshness:
+            slug, source = entry.slug_and_source()
+            within = freshness.parse_duration(entry.freshness)
+            automation = freshness.freshness_automation(
+                warehouse_slug, entry.deployment, slug, source, within, block_id
+            )
+            wanted.append((automation, entry))
+    return wanted
+
+
+def plan_automations(
+    warehouse_slug: str, flows: list[FlowEntry], block_id: UUID | None, prune: bool
+) -> tuple[list[AutomationStep], list[str]]:
+    """The automation steps against the server's automations. Without a notification block
+    nothing is wanted: an entry with freshness is an error line."""
+    if block_id is None:
+        wanted = []
+        errors = [
+            f"{entry.deployment}: freshness needs the warehouse's notification webhook: "
+            f"set {NOTIFY_URL_SETTING} (see the README)"
+            for entry in flows
+            if entry.freshness
+        ]
+    else:
+        wanted, errors = wanted_automations(warehouse_slug, flows, block_id), []
+    with get_client(sync_client=True) as client:
+        on_server = client.read_automations()
+    return automation_steps(warehouse_slug, wanted, on_server, prune), errors
+
+
+def automation_steps(
+    warehouse_slug: str,
+    wanted: list[tuple[Automation, FlowEntry | None]],
+    on_server: list[Automation],
+    prune: bool,
+) -> list[AutomationStep]:
+    """Each wanted automation compared (freshness.comparable) with the one of its name on the
+    server; the warehouse's own (its tag) that are no longer wanted are pruned (with --prune)
+    or kept; another's are never touched."""
+    by_name = {automation.name: automation for automation in on_server}
+    steps = []
+    for automation, entry in wanted:
+        current = by_name.get(automation.name)
+        if current is None:
+            action = "create"
+        elif freshness.comparable(automation) == freshness.comparable(current):
+            action = "unchanged"
+        else:
+            action = "update"
+        steps.append(AutomationStep(action, automation.name, automation, current, entry))
+    names = {automation.name for automation, _ in wanted}
+    steps += [
+        AutomationStep("prune" if prune else "unlisted", automation.name, current=automation)
+        for automation in on_server
+        if freshness.is_warehouses(automation, warehouse_slug) and automation.name not in names
+    ]
+    return steps
+
+
+def automation_lines(steps: list[AutomationStep]) -> list[str]:
+    return [step.line() for step in steps] + [f"automations: {summary(steps)}"]
+
+
+def apply_automations(steps: list[AutomationStep]) -> list[str]:
+    """Write the steps that change something; after a freshness automation is created or
+    updated, start its window (freshness.emit_watch) so a source never loaded is reported.
+    One line per step that failed (the others go on)."""
+    errors = []
+    for step in steps:
+        try:
+            if step.action == "create":
+                step.wanted.create()
+            elif step.action == "update":
+                step.wanted.id = step.current.id
+                step.wanted.update()
+            elif step.action == "prune":  # the server's copy: deleted by its id
+                with get_client(sync_client=True) as client:
+                    client.delete_automation(step.current.id)
+            else:
+                continue
+        except Exception as exc:  # name it, keep going
+            errors.append(f"automation {step.name}: {step.action} failed: {one_line(exc)}")
+            continue
+        print(f"{DONE[step.action]} automation {step.name!r}")
+        if step.entry is not None:
+            watch(step.entry)
+    return errors
+
+
+def watch(entry: FlowEntry) -> None:
+    slug, source = entry.slug_and_source()
+    with get_client(sync_client=True) as client:
+        last = freshness.last_load(client, slug, source)
+    freshness.emit_watch(slug, source, last)

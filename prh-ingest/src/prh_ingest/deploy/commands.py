@@ -5,6 +5,7 @@
     (no option)      create or update what changed
     --prune          ...and delete this warehouse's unlisted deployments
     --pause/--resume NAME...   (a deploy never pauses or unpauses)
+    --status         each source with freshness: last load, age, rows (exit 2: not all fresh)
     --add JSON / --remove NAME...   edit flows.json (checked; written only when valid)
 
 Every mode that reads flows.json checks it first, offline: a bad entry is one `error:` line
@@ -28,14 +29,19 @@ from prh_ingest.deploy import Warehouse, flows_file
 from prh_ingest.deploy.apply import plan_and_apply, set_paused
 from prh_ingest.deploy.automations import (
     SettingError,
+    apply_automations,
+    automation_lines,
     ensure_notify_automation,
     ensure_work_pool,
     ensure_zombie_automation,
+    notify_block_id,
     notify_url,
+    plan_automations,
     require_api_url,
 )
 from prh_ingest.deploy.flows_file import FlowEntry
 from prh_ingest.deploy.plan import Wanted, one_line
+from prh_ingest.deploy.status import status
 from prh_ingest.naming import Invalid
 
 NEXT_RUNS = 3
@@ -86,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--add", action="append", metavar="JSON", help='add or replace entries: {"<name>": {...}}'
     )
     mode.add_argument("--remove", nargs="+", metavar="NAME", help="remove these entries")
+    mode.add_argument("--status", action="store_true", help="is each source's last load fresh?")
     parser.add_argument("--prune", action="store_true", help="delete unlisted deployments")
     return parser.parse_args(argv)
 
@@ -109,9 +116,11 @@ def run(warehouse: Warehouse, argv: list[str] | None = None) -> int:
     wanted = Wanted(warehouse.work_pool, warehouse.marker_tag, flows)
     if args.dry_run:
         return dry_run(wanted)
+    if args.status:
+        return show_status(flows)
     if args.plan:
-        return plan(wanted, args.prune)
-    return deploy(wanted, args.prune)
+        return plan(warehouse, wanted, args.prune)
+    return deploy(warehouse, wanted, args.prune)
 
 
 def edit(warehouse: Warehouse, add: list[str], remove: list[str]) -> int:
@@ -153,15 +162,33 @@ def switch(warehouse: Warehouse, names: list[str], paused: bool) -> int:
     return 1 if errors else 0
 
 
-def plan(wanted: Wanted, prune: bool) -> int:
+def show_status(flows: list[FlowEntry]) -> int:
+    """--status: exit 0 when every source is fresh, 2 otherwise, 1 on an error."""
+    try:
+        require_api_url()
+        return status(flows)
+    except Exception as exc:  # the setting, or the server unreachable
+        report([f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}"])
+        return 1
+
+
+def plan(warehouse: Warehouse, wanted: Wanted, prune: bool) -> int:
     """Exit 0: the server matches flows.json; 2: a deploy would change it; 1: an error."""
     try:
         require_api_url()
+        url = notify_url(os.environ)
     except SettingError as exc:
         report([str(exc)])
         return 1
     try:
         changes, errors = asyncio.run(plan_and_apply(wanted, apply=False, prune=prune))
+        with SyncClientContext.get_or_create():
+            block_id = notify_block_id(wanted.pool, url)
+            steps, failed = plan_automations(warehouse.slug, wanted.flows, block_id, prune)
+        if steps:
+            print("\n".join(automation_lines(steps)))
+        changes = changes or any(step.action in ("create", "update", "prune") for step in steps)
+        errors += failed
     except Exception as exc:
         errors = [f"cannot read the server {get_current_settings().api.url}: {one_line(exc)}"]
         changes = False
@@ -169,7 +196,7 @@ def plan(wanted: Wanted, prune: bool) -> int:
     return 1 if errors else 2 if changes else 0
 
 
-def deploy(wanted: Wanted, prune: bool) -> int:
+def deploy(warehouse: Warehouse, wanted: Wanted, prune: bool) -> int:
     try:
         require_api_url()
         url = notify_url(os.environ)
@@ -184,6 +211,12 @@ def deploy(wanted: Wanted, prune: bool) -> int:
             ensure_zombie_automation()
             ensure_notify_automation(url, wanted.pool)
         _, errors = asyncio.run(plan_and_apply(wanted, apply=True, prune=prune))
+        with SyncClientContext.get_or_create():
+            block_id = notify_block_id(wanted.pool, url)
+            steps, failed = plan_automations(warehouse.slug, wanted.flows, block_id, prune)
+            if steps:
+                print("\n".join(automation_lines(steps)))
+            errors += failed + apply_automations(steps)
     except Exception as exc:  # the server unreachable or refusing: one line, not a traceback
         report([f"cannot deploy to {get_current_settings().api.url}: {one_line(exc)}"])
         return 1

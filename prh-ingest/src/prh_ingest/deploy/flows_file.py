@@ -21,6 +21,7 @@ from typing import Any
 from cronsim import CronSim, CronSimError
 
 from prh_ingest import naming
+from prh_ingest.freshness import check_freshness
 from prh_ingest.naming import Invalid, shown
 
 DEFAULT_BRANCH = "main"
@@ -44,6 +45,7 @@ SECRET_SUFFIXES = ("PASSWORD", "SECRET", "TOKEN", "API_KEY")
 URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:[^/@\s]*@")
 CRON_CHARS = re.compile(r"[0-9A-Za-z*/,#?L-]+( [0-9A-Za-z*/,#?L-]+){4}")
 REQUIRED_KEYS = ("repo", "entrypoint", "cron")
+OPTIONAL_KEYS = ("freshness", "source")  # written to flows.json only when set
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,23 @@ class FlowEntry:
     parameters: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     concurrency_limit: int = DEFAULT_LIMIT
+    # Issue 27: how long the source may go without a load, and which source (slug/source).
+    freshness: str = ""
+    source: str = ""
 
     def fields(self) -> dict[str, Any]:
-        """The entry as flows.json holds it (every key, its name outside)."""
-        return {key: value for key, value in asdict(self).items() if key != "deployment"}
+        """The entry as flows.json holds it (every key, its name outside; the optional
+        freshness and source only when set)."""
+        optional = {key for key in OPTIONAL_KEYS if not getattr(self, key)}
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if key != "deployment" and key not in optional
+        }
+
+    def slug_and_source(self) -> tuple[str, str]:
+        """The project's slug and the source's name of an entry with `source`."""
+        return naming.split_source_ref(self.source)
 
 
 # --- the rules ----------------------------------------------------------------------------------
@@ -154,6 +169,8 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "parameters": check_parameters,
     "env": check_env,
     "concurrency_limit": check_concurrency_limit,
+    "freshness": check_freshness,
+    "source": naming.check_source_ref,
 }
 
 
@@ -171,6 +188,11 @@ def check_entry(name: Any, entry: Any, where: str = "flows") -> None:
         raise Invalid(f"{at}: missing {', '.join(missing)}")
     for key, value in entry.items():
         CHECKS[key](f"{at}.{key}", value)
+    if "freshness" in entry and "source" not in entry:
+        raise Invalid(
+            f"{at}.freshness: needs the entry's source too, its project slug and source "
+            "name as 'clinic-cal/epic'"
+        )
 
 
 def check_flows(value: Any, where: str = "flows") -> dict[str, Any]:
@@ -198,6 +220,8 @@ def completed(flows: dict[str, Any], timezone: str) -> dict[str, dict[str, Any]]
             parameters=dict(sorted(entry.get("parameters", {}).items())),
             env=dict(sorted(entry.get("env", {}).items())),
             concurrency_limit=int(entry.get("concurrency_limit", DEFAULT_LIMIT)),
+            freshness=entry.get("freshness", ""),
+            source=entry.get("source", ""),
         ).fields()
         for name, entry in sorted(flows.items())
     }

@@ -331,9 +331,13 @@ def unlisted_steps(
 
 def plan_lines(plan: list[Step]) -> list[str]:
     """The plan as printed: each step's lines, then the count of each action."""
-    counts = {action: sum(s.action == action for s in plan) for action in PLAN_ACTIONS}
-    summary = ", ".join(f"{count} {action}" for action, count in counts.items() if count)
-    return [line for step in plan for line in step.lines()] + [summary or "empty"]
+    return [line for step in plan for line in step.lines()] + [summary(plan) or "empty"]
+
+
+def summary(steps: list[Any]) -> str:
+    """How many steps of each action: `1 update, 2 unchanged`."""
+    counts = {action: sum(s.action == action for s in steps) for action in PLAN_ACTIONS}
+    return ", ".join(f"{count} {action}" for action, count in counts.items() if count)
 
 
 # --- reading the server -------------------------------------------------------------------------
