@@ -85,7 +85,8 @@ def write(
 ) -> None:
     """Render the report of this run's *sections* and replace *path* with it in one step."""
     loads = [*loads, os.getloadavg()[0]]
-    text = render(sections, args.quick, time.monotonic() - started, loads)
+    not_run = tuple(name for name in BENCHMARKS if name not in args.only)
+    text = render(sections, args.quick, time.monotonic() - started, loads, not_run)
     partial = path.with_name(path.name + ".writing")
     partial.write_text(text)
     partial.replace(path)

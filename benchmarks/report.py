@@ -135,18 +135,40 @@ def section_lines(section: Section) -> list[str]:
     return lines
 
 
-def render(sections: list[Section], quick: bool, seconds: float, loads: list[float]) -> str:
-    """The whole report, from this run's *sections* only (nothing carried over from another)."""
+def render(
+    sections: list[Section],
+    quick: bool,
+    seconds: float,
+    loads: list[float],
+    not_run: tuple[str, ...] = (),
+) -> str:
+    """The whole report, from this run's *sections* only (nothing carried over from another);
+    *not_run* names the benchmarks an `--only` run left out."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    cores = os.cpu_count() or 1
+    header = []
+    if max(loads, default=0) > cores:
+        header.append(
+            f"The machine was shared: the load average reached {max(loads):.1f} on {cores} "
+            "cores during this run, so absolute times are pessimistic and noisy; the ratios, "
+            "measured in the same minutes, are what to read."
+        )
+    if not_run:
+        header.append(
+            f"Not run this time (`--only`): {', '.join(not_run)}; their sections are absent, "
+            "not carried over from another day."
+        )
     lines = [
         "# Benchmarks",
         "",
         f"Written by `make bench` (`python -m benchmarks{' --quick' if quick else ''}`) on "
-        f"{stamp}, in {seconds / 60:.1f} min, every section in this one run. Every figure is the "
+        f"{stamp}, in {seconds / 60:.1f} min, every section below measured in this one run. "
+        "Every figure is the "
         "median of its n repetitions with the lowest and highest sample; every ratio compares "
         'medians measured in the same run. Ratios read "how many times better ours is" (time, '
         "bytes: instead / ours; rates: ours / instead).",
         "",
+        *(line for paragraph in header for line in (paragraph, "")),
         "## Machine and versions",
         "",
         *table(
