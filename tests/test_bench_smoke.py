@@ -123,3 +123,36 @@ def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path:
         "tests/systemd/test_worker_service.py": (500.0, 1),
         "tests/test_ingest_hooks.py": (3.5, 2),
     }
+
+
+def test_suite_times_are_read_from_the_latest_run_s_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full bench does not run the suites: it reads each target's JUnit report, and says
+    which target had none."""
+    from benchmarks import suite
+    from benchmarks.common import FULL, Context
+
+    monkeypatch.setattr(suite, "REPORTS", REPO_DIR / ".bench" / "test-reports" / tmp_path.name)
+    suite.REPORTS.mkdir(parents=True)
+    try:
+        (suite.REPORTS / "junit-test.xml").write_text(
+            '<testsuites><testsuite tests="2" time="412.5">'
+            '<testcase classname="tests.test_ingest_hooks" name="a" time="2"/>'
+            '<testcase classname="tests.test_ingest_hooks" name="b" time="1"/>'
+            "</testsuite></testsuites>"
+        )
+        (section,) = suite.measure(Context(FULL, tmp_path))
+    finally:
+        for report in suite.REPORTS.iterdir():
+            report.unlink()
+        suite.REPORTS.rmdir()
+    assert [(f.key, f.samples) for f in section.figures] == [
+        ("test", [412.5]),
+        ("group-tests/test_ingest_hooks.py", [3.0]),
+    ]
+    (target,) = section.targets
+    assert (target.label, target.limit) == ("`make test` < 6 min on 2 cores", 360)
+    assert "`make test`: read from the report of the run of " in section.notes[0]
+    missing = (suite.REPORTS / "junit-test-systemd.xml").relative_to(REPO_DIR)
+    assert f"`make test-systemd`: no report in {missing}" in section.notes[0]
