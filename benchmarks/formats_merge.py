@@ -50,7 +50,17 @@ def measure(ctx: Context) -> list[Section]:
         Target("HL7 peak RSS <= 150 MB", "hl7-rss", 150, at_most=True),
         Target("FHIR peak RSS <= 150 MB", "fhir-rss", 150, at_most=True),
         Target("xlsx streamed peak RSS <= 300 MB", "xlsx-rss", 300, at_most=True),
-        Target("merge <= 3x the append", "merge-ratio", 3, at_most=True),
+        Target(
+            "merge <= 3x the append",
+            "merge-ratio",
+            3,
+            at_most=True,
+            note_if_missed=(
+                "measured at the bench's reduced size in one run; the issue's size is "
+                "`python -m benchmarks.merge` (1,000,000 rows, 3 runs), where the fixed costs "
+                "of the staging table weigh less"
+            ),
+        ),
     ]
     section.notes.append(
         f"Sizes cut to fit the bench: {sizes.hl7_messages:,} HL7 messages of 8 segments, "
