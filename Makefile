@@ -36,7 +36,9 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check prh-ingest contract hooks warehouse-template/hooks tests scripts benchmarks
 
-## Benchmarks: writes BENCHMARKS.md (about 15 min). Never part of `make test`.
+## Benchmarks: one run writes all of BENCHMARKS.md (at most 15 min on 2 cores). Never part of
+## `make test`. The suites' times come from .bench/reports/junit-<target>.xml, written by e.g.
+## `make test PYTEST_ADDOPTS=--junitxml=$PWD/.bench/reports/junit-test.xml`.
 ## Bench-only dependencies (pandas, for the baseline) come from benchmarks/requirements.txt.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt -c constraints.txt

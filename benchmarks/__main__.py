@@ -1,6 +1,7 @@
 """`python -m benchmarks [--quick] [--only NAME,...] [--output FILE] [--scratch DIR]`.
 
-Runs the measurements of issue 5 and writes the table to BENCHMARKS.md (or --output).
+Runs the measurements a user decides on (issue 26) and writes all of BENCHMARKS.md (or --output)
+from this one run.
 Everything it creates (projects, venvs, Prefect's home, git repos) stays under --scratch.
 """
 
@@ -19,14 +20,12 @@ from benchmarks.report import render
 
 # In the order they run: --only name -> module (its measure(ctx) returns sections).
 BENCHMARKS = {
-    "ingest": "ingest_load",  # 7
-    "deps": "deps",  # 1, 2, 3
-    "local": "local_run",  # 6
-    "deploy": "deploy",  # 4
-    "latency": "latency",  # 5
-    "server": "server",  # 9: the warehouse's PostgreSQL + Redis server vs SQLite
-    "suite": "suite",  # 8
-    "migration": "migration",  # 10: MIGRATING.md on Prefect 2.10 (`make test-migration`)
+    "ingest": "ingest_load",  # 7: load speed and peak memory by shape and sink
+    "deps": "deps",  # 1, 2, 3: the venv step
+    "deploy": "deploy",  # 4: deploy of 100 flows
+    "latency": "latency",  # 5: trigger to COMPLETED
+    "suite": "suite",  # 8: make test, test-systemd, test-migration
+    "formats": "formats_merge",  # 9: HL7, FHIR, xlsx streamed, merge (the readers alone)
 }
 
 
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         ctx.close()
-    partial_run = set(args.only) != set(BENCHMARKS)
-    previous = args.output.read_text() if partial_run and args.output.exists() else None
-    write(args.output, sections, args, started, loads, previous)
+    write(args.output, sections, args, started, loads)
     progress(f"wrote {args.output}")
     return 0
 
@@ -85,12 +82,11 @@ def write(
     args: argparse.Namespace,
     started: float,
     loads: list,
-    previous: str | None = None,
 ) -> None:
-    """Render the report and replace *path* with it in one step (with *previous*, the earlier
-    report's other sections are carried over)."""
+    """Render the report of this run's *sections* and replace *path* with it in one step."""
     loads = [*loads, os.getloadavg()[0]]
-    text = render(sections, args.quick, time.monotonic() - started, loads, previous)
+    not_run = tuple(name for name in BENCHMARKS if name not in args.only)
+    text = render(sections, args.quick, time.monotonic() - started, loads, not_run)
     partial = path.with_name(path.name + ".writing")
     partial.write_text(text)
     partial.replace(path)

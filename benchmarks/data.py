@@ -1,8 +1,10 @@
 """Source files for the ingest benchmark: an 8-column clinic export, like the template's sample,
-with what real exports hold: zero-padded ids, unicode names, quoted fields with commas and
-quotes, and cells with embedded newlines (about 1 row in 12 of each); and the same rows in the
-shapes hospital systems send (SHAPES: `|` with `"`, `^` with no qualifier, tab, plain comma),
-whose text has no line ends nor qualified values."""
+with what held-out exports hold (issue 26): zero-padded ids, non-ASCII names, and densely
+quoted values: every row's provider holds a comma ("Patel, Dr. Anil"), half the rows a visit
+type with a doubled quote and a comma, a quarter of them a status with a line break (LF or
+CRLF), so about 2.75 quoted fields per row; and the same rows in the shapes hospital systems
+send (SHAPES: `|` with `"`, `^` with no qualifier, tab, plain comma), whose text has no line
+ends nor qualified values."""
 
 from __future__ import annotations
 
@@ -44,10 +46,29 @@ PROVIDERS = [
     "Dr. Müller-Lüdenscheidt",
     "Dr. Şahin",
 ]
-VISIT_TYPES = ["New Patient", "Follow Up", "Telehealth", "Procedure", 'Follow Up, "urgent"'] * 2 + [
-    "Procedure\nsee referral letter"
+# The quoted csv's text: a comma in every provider, `""` and a comma in half the visit types, a
+# line break in a quarter of the statuses.
+QUOTED_PROVIDERS = [f"{name.removeprefix('Dr. ')}, Dr." for name in PROVIDERS]
+VISIT_TYPES = [
+    "New Patient",
+    "Follow Up",
+    "Telehealth",
+    "Procedure",
+    'Follow Up, "urgent"',
+    'Procedure, "left knee"',
+    'Telehealth, "no video"',
+    'New Patient, "interpreter: Français"',
 ]
-STATUSES = ["Scheduled", "Completed", "No Show", "Cancelled"] * 3 + ["Cancelled\r\nby patient"]
+STATUSES = [
+    "Scheduled",
+    "Completed",
+    "No Show",
+    "Cancelled",
+    "Completed",
+    "Scheduled",
+    "Cancelled\r\nby patient",
+    "No Show\nsee referral letter",
+]
 FIRST_DAY = dt.date(2026, 1, 5)
 
 
@@ -65,11 +86,12 @@ def rows(
     visit_types: list[str] = VISIT_TYPES,
     statuses: list[str] = STATUSES,
     encoding: str = "utf-8",
+    providers: list[str] = QUOTED_PROVIDERS,
 ) -> Iterator[list]:
     """*count* deterministic appointment rows: ints, dates, times and text (the names those
-    of CLINICS and PROVIDERS that *encoding* has)."""
+    of CLINICS and *providers* that *encoding* has)."""
     pick = random.Random(seed)  # noqa: S311 (test data, not secrets)
-    clinics, providers = (encodable(names, encoding) for names in (CLINICS, PROVIDERS))
+    clinics, providers = (encodable(names, encoding) for names in (CLINICS, providers))
     for index in range(count):
         minutes = pick.randrange(8 * 60, 17 * 60, 15)
         yield [
@@ -92,7 +114,7 @@ def encodable(names: list[str], encoding: str) -> list[str]:
 
 def csv_file(folder: Path, count: int) -> Path:
     """`appointments-<count>.csv` in *folder*, written once and reused."""
-    path = folder / f"appointments-{count}.csv"
+    path = folder / f"appointments-{count}-quoted.csv"
     if not path.exists():
         partial = path.with_suffix(".partial")
         with partial.open("w", newline="", encoding="utf-8") as file:
@@ -169,7 +191,11 @@ def shape_file(folder: Path, shape: Shape, count: int) -> tuple[Path, Path]:
     if not path.exists():
         visit_types = PLAIN_VISIT_TYPES if shape.quoted else UNQUOTED_VISIT_TYPES
         table = rows(
-            count, visit_types=visit_types, statuses=PLAIN_STATUSES, encoding=shape.encoding
+            count,
+            visit_types=visit_types,
+            statuses=PLAIN_STATUSES,
+            encoding=shape.encoding,
+            providers=PROVIDERS,
         )
         partial = path.with_suffix(".partial")
         with partial.open("w", newline="", encoding=shape.encoding) as file:
@@ -205,7 +231,7 @@ def xlsx_file(folder: Path, count: int) -> Path:
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("appointments")
         sheet.append(HEADER)
-        for row in rows(count):
+        for row in rows(count, providers=PROVIDERS):
             sheet.append(row)
         partial = path.with_suffix(".partial.xlsx")
         workbook.save(partial)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import subprocess
 import time
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -137,83 +135,40 @@ def section_lines(section: Section) -> list[str]:
     return lines
 
 
-SECTION_HEADING = re.compile(r"^## ([0-9]+)\. ")
-STAMP = re.compile(r" on ([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} UTC)")
-
-
-@dataclass
-class Carried:
-    """What an earlier BENCHMARKS.md measured that this run (`--only`) did not."""
-
-    stamp: str
-    target_lines: list[tuple[int, str]]  # (section number, the table row as written)
-    blocks: dict[int, list[str]]  # section number -> its lines, heading first
-
-
-def carried_over(previous: str, measured: set[int]) -> Carried:
-    """The earlier report's targets and sections other than *measured*, unchanged."""
-    stamp = STAMP.search(previous)
-    target_lines: list[tuple[int, str]] = []
-    blocks: dict[int, list[str]] = {}
-    heading, current = "", None
-    for line in previous.splitlines():
-        if line.startswith("## "):
-            heading = line
-            match = SECTION_HEADING.match(line)
-            current = int(match.group(1)) if match and int(match.group(1)) not in measured else None
-            if current is not None:
-                blocks[current] = []
-        if current is not None:
-            blocks[current].append(line)
-        elif heading == "## Targets" and re.match(r"^\| [0-9]+ \|", line):
-            number = int(line.split("|")[1])
-            if number not in measured:
-                target_lines.append((number, line))
-    return Carried(stamp.group(1) if stamp else "an earlier run", target_lines, blocks)
-
-
-def _trimmed(lines: list[str]) -> list[str]:
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    return lines
-
-
 def render(
     sections: list[Section],
     quick: bool,
     seconds: float,
     loads: list[float],
-    previous: str | None = None,
+    not_run: tuple[str, ...] = (),
 ) -> str:
-    """The report; with *previous* (a partial run), the sections it did not measure are
-    carried over unchanged from that earlier report, and the header says so."""
+    """The whole report, from this run's *sections* only (nothing carried over from another);
+    *not_run* names the benchmarks an `--only` run left out."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    measured = {section.number for section in sections}
-    carried = carried_over(previous, measured) if previous else Carried("", [], {})
-    carried_note = (
-        [
-            f"{'Section' if len(carried.blocks) == 1 else 'Sections'} "
-            f"{', '.join(map(str, sorted(carried.blocks)))} not measured in this run (`--only`): "
-            f"carried over unchanged from the run of {carried.stamp}.",
-            "",
-        ]
-        if carried.blocks
-        else []
-    )
-    new_targets = [(int(row[0]), row_line(row)) for row in target_rows(sections)]
-    target_lines = [
-        line for _, line in sorted(new_targets + carried.target_lines, key=lambda x: x[0])
-    ]
+    cores = os.cpu_count() or 1
+    header = []
+    if max(loads, default=0) > cores:
+        header.append(
+            f"The machine was shared: the load average reached {max(loads):.1f} on {cores} "
+            "cores during this run, so absolute times are pessimistic and noisy; the ratios, "
+            "measured in the same minutes, are what to read."
+        )
+    if not_run:
+        header.append(
+            f"Not run this time (`--only`): {', '.join(not_run)}; their sections are absent, "
+            "not carried over from another day."
+        )
     lines = [
         "# Benchmarks",
         "",
         f"Written by `make bench` (`python -m benchmarks{' --quick' if quick else ''}`) on "
-        f"{stamp}, in {seconds / 60:.1f} min. Every figure is the median of its n repetitions "
-        "with the lowest and highest sample; every ratio compares medians measured in the same "
-        'run. Ratios read "how many times better ours is" (time, bytes: instead / ours; '
-        "rates: ours / instead).",
+        f"{stamp}, in {seconds / 60:.1f} min, every section below measured in this one run. "
+        "Every figure is the "
+        "median of its n repetitions with the lowest and highest sample; every ratio compares "
+        'medians measured in the same run. Ratios read "how many times better ours is" (time, '
+        "bytes: instead / ours; rates: ours / instead).",
         "",
-        *carried_note,
+        *(line for paragraph in header for line in (paragraph, "")),
         "## Machine and versions",
         "",
         *table(
@@ -225,17 +180,17 @@ def render(
         ),
         "",
         "The load average is sampled before each benchmark and at the end: above the core count "
-        "means other work shared the machine and the times are pessimistic.",
+        "means other work shared the machine and the times are pessimistic; ratios measured in "
+        "the same run are what to read then.",
         "",
         "## Targets",
         "",
-        *table(["#", "target", "measured", "status", "why missed, and what would reach it"], []),
-        *target_lines,
+        *table(
+            ["#", "target", "measured", "status", "why missed, and what would reach it"],
+            target_rows(sections),
+        ),
         "",
     ]
-    blocks = {section.number: section_lines(section) for section in sections}
-    # A carried block ends with its blank lines; trimmed, so carrying it again adds none.
-    blocks.update({number: [*_trimmed(block), ""] for number, block in carried.blocks.items()})
-    for number in sorted(blocks):
-        lines += blocks[number]
+    for section in sorted(sections, key=lambda section: section.number):
+        lines += section_lines(section)
     return "\n".join(lines).rstrip() + "\n"
