@@ -106,7 +106,8 @@ def test_a_bad_load_mode_is_refused(sink: Sink, tmp_path: Path) -> None:
     landing = write_day(tmp_path / "epic.csv", DAY_1)
     result = ingest(landing, sink, **{LOAD_MODE_SETTING: "replace"})
     assert result.returncode == BAD_INPUT
-    assert result.stderr == f"error: {LOAD_MODE_SETTING}=replace: one of append, file, snapshot, merge\n"
+    modes = "append, file, snapshot, merge"
+    assert result.stderr == f"error: {LOAD_MODE_SETTING}=replace: one of {modes}\n"
 
 
 # --- an existing project's tables, as the loader before LOAD_MODE left them --------------------
