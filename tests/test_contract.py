@@ -113,7 +113,8 @@ def test_the_printed_entry_is_deployed_as_is(case: str, contract_site: dict) -> 
         assert f"  source:     {entry['repo']} (branch main)\n" in dry_run.stdout
         assert {key: flows[name][key] for key in entry} == entry
         path, function = entry["entrypoint"].split(":")
-        assert f"\ndef {function}() -> None:\n" in (project / path).read_text()
+        signature = f"\ndef {function}(accept_short_load: bool = False) -> None:\n"
+        assert signature in (project / path).read_text()
 
 
 @pytest.mark.parametrize(("case", "answers", "message"), REFUSED, ids=[c[0] for c in REFUSED])

@@ -126,7 +126,8 @@ def test_a_legacy_flow_name_keeps_a_runbook_flow_s_names(tmp_path: Path) -> None
     result = cookiecutter_cli(tmp_path / "out", *answers)
     assert result.returncode == 0, result.stderr
     flow = (tmp_path / "out/prh-dash/prefect/prh-dash-ingest.py").read_text()
-    assert 'FLOW_NAME = "prh-dash-ingest"' in flow and "def prh_dash_ingest() -> None:" in flow
+    assert 'FLOW_NAME = "prh-dash-ingest"' in flow
+    assert "def prh_dash_ingest(accept_short_load: bool = False) -> None:" in flow
     assert '"entrypoint": "prefect/prh-dash-ingest.py:prh_dash_ingest"' in result.stdout
     settings = (tmp_path / "out/prh-dash/prefect/.env").read_text()
     assert "PRH_DASH_EPIC_SOURCE_FILE=" in settings  # the other names still follow the rule

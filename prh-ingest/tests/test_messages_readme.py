@@ -37,7 +37,9 @@ def warehouse(postgres_server: PostgresServer) -> Sink:
 
 
 def test_the_readme_queries_find_what_they_say(warehouse: Sink, tmp_path: Path) -> None:
-    admissions, observations = readme_queries()
+    queries = readme_queries()
+    (admissions,) = [sql for sql in queries if f"{TABLE}_pid" in sql]
+    (observations,) = [sql for sql in queries if f"{TABLE}_observation" in sql]
     yesterday = dt.date.today() - dt.timedelta(days=1)
     earlier = yesterday - dt.timedelta(days=3)
     hl7_file = tmp_path / "adt.hl7"
