@@ -90,6 +90,8 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
         "scripts/regenerate.py",
         "scripts/verify-units.sh",
         "nginx/prefect-front.conf",
+        "front/gate.py",
+        "front/roles.toml",
         "systemd/prefect-front.service",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
