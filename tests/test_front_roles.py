@@ -210,3 +210,54 @@ def test_a_bad_directory_file_is_one_message_without_values(gate, case: str) -> 
 
 def test_a_user_name_cannot_widen_the_directory_search(gate) -> None:
     assert gate.ldap_escape("al*ce)(uid=*") == "al\\2ace\\29\\28uid=\\2a"
+
+
+def test_the_example_directory_file_has_every_key(gate, front: Path) -> None:
+    settings = gate.directory_settings((front / "directory.env.example").read_text())
+    assert settings["SESSION_IDLE_SECONDS"] == "900"  # 15 minutes
+    assert settings["SESSION_MAX_SECONDS"] == str(8 * 3600)
+
+
+def test_apache_reads_the_url_and_bind_account_but_never_the_password(gate) -> None:
+    text = gate.apache_defines(gate.directory_settings(GOOD_DIRECTORY))
+    assert 'Define PRH_DIRECTORY_URL "ldaps://ldap.prh.test:636/dc=prh,dc=test?uid?sub"' in text
+    assert 'Define PRH_DIRECTORY_BIND_DN "cn=prefect-front,ou=services,dc=prh,dc=test"' in text
+    assert "Define PRH_SESSION_MAX_SECONDS 28800" in text
+    assert "s3cret" not in text
+
+
+KEY = b"k" * 32
+CLOCK_CASES = {
+    # id: (seconds since the start, since the last activity, state)
+    "fresh": (0, 0, "open"),
+    "active-for-hours": (7 * 3600, 60, "open"),
+    "idle": (1000, 900, "idle"),
+    "past-eight-hours": (8 * 3600, 0, "expired"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLOCK_CASES))
+def test_a_session_ends_when_idle_or_too_old(gate, case: str) -> None:
+    since_start, since_active, state = CLOCK_CASES[case]
+    now = 2_000_000_000
+    clock = gate.Clock("alice", now - since_start, now - since_active)
+    assert clock.state(now, 900, 8 * 3600) == state
+
+
+def test_the_clock_cookie_is_signed_and_bound_to_its_user(gate) -> None:
+    clock = gate.Clock("alice", 100, 200)
+    value = gate.write_clock(KEY, clock)
+    assert gate.read_clock(KEY, value, "alice") == clock
+    assert gate.read_clock(KEY, value, "bob") is None  # another user's cookie
+    assert gate.read_clock(b"x" * 32, value, "alice") is None  # another key
+    younger = value.replace("100.200", "100.9999999999")
+    assert gate.read_clock(KEY, younger, "alice") is None  # a forged activity time
+    assert gate.read_clock(KEY, "", "alice") is None
+
+
+def test_every_ui_page_gets_the_idle_script_with_the_user_escaped(gate) -> None:
+    page = b"<html><head><title>Prefect</title></head><body></body></html>"
+    shown = gate.with_idle_script(page, 'o"brien<x>', 900)
+    assert shown.startswith(b'<html><head><title>Prefect</title><script src="/sign-in/idle.js"')
+    assert b'data-idle="900" data-user="o&quot;brien&lt;x&gt;"></script></head>' in shown
+    assert gate.with_idle_script(b"{}", "alice", 900) == b"{}"

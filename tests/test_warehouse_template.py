@@ -90,8 +90,19 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
         "scripts/regenerate.py",
         "scripts/verify-units.sh",
         "nginx/prefect-front.conf",
+        "front/apache.conf",
+        "front/directory.env.example",
         "front/gate.py",
+        "front/prefect-audit.logrotate",
         "front/roles.toml",
+        "front/sign-in/index.html",
+        "front/sign-in/sign-in.js",
+        "front/sign-in/sign-in.css",
+        "front/sign-in/idle.js",
+        "scripts/audit.py",
+        "systemd/prefect-gate.service",
+        "systemd/prefect-sign-in.service",
+        "systemd/prefect-server.service.d/unix-socket.conf",
         "systemd/prefect-front.service",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
@@ -102,7 +113,13 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
     assert set(texts(warehouse)) == expected
     leftovers = [name for name, text in texts(warehouse).items() if JINJA.search(text)]
     assert leftovers == []
-    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh", "verify-units.sh"):
+    for script in (
+        "install-worker.sh",
+        "install-server.sh",
+        "backup-server.sh",
+        "verify-units.sh",
+        "audit.py",
+    ):
         assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 

@@ -20,17 +20,23 @@ Runs with the Prefect server's venv (starlette, httpx and uvicorn come with Pref
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import re
 import subprocess
+import sys
 import syslog
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from html import escape as htmlescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import tomllib
 
@@ -49,7 +55,11 @@ DIRECTORY_KEYS = (
     "DIRECTORY_BIND_PASSWORD",
     *GROUP_KEYS.values(),
 )
-DIRECTORY_DEFAULTS = {"DIRECTORY_USER_ATTRIBUTE": "uid"}
+DIRECTORY_DEFAULTS = {
+    "DIRECTORY_USER_ATTRIBUTE": "uid",
+    "SESSION_IDLE_SECONDS": "900",  # 15 minutes without activity
+    "SESSION_MAX_SECONDS": "28800",  # 8 hours in all
+}
 API_PREFIX = "/api"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_CACHE_SECONDS = 60.0
@@ -237,12 +247,18 @@ def directory_settings(text: str) -> dict[str, str]:
         raise ValueError("DIRECTORY_URL is not ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", values["DIRECTORY_USER_ATTRIBUTE"]):
         raise ValueError("DIRECTORY_USER_ATTRIBUTE is not an attribute name (uid, sAMAccountName)")
+    for key in ("DIRECTORY_BIND_DN", *GROUP_KEYS.values()):
+        if '"' in values[key] or "=" not in values[key]:
+            raise ValueError(f"{key} is not a distinguished name without quotes")
+    for key in ("SESSION_IDLE_SECONDS", "SESSION_MAX_SECONDS"):
+        if not values[key].isdigit() or int(values[key]) < 1:
+            raise ValueError(f"{key} is not a positive whole number of seconds")
     return values
 
 
 def ldap_escape(value: str) -> str:
     """*value* for an LDAP search filter (RFC 4515)."""
-    return "".join(f"\\{ord(c):02x}" if c in '\\*()\0' else c for c in value)
+    return "".join(f"\\{ord(c):02x}" if c in "\\*()\0" else c for c in value)
 
 
 class Directory:
@@ -286,109 +302,212 @@ class Directory:
         return roles
 
 
+# --- the browser's session clock -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When a browser session began and when its person last did something (seconds)."""
+
+    user: str
+    start: int
+    active: int
+
+    def state(self, now: float, idle_seconds: int, max_seconds: int) -> str:
+        if now - self.start >= max_seconds:
+            return "expired"
+        if now - self.active >= idle_seconds:
+            return "idle"
+        return "open"
+
+
+def write_clock(key: bytes, clock: Clock) -> str:
+    """The cookie value: the times and the user, signed (HMAC-SHA256) with the gate's key."""
+    payload = f"{clock.start}.{clock.active}.{clock.user.encode().hex()}"
+    mac = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+    return f"{payload}.{mac}"
+
+
+def read_clock(key: bytes, value: str, user: str) -> Clock | None:
+    """The clock in a cookie value, if the gate signed it for *user*; None otherwise."""
+    payload, _, mac = value.rpartition(".")
+    good = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, good):
+        return None
+    start, active, owner = payload.split(".")
+    if owner != user.encode().hex():
+        return None
+    return Clock(user, int(start), int(active))
+
+
+def with_idle_script(html: bytes, user: str, idle_seconds: int) -> bytes:
+    """A UI page with the idle sign-out script (and its sign-out link) in its head."""
+    tag = (
+        f'<script src="/sign-in/idle.js" data-idle="{idle_seconds}" '
+        f'data-user="{htmlescape(user, quote=True)}"></script>'
+    ).encode()
+    head_end = html.find(b"</head>")
+    return html if head_end < 0 else html[:head_end] + tag + html[head_end:]
+
+
 # --- the app --------------------------------------------------------------------------------
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie"}
+     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie",
+     "x-forwarded-for", "x-forwarded-host", "x-forwarded-server"}
 )  # fmt: skip
-FRONT_HEADER_PREFIX = "x-prh-"
+# Headers only the front sets, and Prefect's automation headers (its events would take them
+# as the actor): never passed on.
+DROPPED_PREFIXES = ("x-prh-", "prefect-automation")
+CLOCK_COOKIE = "prh_clock"
 
 
-def create_app(
-    roles_file: Path, directory: Directory, upstream_socket: str, audit_file: Path
-) -> Any:
+@dataclass
+class Gate:
+    roles: dict[str, Role]
+    directory: Directory
+    upstream_socket: str
+    audit_file: Path
+    clock_key: bytes
+    idle_seconds: int
+    max_seconds: int
+
+
+def create_app(gate: Gate) -> Any:
     import httpx
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+    from starlette.websockets import WebSocket
 
-    roles = load_roles(roles_file)
-    transport = httpx.AsyncHTTPTransport(uds=upstream_socket)
+    transport = httpx.AsyncHTTPTransport(uds=gate.upstream_socket)
     client = httpx.AsyncClient(transport=transport, base_url="http://prefect", timeout=None)
     syslog.openlog("prefect-audit", 0, syslog.LOG_AUTHPRIV)
 
-    async def name_of(kind: str, ident: str) -> dict[str, Any] | None:
+    async def read(kind: str, ident: str) -> dict[str, Any]:
         answer = await client.get(f"{API_PREFIX}/{kind}/{ident}")
-        return answer.json() if answer.status_code == 200 else None
+        return answer.json() if answer.status_code == 200 else {}
 
     async def names(route: Route | None, segments: list[str]) -> tuple[str | None, str | None]:
         """The deployment's and flow run's names for a route on /deployments/{id} or
         /flow_runs/{id}, read before the call (a delete removes them)."""
-        if route is None or len(segments) < 2 or not route.path.count("{id}"):
+        if route is None or len(segments) < 2 or "{id}" not in route.segments[1:2]:
             return None, None
         if segments[0] == "deployments":
-            found = await name_of("deployments", segments[1])
-            return (found or {}).get("name"), None
+            return (await read("deployments", segments[1])).get("name"), None
         if segments[0] == "flow_runs":
-            run = await name_of("flow_runs", segments[1]) or {}
+            run = await read("flow_runs", segments[1])
             deployment = None
             if run.get("deployment_id"):
-                deployment = (await name_of("deployments", run["deployment_id"]) or {}).get("name")
+                deployment = (await read("deployments", run["deployment_id"])).get("name")
             return deployment, run.get("name")
         return None, None
 
     def audit(line: str) -> None:
         syslog.syslog(syslog.LOG_INFO, line)
-        with audit_file.open("a") as out:
+        with gate.audit_file.open("a") as out:
             out.write(line + "\n")
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await client.aclose()
-            await send({"type": "lifespan.shutdown.complete"})
+    def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [
+            (key, value)
+            for key, value in headers
+            if key.lower() not in HOP_BY_HOP and not key.lower().startswith(DROPPED_PREFIXES)
+        ]
+
+    def clock_of(request: Request | WebSocket, user: str) -> tuple[Clock | None, str]:
+        """A browser's clock and its state; (None, "open") for API clients (HTTP Basic)."""
+        if request.headers.get("x-prh-auth", "").lower() == "basic":
+            return None, "open"
+        now = int(time.time())
+        clock = read_clock(gate.clock_key, request.cookies.get(CLOCK_COOKIE, ""), user)
+        if clock is None:  # the first request after signing in
+            return Clock(user, now, now), "open"
+        return clock, clock.state(now, gate.idle_seconds, gate.max_seconds)
+
+    async def websocket(scope: dict[str, Any], receive: Any, send: Any, user: str) -> None:
+        from websockets.asyncio.client import unix_connect
+
+        socket = WebSocket(scope, receive, send)
+        path = socket.url.path
+        below_api = path.removeprefix(API_PREFIX) if path.startswith(API_PREFIX + "/") else ""
+        decision = authorize(gate.roles, gate.directory.roles_of(user), "WEBSOCKET", below_api, b"")
+        _, state = clock_of(socket, user)
+        if not decision.allowed or state != "open":
+            await socket.close(code=1008)
             return
-        request = Request(scope, receive)
-        user = request.headers.get("x-prh-user", "")
-        if not user:
-            await JSONResponse({"detail": "not signed in"}, 401)(scope, receive, send)
-            return
-        method = request.method
-        path = request.url.path
+        target = f"ws://prefect{path}" + (f"?{socket.url.query}" if socket.url.query else "")
+        offered = [p.strip() for p in socket.headers.get("sec-websocket-protocol", "").split(",")]
+        async with unix_connect(
+            gate.upstream_socket, target, subprotocols=[p for p in offered if p] or None
+        ) as upstream:
+            await socket.accept(subprotocol=upstream.subprotocol)
+
+            async def down() -> None:
+                async for message in upstream:
+                    if isinstance(message, str):
+                        await socket.send_text(message)
+                    else:
+                        await socket.send_bytes(message)
+
+            async def up() -> None:
+                while (message := await socket.receive())["type"] != "websocket.disconnect":
+                    await upstream.send(message.get("text") or message.get("bytes") or "")
+
+            tasks = [asyncio.ensure_future(down()), asyncio.ensure_future(up())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+            code, reason = upstream.close_code or 1000, upstream.close_reason or ""
+        try:  # the server's own code and reason (e.g. 1002 "Expected 'filter' message")
+            await socket.close(code=code, reason=reason)
+        except RuntimeError:
+            pass  # already closed by the client
+
+    async def http(request: Request, user: str) -> Response:
+        method, path = request.method, request.url.path
+        clock, state = clock_of(request, user)
+        navigation = request.headers.get("sec-fetch-mode") == "navigate"
+        if state != "open":
+            if navigation or method in READ_METHODS and not path.startswith(API_PREFIX + "/"):
+                return RedirectResponse("/sign-out/idle", 303)
+            return JSONResponse({"detail": f"signed out: session {state}"}, 401)
+        user_roles = gate.directory.roles_of(user)
         body = await request.body()
         below_api = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else None
-        if below_api is None:  # the UI's pages and files
-            decision = Decision(method in READ_METHODS, None, "any")
+        if path == "/prh/alive" and method == "POST":
+            decision = Decision(bool(user_roles), None, "any")
+        elif below_api is None:  # the UI's pages and files: any role may read them
+            decision = Decision(method in READ_METHODS and bool(user_roles), None, "any")
         else:
-            user_roles = directory.roles_of(user)
-            decision = authorize(roles, user_roles, method, below_api, body)
-        change = below_api is not None and is_change(roles, method, decision.route)
+            decision = authorize(gate.roles, user_roles, method, below_api, body)
+        change = below_api is not None and is_change(gate.roles, method, decision.route)
+        if clock is not None and (navigation or change or path == "/prh/alive"):
+            clock = Clock(user, clock.start, int(time.time()))
         deployment = flow_run = None
-        if change and decision.allowed:
+        if change:  # refused ones too: who tried to delete what
             deployment, flow_run = await names(decision.route, below_api.strip("/").split("/"))
         if not decision.allowed:
+            what = f"{method} {path}" if below_api is not None else "use Prefect"
             response: Response = JSONResponse(
-                {"detail": f"{user} ({decision.role}) may not {method} {path}"}, 403
+                {"detail": f"{user} ({decision.role}) may not {what}"}, 403
             )
+        elif path == "/prh/alive":
+            response = Response(status_code=204)
         else:
-            headers = [
-                (key, value)
-                for key, value in request.headers.items()
-                if key not in HOP_BY_HOP and not key.startswith(FRONT_HEADER_PREFIX)
-            ]
-            upstream = client.build_request(
-                method, request.url.path, params=request.url.query, headers=headers, content=body
-            )
-            answer = await client.send(upstream, stream=True)
-            if change and answer.status_code < 300 and not (deployment or flow_run):
-                await answer.aread()  # a new deployment or run: its name is in the answer
-                created = answer.json() if answer.content.startswith(b"{") else {}
-                if decision.route and decision.route.path.startswith("/deployments/"):
-                    if decision.route.path.endswith("create_flow_run"):
-                        flow_run = created.get("name")
-                    else:
-                        deployment = created.get("name")
-            kept = [
-                (key, value)
-                for key, value in answer.headers.items()
-                if key.lower() not in HOP_BY_HOP
-            ]
-            response = StreamingResponse(
-                answer.aiter_raw(), status_code=answer.status_code, headers=dict(kept),
-                background=None,
+            response = await forward(request, body, user, below_api is None)
+            created = getattr(response, "created", {})
+            if change and decision.route and decision.route.path.startswith("/deployments"):
+                if decision.route.path.endswith("/create_flow_run"):
+                    flow_run = flow_run or created.get("name")
+                deployment = deployment or (created.get("name") if not flow_run else None)
+        if clock is not None:
+            response.set_cookie(
+                CLOCK_COOKIE, write_clock(gate.clock_key, clock), path="/", secure=True,
+                httponly=True, samesite="strict",
             )  # fmt: skip
-            response.background = _closing(answer)
         if change:
             audit(
                 audit_line(
@@ -404,27 +523,142 @@ def create_app(
                     code=response.status_code,
                 )
             )
+        return response
+
+    async def forward(request: Request, body: bytes, user: str, page: bool) -> Response:
+        headers = passed_on(request.headers.items())
+        if page:  # a page gets the idle script: read it whole, uncompressed
+            headers = [(key, value) for key, value in headers if key != "accept-encoding"]
+        upstream = client.build_request(
+            request.method, request.url.path, params=request.url.query, headers=headers,
+            content=body,
+        )  # fmt: skip
+        answer = await client.send(upstream, stream=True)
+        kept = dict(passed_on(answer.headers.items()))
+        html = answer.headers.get("content-type", "").startswith("text/html")
+        if (page and html) or (request.method == "POST" and answer.status_code == 201):
+            content = await answer.aread()  # decoded: sent on without its content-encoding
+            await answer.aclose()
+            kept.pop("content-encoding", None)
+            if page and html:
+                content = with_idle_script(content, user, gate.idle_seconds)
+            response = Response(content, answer.status_code, headers=kept)
+            try:
+                response.created = json.loads(content) if not html else {}  # type: ignore[attr-defined]
+            except ValueError:
+                response.created = {}  # type: ignore[attr-defined]
+            return response
+        from starlette.background import BackgroundTask
+
+        return StreamingResponse(
+            answer.aiter_raw(), answer.status_code, headers=kept,
+            background=BackgroundTask(answer.aclose),
+        )  # fmt: skip
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await client.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = dict(scope.get("headers", []))
+        user = headers.get(b"x-prh-user", b"").decode()
+        if scope["type"] == "websocket":
+            if not user:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await websocket(scope, receive, send, user)
+            return
+        request = Request(scope, receive)
+        if not user:
+            response: Response = JSONResponse({"detail": "not signed in"}, 401)
+        else:
+            response = await http(request, user)
         await response(scope, receive, send)
 
     return app
 
 
-def _closing(answer: Any) -> Any:
-    from starlette.background import BackgroundTask
-
-    return BackgroundTask(answer.aclose)
-
-
 def from_environment() -> Any:
-    """The app as prefect-gate.service runs it (its settings from the unit's environment)."""
+    """The app as prefect-gate.service runs it: the directory file and the session key are
+    the unit's credentials."""
     credentials = Path(os.environ["CREDENTIALS_DIRECTORY"])
     settings = directory_settings((credentials / "directory.env").read_text())
     password_file = Path(os.environ["RUNTIME_DIRECTORY"]) / "bind-password"
+    password_file.touch(mode=0o600)
     password_file.write_text(settings["DIRECTORY_BIND_PASSWORD"])
-    password_file.chmod(0o600)
     return create_app(
-        Path(os.environ.get("PRH_ROLES_FILE", Path(__file__).with_name("roles.toml"))),
-        Directory(settings, password_file),
-        os.environ["PRH_PREFECT_SOCKET"],
-        Path(os.environ["LOGS_DIRECTORY"]) / "audit.log",
+        Gate(
+            roles=load_roles(Path(__file__).with_name("roles.toml")),
+            directory=Directory(settings, password_file),
+            upstream_socket=os.environ["PRH_PREFECT_SOCKET"],
+            audit_file=Path(os.environ["LOGS_DIRECTORY"]) / "audit.log",
+            clock_key=(credentials / "session.key").read_bytes(),
+            idle_seconds=int(settings["SESSION_IDLE_SECONDS"]),
+            max_seconds=int(settings["SESSION_MAX_SECONDS"]),
+        )
     )
+
+
+# --- the installer's check of the directory file -------------------------------------------
+
+
+def apache_defines(settings: Mapping[str, str]) -> str:
+    """The directory's settings as apache2 reads them (apache-directory.conf)."""
+    url = (
+        f"{settings['DIRECTORY_URL'].rstrip('/')}/{quote(settings['DIRECTORY_BASE_DN'], safe='=,')}"
+        f"?{settings['DIRECTORY_USER_ATTRIBUTE']}?sub"
+    )
+    return (
+        "# Written by scripts/install-server.sh from the directory file: do not edit.\n"
+        f'Define PRH_DIRECTORY_URL "{url}"\n'
+        f'Define PRH_DIRECTORY_BIND_DN "{settings["DIRECTORY_BIND_DN"]}"\n'
+        f"Define PRH_SESSION_MAX_SECONDS {settings['SESSION_MAX_SECONDS']}\n"
+    )
+
+
+def check_bind(settings: Mapping[str, str], password_file: Path) -> str | None:
+    """None when the bind account can bind; otherwise what went wrong (no secret in it)."""
+    result = subprocess.run(
+        ["ldapwhoami", "-x", "-H", settings["DIRECTORY_URL"], "-D",
+         settings["DIRECTORY_BIND_DN"], "-y", str(password_file), "-o", "nettimeout=10"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if result.returncode == 0:
+        return None
+    reason = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[0]
+    return f"cannot bind to {settings['DIRECTORY_URL']} as DIRECTORY_BIND_DN ({reason})"
+
+
+def main(argv: list[str]) -> int:
+    """`python3 gate.py check-directory FILE OUT`: checks the directory file and the bind,
+    then writes apache2's settings to OUT; one `error:` line otherwise."""
+    import tempfile
+
+    if len(argv) != 3 or argv[0] != "check-directory":
+        print("usage: gate.py check-directory FILE OUT", file=sys.stderr)
+        return 2
+    source, out = Path(argv[1]), Path(argv[2])
+    try:
+        settings = directory_settings(source.read_text())
+    except OSError as error:
+        print(f"error: cannot read the directory file {source} ({error.strerror})", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"error: the directory file {source}: {error}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as private:
+        password = Path(private) / "password"
+        password.touch(mode=0o600)
+        password.write_text(settings["DIRECTORY_BIND_PASSWORD"])
+        problem = check_bind(settings, password)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    out.write_text(apache_defines(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
