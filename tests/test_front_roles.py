@@ -6,8 +6,10 @@ same files run on a booted server in tests/systemd/test_sign_in.py."""
 from __future__ import annotations
 
 import datetime
+import gzip
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +76,9 @@ PAUSE = json.dumps({"paused": True}).encode()
 SCHEDULE = json.dumps({"paused": True, "schedules": []}).encode()
 ID = "2b7e3f6c-0d7c-4a57-9a39-1f3b3b1f0e11"
 DEPLOYMENT = f"/deployments/{ID}"
+SCHEDULE_PATH = f"{DEPLOYMENT}/schedules/{ID}"
+ACTIVE = json.dumps({"active": False}).encode()
+CRON = json.dumps({"active": False, "schedule": {"cron": "0 5 * * *"}}).encode()
 CALLS = {
     # id: (roles, method, path below /api, body, allowed)
     "viewer-reads-a-deployment": ("viewer", "GET", DEPLOYMENT, b"", True),
@@ -83,6 +88,9 @@ CALLS = {
     "operator-pauses": ("operator", "PATCH", DEPLOYMENT, PAUSE, True),
     "operator-may-not-change-a-schedule": ("operator", "PATCH", DEPLOYMENT, SCHEDULE, False),
     "operator-may-not-send-a-non-object": ("operator", "PATCH", DEPLOYMENT, b"[]", False),
+    "operator-pauses-a-schedule": ("operator", "PATCH", SCHEDULE_PATH, ACTIVE, True),
+    "operator-may-not-time-a-schedule": ("operator", "PATCH", SCHEDULE_PATH, CRON, False),
+    "deployer-times-a-schedule": ("deployer", "PATCH", SCHEDULE_PATH, CRON, True),
     "operator-runs": ("operator", "POST", f"{DEPLOYMENT}/create_flow_run", b"{}", True),
     "operator-cancels": ("operator", "POST", f"/flow_runs/{ID}/set_state", b"{}", True),
     "operator-may-not-delete": ("operator", "DELETE", DEPLOYMENT, b"", False),
@@ -261,3 +269,61 @@ def test_every_ui_page_gets_the_idle_script_with_the_user_escaped(gate) -> None:
     assert shown.startswith(b'<html><head><title>Prefect</title><script src="/sign-in/idle.js"')
     assert b'data-idle="900" data-user="o&quot;brien&lt;x&gt;"></script></head>' in shown
     assert gate.with_idle_script(b"{}", "alice", 900) == b"{}"
+
+
+def audit_entry(gate, when: datetime.datetime, user: str, deployment: str, code: int) -> str:
+    return gate.audit_line(
+        when=when,
+        user=user,
+        role="operator",
+        source_ip="10.1.2.3",
+        method="PATCH",
+        route=gate.Route.parse("PATCH /deployments/{id}"),
+        path=DEPLOYMENT,
+        deployment=deployment,
+        flow_run=None,
+        code=code,
+    )
+
+
+def test_audit_py_shows_the_changes_of_a_user_and_deployment_in_a_window(
+    gate, front: Path, tmp_path: Path
+) -> None:
+    """Its table from the current and the rotated (gzipped) files, filtered."""
+    now = datetime.datetime.now(datetime.UTC)
+    lines = {
+        "audit.log.2.gz": [audit_entry(gate, now - datetime.timedelta(days=9), "alice", "a", 204)],
+        "audit.log.1": [audit_entry(gate, now - datetime.timedelta(days=2), "alice", "a", 204)],
+        "audit.log": [
+            audit_entry(gate, now - datetime.timedelta(hours=1), "bob", "a", 403),
+            audit_entry(gate, now - datetime.timedelta(hours=1), "alice", "b", 204),
+            '{"cut short',
+        ],
+    }
+    for name, entries in lines.items():
+        text = "".join(line + "\n" for line in entries)
+        if name.endswith(".gz"):
+            (tmp_path / name).write_bytes(gzip.compress(text.encode()))
+        else:
+            (tmp_path / name).write_text(text)
+    script = front.parent / "scripts" / "audit.py"
+
+    def table(*args: str) -> list[list[str]]:
+        argv = [sys.executable, str(script), "--directory", str(tmp_path), *args]
+        result = subprocess.run(argv, capture_output=True, text=True, check=True)
+        return [row.split()[1:] for row in result.stdout.splitlines()]
+
+    header = ["USER", "ROLE", "SOURCE_IP", "METHOD", "ROUTE", "DEPLOYMENT", "FLOW_RUN", "CODE"]
+    alice_a = ["alice", "operator", "10.1.2.3", "PATCH", "/deployments/{id}", "a", "204"]
+    assert table("--user", "alice", "--deployment", "a") == [header, alice_a]
+    assert len(table("--since", "30d", "--user", "alice", "--deployment", "a")) == 3
+    assert [row[0] for row in table("--since", "12h")] == ["USER", "bob", "alice"]
+    empty = subprocess.run(
+        [sys.executable, str(script), "--directory", str(tmp_path), "--user", "nobody"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert empty.stdout == "No changes match.\n"
+    bad = subprocess.run(
+        [sys.executable, str(script), "--since", "week"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "'week' is not a duration like 30m, 12h or 7d" in bad.stderr

@@ -526,9 +526,15 @@ def create_app(gate: Gate) -> Any:
         return response
 
     async def forward(request: Request, body: bytes, user: str, page: bool) -> Response:
-        headers = passed_on(request.headers.items())
-        if page:  # a page gets the idle script: read it whole, uncompressed
-            headers = [(key, value) for key, value in headers if key != "accept-encoding"]
+        headers = [
+            (key, value)
+            for key, value in passed_on(request.headers.items())
+            if key != "accept-encoding"
+        ]
+        # The client's own encodings, never httpx's default; a page gets the idle script, so
+        # it is read whole, uncompressed.
+        encoding = "identity" if page else request.headers.get("accept-encoding", "identity")
+        headers.append(("accept-encoding", encoding))
         upstream = client.build_request(
             request.method, request.url.path, params=request.url.query, headers=headers,
             content=body,
