@@ -203,9 +203,15 @@ def keep_server(system: BootedSystem, archive: Path) -> dict[str, tuple[bool, bo
 
 
 def put_back_server(system: BootedSystem, archive: Path, states: dict) -> None:
-    """The server as keep_server() found it; this module's own units gone."""
-    for unit in ("prefect-sign-in.service", "prefect-gate.service", WORKER_UNIT):
+    """The server as keep_server() found it; this module's own units gone, and when there
+    was no server before, the database and role its install created too (a later install
+    writes new secrets)."""
+    had_settings = system.run(["tar", "-tf", str(archive)]).stdout.count("server.env") > 0
+    for unit in ("prefect-sign-in.service", "prefect-gate.service", WORKER_UNIT, *SERVER_UNITS):
         system.systemctl("disable", "--now", unit)
+    if not had_settings:
+        for sql in ("drop database if exists prefect", "drop role if exists prefect"):
+            system.run(["runuser", "-u", "postgres", "--", "psql", "-q", "-c", sql], check=True)
     system.run(["sh", "-c", "rm -rf /etc/prefect-server /etc/systemd/system/prefect-*"], check=True)
     system.run(["rm", "-f", WORKER_ENV, CHROMIUM_POLICY])
     system.run(["tar", "-C", "/", "-xf", str(archive)], check=True)
@@ -215,7 +221,7 @@ def put_back_server(system: BootedSystem, archive: Path, states: dict) -> None:
         if enabled:
             system.systemctl("enable", unit)
         if active:
-            system.systemctl("restart", unit)
+            system.systemctl("start", unit)
 
 
 @pytest.fixture(scope="module")
