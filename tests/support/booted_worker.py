@@ -49,6 +49,9 @@ UV = project("pharmacy", "dispense", dependency_manager="uv", source_format="csv
 PROJECTS = (PIPENV, UV)  # the two with a venv of their own
 # Runs on the worker venv's Python: loads once the project README's worker install ran.
 NONE = project("lab-results", "lis", dependency_manager="none", source_format="xlsx")
+# The team's own dependency of NONE's transform.py, pinned in its requirements.txt: the worker
+# venv has the engine (requirements-worker.txt pins it), never a project's own packages.
+TEAM_PACKAGE = ("inflection", "0.5.1")
 # UV's flow once more with its own sink (and so its own lock): SIGKILLed mid-run.
 HARD_KILL = f"{UV.flow}-hard-kill"
 HARD_KILL_SINK = f"{HOME}/prh-data/hard-kill.db"
@@ -166,6 +169,17 @@ def logs_of(site: WorkerSite, run_id: str) -> str:
     return "\n".join(site.api.logs(run_id))
 
 
+def add_team_dependency(project_dir: Path) -> None:
+    """What a team does to use a package in its transform.py: pin it, import it."""
+    name, version = TEAM_PACKAGE
+    with (project_dir / "requirements.txt").open("a") as requirements:
+        requirements.write(f"{name}=={version}\n")
+    transform = project_dir / "transform.py"
+    code = transform.read_text()
+    anchor = "from __future__ import annotations\n"
+    transform.write_text(code.replace(anchor, f"{anchor}\nimport {name}  # noqa: F401\n", 1))
+
+
 def build_projects(root: Path) -> dict[str, dict[str, object]]:
     """Bake each project, push it to `<root>/git/<slug>.git`; the warehouse's flow entries."""
     (root / "git").mkdir()
@@ -178,6 +192,8 @@ def build_projects(root: Path) -> dict[str, dict[str, object]]:
         baked = bake_ingest_project(
             root / "projects", **spec.answers, git_repo_url=str(bare), prh_ingest=engine
         )
+        if spec is NONE:
+            add_team_dependency(baked)
         bare_repo(baked, root / "git")
         flows[spec.flow] = {
             "repo": str(bare),

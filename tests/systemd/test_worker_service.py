@@ -21,6 +21,7 @@ from support.booted_worker import (
     PIPENV,
     POOL,
     PROJECTS,
+    TEAM_PACKAGE,
     UNIT,
     UV,
     VENVS,
@@ -172,15 +173,16 @@ def error_lines(site: WorkerSite, run_id: str) -> list[str]:
 def test_a_none_project_loads_on_the_worker_python_once_its_readme_install_ran(
     worker_site: WorkerSite,
 ) -> None:
-    """dependency_manager=none: ingest.py runs on the worker venv's Python, which lacks the
-    workbook reader until the project README's worker install (its pinned requirements.txt
-    through install-worker.sh) ran, as root from the warehouse checkout."""
+    """dependency_manager=none: ingest.py runs on the worker venv's Python, which has the
+    engine but lacks the package the team's transform.py imports until the project README's
+    worker install (its pinned requirements.txt through install-worker.sh) ran, as root from
+    the warehouse checkout."""
     site = worker_site
     run_id = site.run(NONE.deployment)
     run = site.api.wait_terminal(run_id, timeout=180)
     assert run["state_type"] == "FAILED", logs_of(site, run_id)
     (error,) = error_lines(site, run_id)
-    assert error.startswith("error: ingest.py cannot start: ") and "python_calamine" in error
+    assert error.startswith("error: ingest.py cannot start: ") and TEAM_PACKAGE[0] in error
     assert WORKER_VENV in error, error  # the Python to install into
     assert [task["run_count"] for task in site.api.task_runs(run_id)] == [1]  # not retried
     # The README's lines as written; no sudo inside, where they run as root already.
