@@ -47,7 +47,9 @@ def load_prw_deploy(warehouse: Path) -> Any:
     return module
 
 
-SCREENSHOT = "docs/prefect-ui-over-https.png"  # the README's; copied, never rendered
+# The README's screenshots (tests/systemd/test_tls_front.py and test_sign_in.py take them);
+# copied, never rendered.
+SCREENSHOTS = ("docs/prefect-ui-over-https.png", "docs/prefect-sign-in.png")
 
 
 def texts(warehouse: Path) -> dict[str, str]:
@@ -58,13 +60,16 @@ def texts(warehouse: Path) -> dict[str, str]:
     }
 
 
-def test_the_readme_screenshot_is_a_small_png_copied_as_is(flow_set: tuple) -> None:
+@pytest.mark.parametrize("screenshot", SCREENSHOTS)
+def test_the_readme_screenshot_is_a_small_png_copied_as_is(
+    flow_set: tuple, screenshot: str
+) -> None:
     _, warehouse = flow_set
-    template = Path(WAREHOUSE_TEMPLATE_DIR) / "{{cookiecutter.warehouse_slug}}" / SCREENSHOT
-    png = (warehouse / SCREENSHOT).read_bytes()
+    template = Path(WAREHOUSE_TEMPLATE_DIR) / "{{cookiecutter.warehouse_slug}}" / screenshot
+    png = (warehouse / screenshot).read_bytes()
     assert png == template.read_bytes() and png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) < 200_000
-    assert f"]({SCREENSHOT})" in (warehouse / "README.md").read_text()
+    assert f"]({screenshot})" in (warehouse / "README.md").read_text()
 
 
 def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
@@ -87,6 +92,19 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
         "scripts/regenerate.py",
         "scripts/verify-units.sh",
         "nginx/prefect-front.conf",
+        "front/apache.conf",
+        "front/directory.env.example",
+        "front/gate.py",
+        "front/prefect-audit.logrotate",
+        "front/roles.toml",
+        "front/sign-in/index.html",
+        "front/sign-in/sign-in.js",
+        "front/sign-in/sign-in.css",
+        "front/sign-in/idle.js",
+        "scripts/audit.py",
+        "systemd/prefect-gate.service",
+        "systemd/prefect-sign-in.service",
+        "systemd/prefect-server.service.d/unix-socket.conf",
         "systemd/prefect-front.service",
         f"systemd/{UNIT}",
         "systemd/prefect-worker-ingest.env.example",
@@ -97,7 +115,13 @@ def test_bakes_every_file_fully_rendered(flow_set: tuple) -> None:
     assert set(texts(warehouse)) == expected
     leftovers = [name for name, text in texts(warehouse).items() if JINJA.search(text)]
     assert leftovers == []
-    for script in ("install-worker.sh", "install-server.sh", "backup-server.sh", "verify-units.sh"):
+    for script in (
+        "install-worker.sh",
+        "install-server.sh",
+        "backup-server.sh",
+        "verify-units.sh",
+        "audit.py",
+    ):
         assert os.access(warehouse / "scripts" / script, os.X_OK)
 
 
@@ -309,7 +333,6 @@ def test_install_refuses_a_bad_worker_limit(limit: str, installed: tuple, tmp_pa
     assert result.returncode == 2
     assert result.stderr.startswith("error: WORKER_LIMIT must be a positive whole number")
     assert list(tmp_path.iterdir()) == []
-
 
 
 # --- a dependency_manager=none project's pinned requirements (--requirements) ------------------

@@ -8,7 +8,6 @@ order: refusals first (nothing installed), then the front, then trust and the wo
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import re
 import shutil
@@ -22,13 +21,18 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from support.booted import BootedSystem
 from support.browser import chromedriver
 from support.commands import REPO_DIR
 from support.flow_runs import RUN_DEPLOYMENT
+from support.front import (
+    install_as_the_readme_says,
+    issue,
+    make_ca,
+    retire_old_workers,
+    two_free_ports,
+)
 from support.git import commit_all, git
 from support.processes import free_port
 from support.systemd import exposure_level
@@ -46,76 +50,6 @@ SYSTEM_STORE = "/etc/ssl/certs/ca-certificates.crt"
 NEVER = "0 0 1 1 *"
 HELLO = "from prefect import flow\n\n\n@flow\ndef hello() -> str:\n    return 'hello'\n"
 INSTALLED = ("/etc/prefect-server", "/etc/systemd/system", "/opt", "/etc/nginx/sites-enabled")
-
-
-# --- a throwaway CA ---------------------------------------------------------------------------
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def make_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("PRH test hospital CA"))
-        .issuer_name(_name("PRH test hospital CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert, key
-
-
-def issue(
-    directory: Path,
-    stem: str,
-    name: str,
-    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-) -> None:
-    """`<stem>.crt` (for DNS *name*, signed by *ca*) and `<stem>.key` in *directory*."""
-    ca_cert, ca_key = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / f"{stem}.key").write_bytes(_pem_key(key))
 
 
 # --- the site ---------------------------------------------------------------------------------
@@ -179,31 +113,6 @@ class Site:
         return self.system.run(
             ["find", *INSTALLED, "-maxdepth", "2", "-printf", "%p %s %T@ %m\n"]
         ).stdout
-
-
-def two_free_ports() -> tuple[int, int]:
-    """server_port and the port above it (the upstream Prefect port), both free now."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535:
-            try:
-                import socket
-
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + 1))
-                return port, port + 1
-            except OSError:
-                continue
-    raise RuntimeError("no two adjacent free ports")
-
-
-def retire_old_workers(system: BootedSystem) -> None:
-    """Switch off workers an earlier module installed for the plain server that this module's
-    install replaces (as an operator repoints them): their unit would wait for it forever, and
-    a reboot would then never report the system up."""
-    listed = system.systemctl("list-unit-files", "--no-legend", "prefect-worker-*.service")
-    for line in listed.stdout.splitlines():
-        system.systemctl("disable", "--now", line.split()[0], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -290,23 +199,11 @@ def test_install_server_refuses_a_bad_certificate_with_one_line_and_installs_not
 @pytest.fixture(scope="module")
 def front(site: Site) -> str:
     """The README's `install-server.sh --cert … --key …` with the CA's pair for HOST_NAME."""
-    system = site.system
-    for name in ("prefect.crt", "prefect.key"):
-        system.copy_in(site.pki / name.replace("prefect", "server"), f"/root/{name}")
-    command = readme_server_command(site.warehouse)
-    result = system.run(
-        ["sh", "-c", command.removeprefix("sudo ")], cwd=str(site.warehouse), timeout=900
+    # Without --directory: the nginx front with the shared auth string (the README's section
+    # says so; tests/systemd/test_sign_in.py runs the command as written).
+    return install_as_the_readme_says(
+        site.system, site.warehouse, site.pki, leave_out=" --directory ~/directory.env"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def readme_server_command(warehouse: Path) -> str:
-    """The install command of the generated README's "Run the server" section."""
-    section = (warehouse / "README.md").read_text().split("## Run the server")[1]
-    lines = [line for line in section.split("```")[1].splitlines() if "install-server.sh" in line]
-    (line,) = lines
-    return line.strip()
 
 
 def test_the_front_answers_https_with_hsts_and_keeps_the_key_root_only(

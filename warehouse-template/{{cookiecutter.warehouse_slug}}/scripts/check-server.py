@@ -10,6 +10,8 @@
 It reads what the worker reads: PREFECT_API_URL, PREFECT_API_AUTH_STRING or PREFECT_API_KEY,
 and PREFECT_API_SSL_CERT_FILE (the CA bundle Prefect's client verifies the server with). A
 GET, not a POST: the server answers a POST without its CSRF token 403 whatever the auth.
+Behind the sign-in front (install-server.sh --directory) the credentials are the worker's
+own directory account, and /api/ready needs them too.
 """
 
 from __future__ import annotations
@@ -72,10 +74,14 @@ def problem() -> str | None:
         headers["Authorization"] = f"Basic {token}"
     try:
         with httpx.Client(verify=ssl.create_default_context(cafile=cafile), timeout=15) as client:
-            ready = client.get(f"{url}/ready")
-            if ready.status_code != 200:
+            # With credentials: behind the sign-in front even /ready needs them.
+            ready = client.get(f"{url}/ready", headers=headers)
+            if ready.status_code in (401, 403):
+                version = ready  # refused by the sign-in front
+            elif ready.status_code != 200:
                 return f"the Prefect API at {url}/ready is not ready (HTTP {ready.status_code})"
-            version = client.get(f"{url}/admin/version", headers=headers)
+            else:
+                version = client.get(f"{url}/admin/version", headers=headers)
     except httpx.ConnectError as error:
         failure = verify_failure(error)
         if failure is not None:
@@ -91,7 +97,8 @@ def problem() -> str | None:
         which = "PREFECT_API_KEY" if api.key else "PREFECT_API_AUTH_STRING"
         return (
             f"the server at {url} refused the credentials (HTTP {version.status_code}): "
-            f"set {which} to the server's PREFECT_SERVER_API_AUTH_STRING"
+            f"set {which} to this worker's own directory account (<user>:<password>), or to "
+            "the server's PREFECT_SERVER_API_AUTH_STRING where there is no sign-in front"
         )
     if version.status_code != 200:
         return f"GET {url}/admin/version answered HTTP {version.status_code}"

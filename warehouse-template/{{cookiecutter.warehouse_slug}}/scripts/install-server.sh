@@ -2,12 +2,16 @@
 # Install or update the Prefect server of the {{ cookiecutter.warehouse_name }} on this VM: Debian 12 with
 # the postgresql (15) and redis-server packages installed and running.
 #
-#   sudo scripts/install-server.sh --cert FILE --key FILE   # first install, or a new pair
-#   sudo scripts/install-server.sh                           # again: keeps the installed pair
+#   sudo scripts/install-server.sh --cert FILE --key FILE --directory FILE   # first install
+#   sudo scripts/install-server.sh        # again: keeps the installed pair and directory file
 #
-# With an https prefect_api_url the server listens on 127.0.0.1 only and prefect-front.service
-# (nginx) answers HTTPS with the certificate and key from the hospital's CA (PEM files: the
-# certificate, then any intermediates; an unencrypted key).
+# With an https prefect_api_url the server listens on 127.0.0.1 only and a front answers HTTPS
+# with the certificate and key from the hospital CA (PEM files: the certificate, then any
+# intermediates; an unencrypted key). With --directory FILE (the hospital directory's
+# settings, see the README) the front is prefect-sign-in.service (apache2): everyone signs in
+# as themselves, prefect-gate.service checks their role and writes the audit, and the server
+# listens on a Unix socket only the gate can open. Without it, the front is
+# prefect-front.service (nginx) and everyone shares PREFECT_SERVER_API_AUTH_STRING.
 # It checks PostgreSQL, Redis and the certificate first and stops before changing anything if
 # one is not right. Then: the `prefect` system user, the venv in /opt/prefect-server, the settings
 # in /etc/prefect-server/server.env (random secrets, written once and kept), the database
@@ -31,6 +35,11 @@ API_PORT='{{ cookiecutter.__api_port }}'
 TLS_CERT='/etc/prefect-server/tls.crt'
 TLS_KEY='/etc/prefect-server/tls.key'
 NGINX_CONF='/etc/prefect-server/nginx.conf'
+DIRECTORY_FILE='/etc/prefect-server/directory.env'
+SESSION_KEY='/etc/prefect-server/session.key'
+FRONT_USER='prefect-front'
+FRONT_CODE='/opt/prefect-server/front'
+API_SOCKET='/run/prefect-server/api.sock'
 READY_SECONDS="${READY_SECONDS:-180}"
 
 CHANGES=0  # how many changes this run made
@@ -68,14 +77,43 @@ run_as_server() {
 
 CERT=''
 KEY=''
+DIRECTORY=''
 read_arguments() {
   while [ "$#" -gt 0 ]; do
     case "$1" in
       --cert) [ "$#" -ge 2 ] || fail "--cert needs a FILE"; CERT="$2"; shift 2 ;;
       --key) [ "$#" -ge 2 ] || fail "--key needs a FILE"; KEY="$2"; shift 2 ;;
-      *) fail "unknown argument '$1' (usage: $0 [--cert FILE --key FILE])" ;;
+      --directory) [ "$#" -ge 2 ] || fail "--directory needs a FILE"; DIRECTORY="$2"; shift 2 ;;
+      *) fail "unknown argument '$1' (usage: $0 [--cert FILE --key FILE] [--directory FILE])" ;;
     esac
   done
+}
+
+# Sign-in against the directory: with --directory, or when a directory file is installed.
+signing_in() {
+  [ -n "$DIRECTORY" ] || [ -e "$DIRECTORY_FILE" ]
+}
+
+# The directory file this run installs (given, or the installed one), checked: every key, and
+# a bind with its account. apache2's settings from it go to $APACHE_DIRECTORY (a temp file).
+APACHE_DIRECTORY=''
+check_directory() {
+  signing_in || return 0
+  tls_front || fail "prefect_api_url $API_URL is not https: signing in needs the TLS front"
+  local tool
+  for tool in apache2 ldapwhoami ldapsearch; do
+    command -v "$tool" >/dev/null ||
+      fail "$tool not found: signing in needs Debian's packages (apt-get install apache2 ldap-utils)"
+  done
+  if [ -z "$DIRECTORY" ]; then DIRECTORY="$DIRECTORY_FILE"; fi
+  { [ -f "$DIRECTORY" ] && [ -r "$DIRECTORY" ]; } || fail "cannot read the directory file $DIRECTORY"
+  APACHE_DIRECTORY="$(mktemp)"
+  trap 'rm -f "$APACHE_DIRECTORY"' EXIT
+  local message
+  if ! message="$(python3 "$WAREHOUSE/front/gate.py" check-directory "$DIRECTORY" "$APACHE_DIRECTORY" 2>&1)"; then
+    echo "$message" | grep '^error: ' | head -n 1 >&2
+    exit 1
+  fi
 }
 
 tls_front() {
@@ -241,11 +279,10 @@ install_database() {
   fi
 }
 
-# The TLS front: certificate (0644) and key (0600, root's) under /etc/prefect-server, nginx's
-# configuration, and Debian's own nginx site (plain HTTP on port 80) switched off.
+# The TLS front: certificate (0644) and key (0600, root's) under /etc/prefect-server, then
+# the sign-in front or nginx's.
 install_front() {
   tls_front || return 0
-  UNITS+=(prefect-front.service)
   if ! cmp -s "$CERT" "$TLS_CERT"; then
     install -m 644 "$CERT" "$TLS_CERT.new" && mv "$TLS_CERT.new" "$TLS_CERT"
     changed "Installed the certificate $TLS_CERT"
@@ -254,6 +291,21 @@ install_front() {
     install -m 600 "$KEY" "$TLS_KEY.new" && mv "$TLS_KEY.new" "$TLS_KEY"
     changed "Installed the key $TLS_KEY (mode 0600)"
   fi
+  if signing_in; then install_sign_in; else install_nginx; fi
+}
+
+# A file from the warehouse to *target* with *mode*, when it differs.
+install_file() {
+  if ! cmp -s "$1" "$2"; then
+    install -D -m "$3" "$1" "$2.new" && mv "$2.new" "$2"
+    changed "Installed $2"
+  fi
+}
+
+# The nginx front: everyone shares PREFECT_SERVER_API_AUTH_STRING; Debian's own nginx site
+# (plain HTTP on port 80) switched off.
+install_nginx() {
+  UNITS+=(prefect-front.service)
   if ! cmp -s "$WAREHOUSE/nginx/prefect-front.conf" "$NGINX_CONF"; then
     install -m 644 "$WAREHOUSE/nginx/prefect-front.conf" "$NGINX_CONF"
     changed "Installed $NGINX_CONF"
@@ -262,6 +314,46 @@ install_front() {
     systemctl disable --quiet --now nginx.service
     changed "Disabled nginx.service (Debian's default site, plain HTTP on port 80): prefect-front.service is the front"
   fi
+}
+
+# The sign-in front: the directory file and a session key (root's, 0600), apache2's
+# configuration and pages, the gate's code and roles, the audit log's rotation, the server on
+# a Unix socket; the shared auth string and the nginx front switched off.
+install_sign_in() {
+  local name
+  UNITS+=(prefect-gate.service prefect-sign-in.service)
+  if ! getent passwd "$FRONT_USER" >/dev/null; then
+    useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$FRONT_USER"
+    changed "Created system user $FRONT_USER (the sign-in front and the gate)"
+  fi
+  if ! cmp -s "$DIRECTORY" "$DIRECTORY_FILE"; then
+    install -m 600 "$DIRECTORY" "$DIRECTORY_FILE.new" && mv "$DIRECTORY_FILE.new" "$DIRECTORY_FILE"
+    changed "Installed the directory file $DIRECTORY_FILE (mode 0600)"
+  fi
+  if [ ! -e "$SESSION_KEY" ]; then
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$SESSION_KEY")
+    changed "Wrote a new session key $SESSION_KEY (mode 0600)"
+  fi
+  install_file "$APACHE_DIRECTORY" /etc/prefect-server/apache-directory.conf 644
+  install_file "$WAREHOUSE/front/apache.conf" /etc/prefect-server/apache.conf 644
+  for name in index.html sign-in.js sign-in.css idle.js; do
+    install_file "$WAREHOUSE/front/sign-in/$name" "/etc/prefect-server/sign-in/$name" 644
+  done
+  install_file "$WAREHOUSE/front/gate.py" "$FRONT_CODE/gate.py" 644
+  install_file "$WAREHOUSE/front/roles.toml" "$FRONT_CODE/roles.toml" 644
+  install_file "$WAREHOUSE/front/prefect-audit.logrotate" /etc/logrotate.d/prefect-audit 644
+  install_file "$WAREHOUSE/systemd/prefect-server.service.d/unix-socket.conf" \
+    "$UNIT_DIR/prefect-server.service.d/unix-socket.conf" 644
+  if grep -q '^PREFECT_SERVER_API_AUTH_STRING=' "$ENV_FILE"; then
+    sed -i '/^PREFECT_SERVER_API_AUTH_STRING=/d' "$ENV_FILE"
+    changed "Removed PREFECT_SERVER_API_AUTH_STRING from $ENV_FILE: everyone signs in as themselves"
+  fi
+  for name in prefect-front.service nginx.service apache2.service; do
+    if systemctl is-enabled --quiet "$name" 2>/dev/null || systemctl is-active --quiet "$name"; then
+      systemctl disable --quiet --now "$name"
+      changed "Disabled $name (another front, or Debian's default site on port 80): prefect-sign-in.service is the front"
+    fi
+  done
 }
 
 migration_revision() {
@@ -285,7 +377,8 @@ install_units() {
       any=1
     fi
   done
-  if [ "$any" = 1 ]; then systemctl daemon-reload; fi
+  # A changed drop-in (install_sign_in) needs the reload too.
+  if [ "$any" = 1 ] || [ "$CHANGES" != 0 ]; then systemctl daemon-reload; fi
 }
 
 start_units() {
@@ -334,9 +427,37 @@ sys.exit(1)
 EOF
 }
 
+# Until the server answers 200 on its Unix socket (as root: its directory is the prefect group's).
+wait_for_socket() {
+  "$VENV/bin/python" - "$API_SOCKET" "$READY_SECONDS" <<'EOF'
+import sys, time, httpx
+
+socket, seconds = sys.argv[1], float(sys.argv[2])
+client = httpx.Client(transport=httpx.HTTPTransport(uds=socket), timeout=5)
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        if client.get("http://prefect/api/ready").status_code == 200:
+            sys.exit(0)
+    except httpx.HTTPError:
+        pass
+    time.sleep(1)
+sys.exit(1)
+EOF
+}
+
 wait_until_ready() {
   local host="$API_HOST"
   if [ "$host" = 0.0.0.0 ]; then host=127.0.0.1; fi
+  if signing_in; then
+    READY_URL="$API_SOCKET"
+    wait_for_socket ||
+      fail "the server did not answer 200 on $API_SOCKET within ${READY_SECONDS}s (journalctl -u prefect-server -u prefect-services)"
+    READY_URL="${API_URL%/api}/sign-in/"
+    wait_for "$READY_URL" ||
+      fail "the sign-in front did not answer 200 at $READY_URL within ${READY_SECONDS}s (journalctl -u prefect-sign-in -u prefect-gate)"
+    return
+  fi
   READY_URL="http://$host:$API_PORT/api/ready"
   wait_for "$READY_URL" ||
     fail "the server did not answer 200 at $READY_URL within ${READY_SECONDS}s (journalctl -u prefect-server -u prefect-services)"
@@ -350,6 +471,7 @@ wait_until_ready() {
 read_arguments "$@"
 check_host
 check_certificate
+check_directory
 check_postgresql
 check_redis
 if [ -e "$ENV_FILE" ]; then read_database_url "$ENV_FILE"; fi
@@ -369,5 +491,11 @@ if [ "$CHANGES" = 0 ]; then
 else
   echo "The Prefect server is ready at $READY_URL ($CHANGES change(s) above)"
 fi
-echo "Its settings and secrets: $ENV_FILE. Workers and prw_deploy.py need"
-echo "PREFECT_API_AUTH_STRING set to its PREFECT_SERVER_API_AUTH_STRING."
+if signing_in; then
+  echo "People sign in at ${API_URL%/api}/ with their directory account; each worker and the CI"
+  echo "job send their own account as PREFECT_API_AUTH_STRING=<user>:<password>."
+  echo "Who changed what: sudo $WAREHOUSE/scripts/audit.py"
+else
+  echo "Its settings and secrets: $ENV_FILE. Workers and prw_deploy.py need"
+  echo "PREFECT_API_AUTH_STRING set to its PREFECT_SERVER_API_AUTH_STRING."
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `systemd-analyze verify` of every unit in systemd/, as CI runs it. The units' programs in
 # /opt/.../venv/bin are pointed at the deploy venv's (those venvs exist only on an installed
-# VM); other programs (nginx for the TLS front) must be installed. verify exits 0 even on
+# VM); other programs (apache2 and nginx for the fronts) must be installed. verify exits 0 even on
 # unknown keys, so any output is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
