@@ -260,6 +260,8 @@ def worker_site(
         site_root,
         "warehouse",
         flows=flows,
+        # The same engine as the projects pin: install-worker.sh --requirements refuses another.
+        prh_ingest_requirement=f"{package.NAME} @ {(site_root / package.wheel().name).as_uri()}",
         work_pool=POOL,
         worker_user=WORKER_USER,
         prefect_api_url=prefect_server.api_url,
