@@ -10,8 +10,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,19 +77,68 @@ def copy_text(cursor: psycopg.Cursor, source: Path, table: Table, into: str) -> 
         f"FORMAT csv, DELIMITER {sql_character(layout.delimiter)}, "
         f"QUOTE {sql_character(quote)}{force_null}"
     )
-    stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
-    qualifier, classes = quote.encode(), byte_classes(layout.delimiter, quote)
-    inside = False  # the chunk starts inside a quoted value (one with a line end in it)
-    with cursor.copy(f"COPY {into} ({columns}) FROM STDIN ({options})") as copy:
-        for chunk in end_markers_quoted(utf8_chunks(source, layout), qualifier):
-            if stand_in is not None and stand_in in chunk:
-                raise NotAsCopyReadsIt
-            if stand_in is None and qualifier in chunk:
-                if not read_alike(chunk.translate(classes), inside):
-                    raise NotAsCopyReadsIt
-                inside ^= chunk.count(qualifier) % 2 == 1
+    statement = f"COPY {into} ({columns}) FROM STDIN ({options})"
+    chunks = closing(ahead(checked_chunks(source, layout, quote)))
+    with cursor.copy(statement) as copy, chunks as checked:  # the thread ends before COPY
+        for chunk in checked:
             copy.write(chunk)
     return cursor.rowcount
+
+
+def checked_chunks(source: Path, layout: CsvLayout, quote: str) -> Iterator[bytes]:
+    """The data rows' bytes in chunks of whole lines, each checked to read alike in COPY."""
+    stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
+    classes = byte_classes(layout.delimiter, quote)
+    inside = False  # the chunk starts inside a quoted value (one with a line end in it)
+    for chunk, quotes in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
+        if quotes and stand_in is not None:
+            raise NotAsCopyReadsIt
+        if quotes:
+            if not read_alike(chunk.translate(classes), inside):
+                raise NotAsCopyReadsIt
+            inside ^= quotes % 2 == 1
+        yield chunk
+
+
+def ahead(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """The same chunks, read and checked by a thread while the caller sends the ones before
+    (copy.write waits for the server without the GIL), so the checks overlap the server's
+    parse. At most *depth* chunks wait; an error in the thread is raised here, in order."""
+    waiting: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(None)
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            put(error)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="prh-ingest-copy-checks", daemon=True)
+    thread.start()
+    try:
+        while (item := waiting.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 # Over a chunk's byte classes: outside a quoted value, a qualifier may open one only at a
@@ -122,15 +174,18 @@ def byte_classes(delimiter: str, quote: str) -> bytes:
 END_MARKER = re.compile(rb"^\\\.(?=[\r\n]|\Z)", re.MULTILINE)
 
 
-def end_markers_quoted(chunks: Iterable[bytes], quote: bytes) -> Iterator[bytes]:
-    """The chunks cut at line ends, each line that is COPY's end marker quoted."""
-    quotes = 0  # before the chunk: odd, it starts inside a quoted value
+def end_markers_quoted(
+    chunks: Iterable[bytes], quote: bytes
+) -> Iterator[tuple[bytes, int]]:
+    """The chunks cut at line ends, each line that is COPY's end marker quoted; with each,
+    the qualifiers in it (counted once: the checks read the count too)."""
+    inside = False  # the chunk starts inside a quoted value
     for chunk in whole_lines(chunks):  # `in` a one-byte string is memchr: almost free
         if b"\\" in chunk and (chunk.startswith(b"\\.") or b"\n\\." in chunk):
-            chunk = quote_markers(chunk, quote, quotes % 2 == 1)
-        if quote in chunk:
-            quotes += chunk.count(quote)
-        yield chunk
+            chunk = quote_markers(chunk, quote, inside)
+        quotes = chunk.count(quote) if quote in chunk else 0
+        inside ^= quotes % 2 == 1
+        yield chunk, quotes
 
 
 def quote_markers(chunk: bytes, quote: bytes, inside: bool) -> bytes:
