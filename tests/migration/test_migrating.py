@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import prefect2
+from support import package, prefect2
 from support.commands import BIN, REPO_DIR, tool_env
 from support.flow_runs import PrefectApi
 from support.git import commit_all, git, head
@@ -228,10 +228,11 @@ def step_6_adopt(world: World, template: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(template), str(clone)], check=True)
     env = {**shell_env(world, 3), "WORKON_HOME": str(world.root / "dev-venvs")}
     adopt_clinic_cal, adopt_prh_dash = step.blocks[0], step.blocks[1]
-    preview = bash(adopt_clinic_cal.lines[0], clone, env)
+    source = {"<package source>": package.answer()}  # the engine of this checkout, offline
+    preview = bash(fill(adopt_clinic_cal.lines[:1], source), clone, env)
     assert "  keep             ingest.py" in preview and "Nothing written." in preview
     for block in (adopt_clinic_cal, adopt_prh_dash):
-        linked = bash(block.lines[-1], clone, env)
+        linked = bash(fill(block.lines[-1:], source), clone, env)
         assert "prefect/.env: kept your settings" in linked, linked
         assert "Pipfile: added your ingest.py's packages pandas, openpyxl" in linked, linked
         assert "Pipfile: bounded python-dateutil<3.0.0" in linked, linked  # lockable
