@@ -91,12 +91,9 @@ def checked_chunks(source: Path, layout: CsvLayout, quote: str) -> Iterator[byte
     classes = byte_classes(layout.delimiter, quote)
     inside = False  # the chunk starts inside a quoted value (one with a line end in it)
     for chunk, quotes in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
-        if quotes and stand_in is not None:
+        if quotes and (stand_in is not None or not read_alike(chunk.translate(classes), inside)):
             raise NotAsCopyReadsIt
-        if quotes:
-            if not read_alike(chunk.translate(classes), inside):
-                raise NotAsCopyReadsIt
-            inside ^= quotes % 2 == 1
+        inside ^= quotes % 2 == 1
         yield chunk
 
 
@@ -174,9 +171,7 @@ def byte_classes(delimiter: str, quote: str) -> bytes:
 END_MARKER = re.compile(rb"^\\\.(?=[\r\n]|\Z)", re.MULTILINE)
 
 
-def end_markers_quoted(
-    chunks: Iterable[bytes], quote: bytes
-) -> Iterator[tuple[bytes, int]]:
+def end_markers_quoted(chunks: Iterable[bytes], quote: bytes) -> Iterator[tuple[bytes, int]]:
     """The chunks cut at line ends, each line that is COPY's end marker quoted; with each,
     the qualifiers in it (counted once: the checks read the count too)."""
     inside = False  # the chunk starts inside a quoted value
