@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-systemd test-migration test-fast lint bench clean
+.PHONY: demo test test-e2e test-systemd test-migration lint bench clean
 
 $(STAMP): requirements.txt constraints.txt prh-ingest/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,14 @@ $(STAMP): requirements.txt constraints.txt prh-ingest/pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## The test suite, but the booted-systemd tests (CI runs both: .ci/run). Two xdist workers;
-## the e2e tests stay together on one (tests/support/live_site_group.py).
+## The test suite but its slow sets (CI runs them all: .ci/run), on two xdist workers.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not systemd and not migration" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not e2e and not systemd and not migration" -n 2 --dist worksteal
+
+## The end-to-end tests: one live site (Prefect server, worker, git repos) built once, in one
+## process (slow; CI runs it).
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -m "e2e and not systemd and not migration"
 
 ## The slow tests that boot a real systemd in a container (root, systemd-nspawn; see BENCHMARKS.md).
 test-systemd: $(STAMP)
@@ -28,10 +32,6 @@ test-systemd: $(STAMP)
 ## the 2.10 venv is built once under ~/.cache from tests/migration/prefect-2.10-constraints.txt).
 test-migration: $(STAMP)
 	$(BIN)/python -m pytest -m migration
-
-## Everything but the live-server end-to-end tests.
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not systemd and not migration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check prh-ingest contract hooks warehouse-template/hooks tests scripts benchmarks

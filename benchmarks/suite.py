@@ -1,5 +1,5 @@
-"""8. The template's own test suites: `make test`, `make test-systemd` and `make test-migration`
-wall time, per file.
+"""8. The template's own test suites: `make test`, `make test-e2e`, `make test-systemd` and
+`make test-migration` wall time, per file.
 
 They take minutes to over an hour, so a full `make bench` (15 minutes) does not run them: it
 reads the JUnit reports the latest such run wrote into .bench/reports/junit-<target>.xml
@@ -28,12 +28,14 @@ from benchmarks.common import (
 )
 
 SUITE_LIMIT_SECONDS = 360  # `make test` under 6 minutes on 2 cores
-MAKE_TARGETS = ("test", "test-systemd", "test-migration")
+MAKE_TARGETS = ("test", "test-e2e", "test-systemd", "test-migration")
 REPORTS = REPO_DIR / ".bench" / "reports"
 
 
 def measure(ctx: Context) -> list[Section]:
-    section = Section(8, "Test suites (`make test`, `make test-systemd`, `make test-migration`)")
+    section = Section(
+        8, "Test suites (`make test`, `make test-e2e`, `make test-systemd`, `make test-migration`)"
+    )
     selection = list(ctx.sizes.suite_selection)
     sources: list[str] = []
     groups: dict[str, tuple[float, int]] = {}

@@ -104,7 +104,8 @@ def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path:
     from benchmarks.common import BenchError
     from benchmarks.suite import group_times, make_recipe
 
-    assert make_recipe("test")[:2] == ["-m", "not systemd and not migration"]  # + xdist options
+    assert make_recipe("test")[:2] == ["-m", "not e2e and not systemd and not migration"]
+    assert make_recipe("test-e2e") == ["-m", "e2e and not systemd and not migration"]
     assert make_recipe("test-systemd") == ["-m", "systemd"]
     assert make_recipe("test-migration") == ["-m", "migration"]
     with pytest.raises(BenchError, match=re.escape("Makefile: no `nonsense: $(STAMP)` rule")):

@@ -32,7 +32,7 @@ def ci_run_checks() -> list[str]:
 
 def test_the_workflow_runs_ci_runs_set_up_then_each_of_its_checks() -> None:
     assert ci_run_checks() == [
-        "make lint", "make test", "make test-systemd", "make test-migration"
+        "make lint", "make test", "make test-e2e", "make test-systemd", "make test-migration"
     ]
     commands = [command.removeprefix("sudo ") for command in workflow_commands()]
     assert commands == [".ci/run setup", ".ci/run setup", *ci_run_checks()]

@@ -4,5 +4,4 @@
 programs are), `baking` (ingest projects through pytest-cookies),
 `warehouse` (warehouse bakes and flow entries), `regeneration` (a template repo and cruft), `site`
 (the e2e site model), `flow_runs` (the Prefect API), `systemd` (unit files), `booted` and
-`booted_worker` (a booted systemd), `runbook` (hand-made projects for adoption),
-`live_site_group` (the plugin that keeps the e2e tests on one xdist worker)."""
+`booted_worker` (a booted systemd), `runbook` (hand-made projects for adoption)."""
