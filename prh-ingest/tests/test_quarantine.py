@@ -55,6 +55,40 @@ def test_three_bad_rows_among_10000_are_set_aside(sink: Sink, tmp_path: Path) ->
     assert not any(canary in repr(row) for row in sink.rows())  # not in the table
 
 
+MULTILINE = (
+    b"appointment_id,patient_id,note\r\n"
+    b'A1,P1,"Arrived\r\nlate, ""by bus"""\r\n'  # row 2: a quoted value over two lines
+    b"A2,P2,ok\r\n"
+    b"A3,P3,ok,extra\r\n"  # row 4: one value too many
+    b'A4,P4,"one\r\ntwo\r\nthree"\r\n'
+    b"A5,P5,ok\r\n"
+)
+
+
+def test_a_quoted_line_break_is_part_of_its_row_not_a_bad_row(
+    sink: Sink, tmp_path: Path
+) -> None:
+    landing = tmp_path / "monday.csv"
+    landing.write_bytes(MULTILINE)
+    limit = {naming.max_bad_rows_setting("clinic-cal", "epic"): "1"}
+    result = ingest(landing, sink, **BAD_ROWS, **limit)
+    assert result.returncode == 0, result.stderr
+    assert sink.rows() == [
+        ("A1", "P1", 'Arrived\r\nlate, "by bus"'),
+        ("A2", "P2", "ok"),
+        ("A4", "P4", "one\r\ntwo\r\nthree"),
+        ("A5", "P5", "ok"),
+    ]
+    found = sink.query(f"SELECT row_number, reason, raw_line FROM {REJECTS}")  # noqa: S608
+    assert [(number, reason, bytes(raw)) for number, reason, raw in found] == [
+        (4, "wrong_width", b"A3,P3,ok,extra")
+    ]
+    tuesday = tmp_path / "tuesday.csv"  # the same rows and one more, BAD_ROWS=refuse:
+    tuesday.write_bytes(MULTILINE + b"A6,P6,ok\r\n")  # its message names the same row
+    error = rejected(ingest(tuesday, sink), tuesday)
+    assert error.startswith("row 4 has 4 values")
+
+
 def test_five_percent_bad_rows_refuse_the_whole_file(sink: Sink, tmp_path: Path) -> None:
     bad = {number: b"A%05d,P0001" % number for number in range(2, 1002, 20)}  # 50 of 1,000
     landing = appointments(tmp_path / "monday.csv", 1_000, bad)

@@ -241,3 +241,66 @@ def test_a_rejects_repr_never_shows_its_line() -> None:
     assert isinstance(reject, Reject)
     assert CANARY not in repr(reject) and CANARY not in str(reject)
     assert repr(reject) == "Reject(row_number=4, reason='wrong_width')"
+
+
+def records_of(lines: list[bytes], quote: str | None = '"') -> list[bytes]:
+    reader = RowReader("utf-8", ",", quote, 3)
+    return list(rejects.Quarantine(reader, rejects.parse_max_bad_rows(None)).records(lines))
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            [b'A1,P1,"first\n', b'second"\n', b"A2,P2,x\n"],
+            [b'A1,P1,"first\nsecond"\n', b"A2,P2,x\n"],
+        ),
+        ([b'A1,P1,"say ""hi\n', b'there"""\n'], [b'A1,P1,"say ""hi\nthere"""\n']),
+        ([b'A1,"a\n', b"\n", b'b",x\n'], [b'A1,"a\n\nb",x\n']),  # a blank line inside a value
+        ([b'A1,P1,5" cut\n', b"A2,P2,x\n"], [b'A1,P1,5" cut\n', b"A2,P2,x\n"]),  # quote as data
+        ([b'A1,"P1"x,"y\n', b'z"\n'], [b'A1,"P1"x,"y\nz"\n']),  # closed, then a new one opens
+        ([b'A1,P1,"x""\n', b"A2,P2,x\n"], [b'A1,P1,"x""\n', b"A2,P2,x\n"]),  # never closed
+    ],
+    ids=["line-break", "doubled-quotes", "blank-line", "quote-inside", "two-quoted", "unclosed"],
+)
+def test_a_quoted_line_break_joins_lines_into_one_record(
+    lines: list[bytes], expected: list[bytes]
+) -> None:
+    assert records_of(lines) == expected
+
+
+def test_without_a_qualifier_each_line_is_a_record() -> None:
+    assert records_of([b'A1,"x\n', b'y"\n'], quote=None) == [b'A1,"x\n', b'y"\n']
+
+
+def test_a_quote_open_past_max_record_lines_is_its_first_line_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rejects, "MAX_RECORD_LINES", 3)
+    lines = [b'A1,P1,"x\n', b"a\n", b'b"\n', b'A2,P2,"y\n', b"a\n", b"b\n", b'c"\n', b"A3,P3,z\n"]
+    assert records_of(lines) == [
+        b'A1,P1,"x\na\nb"\n',  # closed on its third line: one record
+        b'A2,P2,"y\n',  # still open after three: alone, and the next lines read again
+        b"a\n",
+        b"b\n",
+        b'c"\n',
+        b"A3,P3,z\n",
+    ]
+
+
+def test_rejects_are_numbered_per_record_and_a_multiline_row_loads_whole() -> None:
+    reader = RowReader("utf-8", ",", '"', 3)
+    quarantine = rejects.Quarantine(reader, rejects.parse_max_bad_rows("5"))
+    lines = [
+        b'A1,P1,"' + CANARY.encode() + b'\r\nsecond line"\r\n',  # row 2
+        b"A2,P2\r\n",  # row 3: too short
+        b'A3,P3,"never closed\r\n',  # row 4
+        b"A4,P4,ok\r\n",  # row 5
+    ]
+    good = list(quarantine.good_rows(lines, 2))
+    assert good == [["A1", "P1", CANARY + "\r\nsecond line"], ["A4", "P4", "ok"]]
+    assert [(reject.row_number, reject.reason) for reject in quarantine.rejects] == [
+        (3, rejects.WRONG_WIDTH),
+        (4, rejects.UNTERMINATED_QUOTE),
+    ]
+    assert quarantine.rows == 4

@@ -1,7 +1,8 @@
 """Bad rows set aside in `<table>_rejects` (BAD_ROWS=quarantine) instead of refusing the file.
 
 A row that cannot be read (REASONS) goes to the rejects table with the load's id, the file's
-SHA-256, its row number, a reason code and its raw line; the rest of the file loads. Above
+SHA-256, its row number, a reason code and its raw line (the record's bytes: more than one
+line where a quoted value holds line breaks); the rest of the file loads. Above
 MAX_BAD_ROWS (a count, or a percent of the file's data rows; default `1%`) the whole file is
 refused, as with BAD_ROWS=refuse, and nothing is written.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +32,7 @@ from prh_ingest import naming
 # Reason codes: why a row could not be read.
 WRONG_WIDTH = "wrong_width"  # not as many values as the header
 UNDECODABLE = "undecodable"  # bytes that are not text in the file's encoding
-UNTERMINATED_QUOTE = "unterminated_quote"  # a quoted value that does not end in its row
+UNTERMINATED_QUOTE = "unterminated_quote"  # a quoted value never closed (MAX_RECORD_LINES)
 MALFORMED_QUOTE = "malformed_quote"  # a character after a closing quote (`"a"b`)
 MISSING_KEY = "missing_key"  # LOAD_MODE=merge: a key value that is empty
 REASONS = (WRONG_WIDTH, UNDECODABLE, UNTERMINATED_QUOTE, MALFORMED_QUOTE, MISSING_KEY)
@@ -180,10 +182,44 @@ class RowReader:
         return {"delimiter": self.delimiter, "quotechar": self.quote}
 
 
+# A quoted value may hold line breaks: its record goes on to the line that closes the quote,
+# at most this many lines. A quote still open after them, or at the end of the file, was never
+# closed: its first line alone is the record (an unterminated_quote reject).
+MAX_RECORD_LINES = 1000
+
+
+def open_at_end(line: bytes, quoted: bool, quote: bytes, delimiter: bytes) -> bool:
+    """Whether a quoted value is still open at the end of `line`, which starts inside one when
+    `quoted`. As the csv module reads: a quote opens a value only at its start, and a doubled
+    quote inside a quoted value is data."""
+    if not quoted and quote not in line:
+        return False
+    position, end = 0, len(line)
+    while position < end:
+        if quoted:
+            close = line.find(quote, position)
+            if close < 0:
+                return True
+            if line.startswith(quote, close + 1):  # "" inside the value
+                position = close + 2
+                continue
+            quoted, position = False, close + 1
+        elif line.startswith(quote, position):  # a value that starts with a quote
+            quoted, position = True, position + 1
+            continue
+        after = line.find(delimiter, position)  # the next value's start
+        if after < 0:
+            return False
+        position = after + 1
+    return quoted
+
+
 @dataclass
 class Quarantine:
-    """BAD_ROWS=quarantine for one file: its good rows, read one line at a time as they are
-    loaded (a quoted value cannot span lines here), and its rejects, set aside on the way."""
+    """BAD_ROWS=quarantine for one file: its good rows, read one record at a time as they are
+    loaded (a record is a line, or the lines a quoted value's line breaks join), and its
+    rejects, set aside on the way. Records are numbered as the rows of the file's messages
+    are: from the first data row, one number per record, blank lines included."""
 
     reader: RowReader
     limit: Limit
@@ -193,8 +229,8 @@ class Quarantine:
     rows: int = 0  # the data rows read, good and bad
 
     def good_rows(self, lines: Iterable[bytes], first_row: int) -> Iterator[list[str]]:
-        """The values of each readable line (numbered from `first_row`); blank lines skipped."""
-        for number, raw in enumerate(lines, start=first_row):
+        """The values of each readable record (numbered from `first_row`); blank lines skipped."""
+        for number, raw in enumerate(self.records(lines), start=first_row):
             if not raw.strip(b"\r\n"):
                 continue
             self.rows += 1
@@ -203,6 +239,30 @@ class Quarantine:
                 self.rejects.append(values)
             else:
                 yield values[self.first : self.last]
+
+    def records(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        """The file's records, each its bytes as in the file (MAX_RECORD_LINES)."""
+        if self.reader.quote is None:  # no qualifier: a line is a record
+            yield from lines
+            return
+        encoding = self.reader.encoding
+        bom = "".encode(encoding)  # utf-8-sig: a BOM before any text, which a line lacks
+        quote = self.reader.quote.encode(encoding).removeprefix(bom)
+        delimiter = self.reader.delimiter.encode(encoding).removeprefix(bom)
+        source, pending = iter(lines), deque[bytes]()
+        while (line := pending.popleft() if pending else next(source, None)) is not None:
+            joined = [line]
+            quoted = open_at_end(line, False, quote, delimiter)
+            while quoted and len(joined) < MAX_RECORD_LINES:
+                following = pending.popleft() if pending else next(source, None)
+                if following is None:
+                    break
+                joined.append(following)
+                quoted = open_at_end(following, True, quote, delimiter)
+            if quoted:  # never closed: the first line alone, the others read again
+                pending.extendleft(reversed(joined[1:]))
+                joined = joined[:1]
+            yield b"".join(joined)
 
     def check(self) -> None:
         """Refuse the whole file (TooManyBadRows) above MAX_BAD_ROWS: once every row is read."""
