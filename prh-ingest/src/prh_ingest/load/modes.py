@@ -107,7 +107,7 @@ def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
 
 
 def quarantined(source: Path, table: Table, settings: Settings) -> tuple[Table, Quarantine]:
-    """BAD_ROWS=quarantine: the table of the file's readable rows, read line by line (still
+    """BAD_ROWS=quarantine: the table of the file's readable rows, read record by record (still
     streamed: to COPY on PostgreSQL), and the Quarantine that sets the others aside."""
     layout = table.csv
     assert layout is not None  # noqa: S101 (delimited text only)
