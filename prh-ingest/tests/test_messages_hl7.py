@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from loading import KEY, TABLE, Sink, ingest, rejected
 from prh_ingest import naming
+from prh_ingest.load import messages
 from test_formats_hl7 import ADT, CANARY, FILES, MESSAGES, ORU, message_text
 
 FORMAT_SETTING = f"{KEY}_FORMAT"
@@ -122,3 +123,50 @@ def test_an_unknown_format_is_refused_in_one_line(sink: Sink, tmp_path: Path) ->
         line
         == f"error: {FORMAT_SETTING}=x12: hl7 or fhir-ndjson, or unset (the file's suffix decides)"
     )
+
+
+def numbered(count: int, control_id: str = "ADT-{n:04d}") -> list[list[tuple[str, list[str]]]]:
+    """*count* copies of ADT, each with its own control id (MSH-10)."""
+    messages = []
+    for n in range(1, count + 1):
+        copy = [(sid, list(fields)) for sid, fields in ADT]
+        copy[0][1][9] = control_id.format(n=n)
+        messages.append(copy)
+    return messages
+
+
+def test_batches_sent_while_reading_land_exactly(
+    sink: Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a full batch goes to COPY from a thread while the file is read on:
+    batches of a few segments here, so most go that way (and a control id with COPY's escape
+    character lands as sent)."""
+    monkeypatch.setattr(messages, "HL7_HELD_LINES", 5)
+    sent = numbered(40, control_id="ADT\\{n:04d}")
+    source = tmp_path / "adt.hl7"
+    source.write_bytes("".join(message_text(m, "\r") for m in sent).encode())
+    result = ingest(source, sink)
+    assert result.returncode == 0, result.stderr
+    ids = [m[0][1][9] for m in sent]
+    assert [row[0] for row in sink.rows(TABLE)] == sorted(ids, key=repr)
+    pid = naming.part_table_name("clinic-cal", "epic", "PID")
+    pid_fields = dict(ADT)["PID"]
+    assert segment_rows(sink, pid) == sorted(
+        ((i, 3, *(value or None for value in pid_fields)) for i in ids), key=repr
+    )
+
+
+def test_a_bad_message_after_batches_were_sent_leaves_nothing(
+    sink: Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages, "HL7_HELD_LINES", 5)
+    sent = numbered(30)
+    sent[25][0][1][9] = ""  # message 26 has no control id
+    source = tmp_path / "adt.hl7"
+    source.write_bytes("".join(message_text(m, "\r") for m in sent).encode())
+    result = ingest(source, sink)
+    assert rejected(result, source).startswith("message 26: ")
+    sqlite = sink.url.startswith("sqlite")  # the one transaction rolled back: not a table
+    tables = "sqlite_master WHERE type = 'table'" if sqlite else "information_schema.tables"
+    schema = "" if sqlite else " WHERE table_schema = current_schema()"
+    assert sink.query(f"SELECT count(*) FROM {tables}{schema}") == [(0,)]  # noqa: S608

@@ -16,7 +16,8 @@ Every table has `_load_id`, which points into `<table>_loads` as for any load. A
 transaction and goes in `append` mode: the same bytes (SHA-256) again add nothing. (`merge`
 by message_control_id or id waits for merge mode in the loader.) A bad message or line
 refuses the file in one line naming its number and a reason, never a value. On PostgreSQL
-the rows go through COPY, in batches (memory stays bounded); on SQLite through executemany.
+the rows go through COPY, in batches (memory stays bounded; HL7's are sent from a thread while
+the file is read on); on SQLite through executemany.
 """
 
 # ruff: noqa: S608 (SQL names only the loader's own tables and columns)
@@ -24,9 +25,11 @@ the rows go through COPY, in batches (memory stays bounded); on SQLite through e
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,6 +46,7 @@ HL7, FHIR_NDJSON = "hl7", "fhir-ndjson"
 SUFFIXES = {".hl7": HL7, ".ndjson": FHIR_NDJSON, ".ndjson.gz": FHIR_NDJSON}
 MESSAGE_COLUMNS = ("message_control_id", "message_type", "message_time", "sending_facility")
 BATCH_ROWS = 10_000  # rows held per table before they go to the database
+HL7_HELD_LINES = 100_000  # HL7 on PostgreSQL: segment lines held, all tables (about 10 MB)
 
 
 def message_format(
@@ -79,14 +83,25 @@ class Batches:
         self.postgresql = connection.dialect.name == "postgresql"
         self.held: dict[tuple[str, tuple[str, ...]], list[list[object] | str]] = {}
         self.resources: dict[str, list[fhir.Resource]] = {}
+        self.behind: Future[None] | None = None  # send_behind()'s COPYs, while in flight
+        self.sender: ThreadPoolExecutor | None = None
 
-    def add(self, table: str, columns: tuple[str, ...], row: list[object] | str) -> None:
-        """*row*: its values, or on PostgreSQL its COPY text line (copy_line, hl7_line)."""
+    def add(self, table: str, columns: tuple[str, ...], row: list[object]) -> None:
+        """*row*: its values (on PostgreSQL they become a COPY text line here)."""
         held = self.held.setdefault((table, columns), [])
-        held.append(row)
-        if len(held) >= BATCH_ROWS:
+        held.append(copy_line(row) + f"\t{self.load_id}\n" if self.postgresql else row)
+        if len(held) < BATCH_ROWS:
+            return
+        if self.postgresql:  # never two COPYs at once: this one goes behind the one in flight
+            self.send_behind()
+        else:
             self.write(table, columns, held)
             held.clear()
+
+    def lines(self, table: str, columns: tuple[str, ...]) -> list[list[object] | str]:
+        """PostgreSQL: the list of *table*'s held COPY text lines (each with _load_id and its
+        line end), for the caller to append to; flush() writes and empties it in place."""
+        return self.held.setdefault((table, columns), [])
 
     def add_resource(self, table: str, resource: fhir.Resource) -> None:
         """A FHIR resource for PostgreSQL: its JSON goes to COPY as sent (fhir.copy_chunks)."""
@@ -105,10 +120,52 @@ class Batches:
             for chunk in fhir.copy_chunks(held, held[0].resource_type):
                 copy.write(chunk)
 
+    def send_behind(self) -> None:
+        """PostgreSQL: the held lines' COPYs go to the server from a thread while the caller
+        reads on (a COPY waits on the server without holding the GIL, so the server's parse
+        overlaps the reading). One batch is in flight at a time: this waits for the one
+        before. flush() waits for it too, so no COPY is open while a table changes."""
+        self.drain()
+        jobs = [
+            (table, ", ".join([*columns, LOAD_ID_COLUMN]), "".join(held).encode())  # type: ignore[arg-type]
+            for (table, columns), held in self.held.items()
+            if held
+        ]
+        for held in self.held.values():
+            held.clear()  # in place: lines() handed the list out
+        if self.sender is None:
+            self.sender = ThreadPoolExecutor(1, thread_name_prefix="prh-ingest-copy")
+        self.behind = self.sender.submit(self.copy_texts, jobs)
+
+    def copy_texts(self, jobs: list[tuple[str, str, bytes]]) -> None:
+        cursor = self.connection.connection.cursor()
+        for table, names, text in jobs:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (NULL '')") as copy:
+                copy.write(text)
+
+    def drain(self) -> None:
+        """Wait for the COPYs sent behind; their error is raised here."""
+        if self.behind is not None:
+            behind, self.behind = self.behind, None
+            behind.result()
+
+    def abandon(self) -> None:
+        """The load failed: wait for the COPYs in flight (the transaction is rolled back after
+        them), dropping their error for the load's own."""
+        with contextlib.suppress(Exception):
+            self.drain()
+        self.close()
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.shutdown()
+            self.sender = None
+
     def flush(self) -> None:
+        self.drain()
         for (table, columns), held in self.held.items():
             self.write(table, columns, held)
-        self.held.clear()
+            held.clear()  # in place: lines() handed the list out
         for table, resources in self.resources.items():
             self.copy_resources(table, resources)
         self.resources.clear()
@@ -118,11 +175,9 @@ class Batches:
             return
         names = ", ".join([*columns, LOAD_ID_COLUMN])
         cursor = self.connection.connection.cursor()
-        if self.postgresql:  # COPY's text format, built here: an empty value is NULL
-            tail = f"\t{self.load_id}\n"
-            text = "".join([(row if type(row) is str else copy_line(row)) + tail for row in rows])
+        if self.postgresql:  # COPY's text format, lines built by add(): an empty value is NULL
             with cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (NULL '')") as copy:
-                copy.write(text.encode())
+                copy.write("".join(rows).encode())  # type: ignore[arg-type]
         else:
             values = (
                 [*(value if value != "" else None for value in row), self.load_id] for row in rows
@@ -146,24 +201,29 @@ def copy_line(row: list[object]) -> str:
     )
 
 
-LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r"})
-
-
 def segment_key_columns() -> list[sa.Column]:
     return [sa.Column("message_control_id", sa.Text), sa.Column("segment_index", sa.Integer)]
 
 
-def hl7_line(control_id: str, segment: hl7.Segment, width: int) -> str:
-    """A segment's row as a COPY text line: when no field holds a tab (nearly always), the
-    fields joined by tabs are escaped at once; else field by field."""
+def copy_text(value: str) -> str:
+    """A value in COPY's text format. HL7 values hold backslashes (its own escapes, MSH-2)
+    and almost never a tab; line ends cannot be in them (they end segments)."""
+    if "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(COPY_ESCAPES)
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
+def hl7_line(control_id: str, segment: hl7.Segment, width: int, load_id: int) -> str:
+    """A segment's row as a COPY text line (control_id already in COPY's text): its fields
+    joined by tabs and escaped at once, unless a field holds a tab (then field by field)."""
     fields = segment.fields
     body = "\t".join(fields)
     if body.count("\t") == len(fields) - 1:
-        body = body.translate(LINE_ESCAPES)
+        body = body.replace("\\", "\\\\") if "\\" in body else body
     else:
         body = "\t".join([value.translate(COPY_ESCAPES) for value in fields])
     padding = "\t" * (width - len(fields))
-    return f"{control_id.translate(COPY_ESCAPES)}\t{segment.segment_index}\t{body}{padding}"
+    return f"{control_id}\t{segment.segment_index}\t{body}{padding}\t{load_id}\n"
 
 
 def part_table(
@@ -241,8 +301,13 @@ def load_parts(
         if connection.dialect.name == "postgresql":  # for this transaction only
             connection.execute(sa.select(sa.func.set_config(LOAD_ID_SETTING, str(started), True)))
         batches = Batches(connection, started)
-        count = write(connection, batches)
-        batches.flush()
+        try:
+            count = write(connection, batches)
+            batches.flush()
+        except BaseException:
+            batches.abandon()
+            raise
+        batches.close()
         done = loads.update().where(loads.c.load_id == started).values(row_count=count)
         connection.execute(done)
     return Loaded("append", count, digest)
@@ -263,39 +328,41 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
             [],
         )
         widths = hl7.SegmentTables()
-        segments: dict[str, tuple[str, tuple[str, ...], int]] = {}
+        segments: dict[str, tuple[str, tuple[str, ...], int, list]] = {}
         message_columns = (*MESSAGE_COLUMNS, "segment_count")
-        count = 0
+        postgresql, load_id = batches.postgresql, batches.load_id
+        count = held = 0
         for message in hl7.read_path(source, encoding=encoding):  # a bad one refuses the file
             count += 1
             if grown := widths.add(message):  # new segments or fields: their columns first
                 batches.flush()  # no COPY open while a table changes
+                held = 0
                 for key in grown:
                     segment_id, fields = key.upper(), widths.columns(key)
                     table = names.part_table(segment_id)
                     part_table(connection, table, segment_key_columns(), fields)
                     columns = ("message_control_id", "segment_index", *fields)
-                    segments[segment_id] = (table, columns, len(fields))
+                    lines = batches.lines(table, columns)
+                    segments[segment_id] = (table, columns, len(fields), lines)
             control_id = message.message_control_id
-            batches.add(
-                names.table,
-                message_columns,
-                [
-                    control_id,
-                    message.message_type,
-                    message.message_time,
-                    message.sending_facility,
-                    message.segment_count,
-                ],
-            )
+            parts = (message.message_type, message.message_time, message.sending_facility)
+            batches.add(names.table, message_columns, [control_id, *parts, message.segment_count])
+            if postgresql:  # the segments' COPY lines, held until a batch is full
+                copy_id = copy_text(control_id)
+                for segment in message.segments:
+                    _, _, width, lines = segments[segment.segment_id]
+                    lines.append(hl7_line(copy_id, segment, width, load_id))
+                held += message.segment_count
+                if held >= HL7_HELD_LINES:
+                    batches.send_behind()
+                    held = 0
+                continue
             for segment in message.segments:
-                table, columns, width = segments[segment.segment_id]
-                if batches.postgresql:
-                    batches.add(table, columns, hl7_line(control_id, segment, width))
-                    continue
+                table, columns, width, _ = segments[segment.segment_id]
                 padding = [None] * (width - len(segment.fields))
-                row = [control_id, segment.segment_index, *segment.fields, *padding]
-                batches.add(table, columns, row)
+                batches.add(
+                    table, columns, [control_id, segment.segment_index, *segment.fields, *padding]
+                )
         return count
 
     return load_parts(source, sha256, engine, settings, write)
