@@ -1,8 +1,8 @@
-"""The format readers of prh_ingest.formats against the issue's targets (not part of `make
-bench` yet; the figures go to BENCHMARKS.md when the loader uses these readers):
+"""The format readers of prh_ingest.formats against the issue's targets, at full size (`make
+bench` runs them smaller: benchmarks/formats_merge.py):
 
-- HL7 v2: messages/s and peak RSS parsing 100,000 ADT messages of 8 segments (target: 20,000
-  messages/s into PostgreSQL, 150 MB; this measures the parse, the loader's share of it);
+- HL7 v2: messages/s and peak RSS for 100,000 ADT messages of 8 segments, parsed, and loaded
+  into PostgreSQL by the loader (target: 20,000 messages/s into PostgreSQL, 150 MB);
 - FHIR: 1,000,000 Observations from `.ndjson.gz` through copy_chunks() into a PostgreSQL
   table (id, last_updated, resource jsonb), against `psql \\copy` of the same resources as a
   one-column jsonb file (target: at least 0.5x psql's rate, 150 MB);
@@ -16,6 +16,7 @@ Each reader runs in its own process (peak RSS is that process's VmHWM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -119,6 +120,23 @@ def run_hl7(path: str) -> None:
     print(json.dumps({"seconds": seconds, "messages": messages, **cpu(started_cpu)}))
 
 
+def run_hl7_load(path: str, url: str) -> None:
+    """The loader on an HL7 file into PostgreSQL, as ingest.py runs it (its imports too)."""
+    from prh_ingest import naming
+
+    os.environ[naming.source_setting("bench", "adt")] = path
+    os.environ[naming.sink_setting("bench")] = url
+    started, started_cpu = time.perf_counter(), time.process_time()
+    from prh_ingest import load
+
+    with contextlib.redirect_stdout(sys.stderr):  # its report: our stdout is the JSON line
+        code = load.main("bench", "adt", lambda _source, columns, rows: (columns, rows), [])
+    if code != 0:
+        raise SystemExit(f"the loader exited {code}")
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, **cpu(started_cpu)}))
+
+
 def run_fhir(path: str, conninfo: str) -> None:
     import psycopg
     from prh_ingest.formats.fhir import (
@@ -178,12 +196,18 @@ def child(*argv: str) -> tuple[dict, float]:
 
 
 def measure_hl7(folder: Path, count: int) -> None:
+    from support.services import running_postgres
+
     path = hl7_file(folder, count)
     result, rss = child("hl7", str(path))
     rate = result["messages"] / result["seconds"]
     print(f"HL7: {result['messages']:,} ADT messages parsed in {result['seconds']:.2f} s: "
           f"{rate:,.0f} messages/s ({result['messages'] / result['cpu']:,.0f} per CPU second), "
           f"peak RSS {rss:.0f} MB")  # fmt: skip
+    with running_postgres() as server:
+        result, rss = child("hl7-load", str(path), server.url(server.create_database()))
+    print(f"HL7: the same through the loader into PostgreSQL in {result['seconds']:.2f} s: "
+          f"{count / result['seconds']:,.0f} messages/s, peak RSS {rss:.0f} MB")  # fmt: skip
 
 
 def measure_fhir(folder: Path, count: int) -> None:
@@ -222,8 +246,9 @@ def measure_xlsx(folder: Path, rows: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("hl7", "fhir", "xlsx"):
-        {"hl7": run_hl7, "fhir": run_fhir, "xlsx": run_xlsx}[sys.argv[1]](*sys.argv[2:])
+    runs = {"hl7": run_hl7, "hl7-load": run_hl7_load, "fhir": run_fhir, "xlsx": run_xlsx}
+    if len(sys.argv) > 1 and sys.argv[1] in runs:
+        runs[sys.argv[1]](*sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
