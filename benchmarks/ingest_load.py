@@ -51,6 +51,7 @@ def measure(ctx: Context) -> list[Section]:
     source = data.csv_file(data_dir, rows)
     run_ways(section, ctx, f"{rows:,}-row quoted csv", "", rows, loaders.ways(source))
     add_csv_targets(section)
+    row_checks(section, ctx, loaders, source, rows)
 
     for shape in data.SHAPES.values():
         progress(f"ingest: {rows:,}-row {shape.name} export")
@@ -165,9 +166,16 @@ class Loaders:
     def ours_sqlite(self, source: Path, settings: dict[str, str] | None = None) -> Load:
         return self.ours(f"sqlite:///{self.fresh_sqlite('ours')}", source, settings or {})
 
-    def ours_postgres(self, source: Path, settings: dict[str, str]) -> Load:
+    def ours_postgres(
+        self, source: Path, settings: dict[str, str], earlier_loads: int | None = None
+    ) -> Load:
+        """Into a fresh database; with *earlier_loads*, one whose loads table holds
+        EARLIER_LOADS loads of that many rows (seed_loads)."""
         server = self.ctx.postgres
-        return self.ours(server.url(server.create_database()), source, settings)
+        url = server.url(server.create_database())
+        if earlier_loads is not None:
+            seed_loads(url, earlier_loads)
+        return self.ours(url, source, settings)
 
     def pandas(self, url: str, source: Path) -> Load:
         argv = [PYTHON, "-m", "benchmarks.pandas_load", str(source), url, TABLE]
@@ -186,6 +194,56 @@ class Loaders:
         copy = f"\\copy {TABLE} FROM '{source}' ({options})"
         run = run_timed([*psql, "-c", copy], cwd=self.root, env=os.environ)
         return run.seconds, run.peak_rss_bytes
+
+
+CHECKS_LIMIT = 0.05  # the row-count checks add at most 5% to a 1M-row load (issue 27)
+EARLIER_LOADS = 7  # the loads the check takes its median over
+
+
+def row_checks(section: Section, ctx: Context, loaders: Loaders, source: Path, rows: int) -> None:
+    """The quoted csv into PostgreSQL with the row-count check on (the default, judged: the
+    source has 7 earlier loads) and off (its history not read), interleaved."""
+    progress(f"ingest: {rows:,}-row quoted csv into postgresql, row check on and off")
+    ways = {"on": {}, "off": {f"{SOURCE_KEY}_ROW_CHECK": "off"}}
+    samples: dict[str, list[Load]] = {way: [] for way in ways}
+    for _ in range(ctx.sizes.repetitions):
+        for way, settings in ways.items():
+            samples[way].append(loaders.ours_postgres(source, settings, earlier_loads=rows))
+    for way, loads in samples.items():
+        label = f"{rows:,}-row quoted csv into postgresql after {EARLIER_LOADS} loads: check {way}"
+        add_loads(section, f"check-{way}", label, rows, loads)
+    on, off = (section.figure(f"check-{way}-rate").median for way in ways)
+    section.add("check-cost", "row check on / off, the load's time", "x", [off / on])
+    section.targets.append(
+        Target(f"row checks add <= {CHECKS_LIMIT:.0%} to a {rows:,}-row load (on/off time)",
+               "check-cost", 1 + CHECKS_LIMIT, at_most=True)  # fmt: skip
+    )
+
+
+def seed_loads(url: str, rows: int) -> None:
+    """EARLIER_LOADS accepted loads of *rows* rows each in the source's loads table, as the
+    loader records them (the table itself comes with the next load)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+    from prh_ingest.load.sinks import loads_table
+    from prh_ingest.settings import Names
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            metadata = sa.MetaData()
+            loads = loads_table(metadata, Names(SLUG, SOURCE))
+            metadata.create_all(connection)
+            now = dt.datetime.now(dt.UTC)
+            connection.execute(loads.insert(), [
+                {"source_file": f"/exports/day-{n}.csv", "source_sha256": f"{n:064x}",
+                 "loaded_at": now - dt.timedelta(days=EARLIER_LOADS - n), "row_count": rows,
+                 "load_mode": "append"}
+                for n in range(EARLIER_LOADS)
+            ])  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 def add_loads(section: Section, key: str, label: str, rows: int, loads: list[Load]) -> None:
@@ -337,6 +395,10 @@ def notes() -> list[str]:
         "delimiter from the header. psql gets the same options (the `^` file's encoding as "
         "`ENCODING 'LATIN9'`, the qualifier as a byte the data never holds) and, since it "
         "cannot drop a footer, the file without its footer row.",
+        "Row checks (issue 27): the quoted csv into PostgreSQL, each load into a new "
+        f"database whose loads table holds {EARLIER_LOADS} earlier loads of as many rows, so "
+        "the check is judged (default `_ROW_CHECK`), against `_ROW_CHECK=off`, which does not "
+        "read the history; the two interleaved, the ratio of their median times.",
         "That the `|`, `^` and tab shapes go through COPY as text (the server parses the "
         "file's bytes) and not row by row is also a test: "
         "`prh-ingest/tests/test_readers.py::"
