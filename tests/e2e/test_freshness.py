@@ -6,8 +6,9 @@ local webhook receiver standing in for the warehouse's PRH_NOTIFY_URL.
 
 The four sources run at once (tests/support/freshness_world.py): a is never loaded, b is
 loaded every 2 s, c is loaded once and then only re-sent, d is loaded once with a canary in
-every field of its summary that is not a count. Two runs that no worker takes go Late
-meanwhile: one of the warehouse's deployments, one of a deployment that is not its own.
+every field of its summary that is not a count. Meanwhile a worker starts on a pool and is
+stopped, and two runs of that pool go Late: one of the warehouse's deployments, one of a
+deployment that is not its own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from support.commands import BIN
@@ -159,9 +161,10 @@ def test_no_canary_in_events_or_notifications(world: dict[str, Any], receiver: R
     assert CANARY not in json.dumps([m for _, m in receiver.received])
 
 
-def test_a_late_run_of_the_warehouses_deployments_is_reported(
+def test_a_run_of_a_stopped_workers_pool_goes_late_and_is_reported(
     world: dict[str, Any], receiver: Receiver
 ) -> None:
+    assert world["worker"] == {"seen": [ANY], "running_until_stopped": True}  # up, then down
     # Both runs went Late; only the one whose deployment carries the warehouse's tag counts.
     assert world["late_states"] == {"late-ours": "Late", "late-other": "Late"}
     [message] = receiver.late("late-ours")

@@ -8,13 +8,15 @@ flows will do with prh_ingest.freshness, then prints one JSON line of what it sa
 3. In a flow: starts b, c and d's windows, loads b, c and d once (d's summary has the canary
    in every field that is not a count), then keeps loading b and re-sending c's bytes
    every `every` seconds for `seconds`.
-4. Meanwhile two runs that no worker takes go Late: one of a deployment with the
-   warehouse's tag (reported), one of a deployment without it (not reported).
+4. Meanwhile a worker starts on the warehouse's pool, is seen by the server and is stopped,
+   as when its VM goes down. Two runs go Late: one of a deployment of that pool with the
+   warehouse's tag (reported), one of a deployment without the tag (not reported).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.states import Scheduled
 from prh_ingest import freshness, naming
+from prh_ingest.deploy import automations
 
 STARTED = time.time()
 PROJECT = "fresh"
@@ -56,13 +59,38 @@ def summary(source: str, canary: str, **changes: Any) -> dict[str, Any]:
     }
 
 
+POOL = "fresh-pool"
+
+
+def stopped_worker(client: SyncPrefectClient) -> dict[str, Any]:
+    """A process worker on POOL, started, seen by the server, then stopped (SIGTERM): the
+    pool's runs have no one to take them, as when the worker's VM is down."""
+    automations.ensure_work_pool(POOL)  # as prw_deploy.py makes the warehouse's
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
+    worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (seen := client.read_workers_for_work_pool(POOL)):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"the worker on {POOL} never reached the server")
+            time.sleep(0.5)
+        running = worker.poll() is None  # up until it is stopped
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return {"seen": [w.name for w in seen], "running_until_stopped": running}
+
+
 def late_runs(client: SyncPrefectClient) -> dict[str, str]:
-    """A run of each deployment, due a minute ago: the server marks both Late."""
+    """A run of each deployment (both on the stopped worker's pool), due a minute ago: the
+    server marks both Late."""
     flow_id = client.create_flow_from_name("fresh-late")
     due = Scheduled(scheduled_time=datetime.now(UTC) - timedelta(minutes=1))
     runs = {}
     for deployment, tags in (("late-ours", [naming.warehouse_tag(WAREHOUSE)]), ("late-other", [])):
-        deployment_id = client.create_deployment(flow_id=flow_id, name=deployment, tags=tags)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name=deployment, tags=tags, work_pool_name=POOL
+        )
         runs[deployment] = str(client.create_flow_run_from_deployment(deployment_id, state=due).id)
     return runs
 
@@ -103,9 +131,10 @@ def main() -> None:
         built[source].create()
     freshness.late_run_automation(WAREHOUSE, block_id).create()
     with get_client(sync_client=True) as client:
+        worker = stopped_worker(client)
         freshness.emit_watch(PROJECT, "a", freshness.last_load(client, PROJECT, "a"))
+        watched_a = time.time()  # a's window started no later than this
         late = late_runs(client)
-    watched_a = time.time()
     print(f"set up in {watched_a - STARTED:.1f} s", file=sys.stderr)
     times = loads(config["canary"], config["seconds"], config["every"])
     time.sleep(2)  # the server has stored the flow's last events
@@ -135,6 +164,7 @@ def main() -> None:
                 "last_load_c": last_c.isoformat() if last_c else None,
                 "last_load_a": last_a.isoformat() if last_a else None,
                 "late_states": late_states,
+                "worker": worker,
                 "read_back": freshness.comparable(stored_a),
                 "built": freshness.comparable(built["a"]),
                 "longer": freshness.comparable(longer),
