@@ -127,6 +127,25 @@ def csv_file(folder: Path, count: int) -> Path:
     return path
 
 
+BAD_EVERY = 100  # the quarantine file: one row in a hundred has a value too many (1%)
+
+
+def csv_file_with_bad_rows(folder: Path, count: int) -> Path:
+    """csv_file()'s rows, every BAD_EVERY-th (from the 50th) with one value too many: what
+    BAD_ROWS=quarantine sets aside."""
+    path = folder / f"appointments-{count}-quoted-1pct-bad.csv"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with partial.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(HEADER)
+            for number, row in enumerate(rows(count)):
+                row[4] = row[4].strftime("%H:%M")
+                writer.writerow([*row, "extra"] if number % BAD_EVERY == 50 else row)
+        partial.rename(path)
+    return path
+
+
 @dataclass(frozen=True)
 class Shape:
     """A delimited export as a source system writes it, and the ingest.py settings for it."""

@@ -243,64 +243,76 @@ def test_a_rejects_repr_never_shows_its_line() -> None:
     assert repr(reject) == "Reject(row_number=4, reason='wrong_width')"
 
 
-def records_of(lines: list[bytes], quote: str | None = '"') -> list[bytes]:
+def sorted_out(
+    chunks: list[bytes], quote: str | None = '"'
+) -> tuple[bytes, list[tuple[int, str, bytes]]]:
+    """What Quarantine.readable() passes on from *chunks* (data rows from row 2), and its
+    rejects as (row number, reason, raw record)."""
     reader = RowReader("utf-8", ",", quote, 3)
-    return list(rejects.Quarantine(reader, rejects.parse_max_bad_rows(None)).records(lines))
+    quarantine = rejects.Quarantine(reader, rejects.parse_max_bad_rows(None), first_row=2)
+    good = b"".join(quarantine.readable(chunks))
+    return good, [(r.row_number, r.reason, r.raw_line) for r in quarantine.rejects]
 
 
 @pytest.mark.parametrize(
-    ("lines", "expected"),
+    ("lines", "good", "bad"),
     [
+        ([b'A1,P1,"first\n', b'second"\n', b"A2,P2,x\n"], [0, 1, 2], []),
+        ([b'A1,P1,"say ""hi\n', b'there"""\n'], [0, 1], []),
+        ([b'A1,"a\n', b"\n", b'b",x\n'], [0, 1, 2], []),  # a blank line inside a value
+        ([b'A1,P1,5" cut\n', b"A2,P2,x\n"], [0, 1], []),  # a quote inside a value is data
         (
-            [b'A1,P1,"first\n', b'second"\n', b"A2,P2,x\n"],
-            [b'A1,P1,"first\nsecond"\n', b"A2,P2,x\n"],
+            [b'A1,"P1"x,"y\n', b'z"\n'],  # after a closing quote: read no further
+            [],
+            [(2, "malformed_quote", b'A1,"P1"x,"y'), (3, "wrong_width", b'z"')],
         ),
-        ([b'A1,P1,"say ""hi\n', b'there"""\n'], [b'A1,P1,"say ""hi\nthere"""\n']),
-        ([b'A1,"a\n', b"\n", b'b",x\n'], [b'A1,"a\n\nb",x\n']),  # a blank line inside a value
-        ([b'A1,P1,5" cut\n', b"A2,P2,x\n"], [b'A1,P1,5" cut\n', b"A2,P2,x\n"]),  # quote as data
-        ([b'A1,"P1"x,"y\n', b'z"\n'], [b'A1,"P1"x,"y\nz"\n']),  # closed, then a new one opens
-        ([b'A1,P1,"x""\n', b"A2,P2,x\n"], [b'A1,P1,"x""\n', b"A2,P2,x\n"]),  # never closed
+        ([b'A1,P1,"x""\n', b"A2,P2,x\n"], [1], [(2, "unterminated_quote", b'A1,P1,"x""')]),
+        ([b"A1,P1,x\n", b"\r\n", b"A2,P2\n"], [0], [(4, "wrong_width", b"A2,P2")]),
+        ([b"A1,P\xff1,x\n", b"A2,P2,x\n"], [1], [(2, "undecodable", b"A1,P\xff1,x")]),
     ],
-    ids=["line-break", "doubled-quotes", "blank-line", "quote-inside", "two-quoted", "unclosed"],
+    ids=["line-break", "doubled-quotes", "blank-line", "quote-inside", "after-quote",
+         "unclosed", "blank-record", "byte"],
 )
-def test_a_quoted_line_break_joins_lines_into_one_record(
-    lines: list[bytes], expected: list[bytes]
+def test_a_record_is_its_lines_as_the_csv_reader_reads_them(
+    lines: list[bytes], good: list[int], bad: list[tuple[int, str, bytes]]
 ) -> None:
-    assert records_of(lines) == expected
+    assert sorted_out([b"".join(lines)]) == (b"".join(lines[n] for n in good), bad)
+
+
+def test_a_record_across_chunks_is_read_whole() -> None:
+    chunks = [b'A1,P1,"first\n', b'second"\nA2,P2,x\n', b'A3,P3,"open\n']
+    good, bad = sorted_out(chunks)
+    assert good == b'A1,P1,"first\nsecond"\nA2,P2,x\n'
+    assert bad == [(4, "unterminated_quote", b'A3,P3,"open')]  # the file ended inside it
 
 
 def test_without_a_qualifier_each_line_is_a_record() -> None:
-    assert records_of([b'A1,"x\n', b'y"\n'], quote=None) == [b'A1,"x\n', b'y"\n']
+    good, bad = sorted_out([b'A1,"x,y\n', b'y"\n'], quote=None)
+    assert (good, [(n, reason) for n, reason, _ in bad]) == (b'A1,"x,y\n', [(3, "wrong_width")])
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "line-per-chunk"])
 def test_a_quote_open_past_max_record_lines_is_its_first_line_alone(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, chunked: bool
 ) -> None:
     monkeypatch.setattr(rejects, "MAX_RECORD_LINES", 3)
     lines = [b'A1,P1,"x\n', b"a\n", b'b"\n', b'A2,P2,"y\n', b"a\n", b"b\n", b'c"\n', b"A3,P3,z\n"]
-    assert records_of(lines) == [
-        b'A1,P1,"x\na\nb"\n',  # closed on its third line: one record
-        b'A2,P2,"y\n',  # still open after three: alone, and the next lines read again
-        b"a\n",
-        b"b\n",
-        b'c"\n',
-        b"A3,P3,z\n",
+    good, bad = sorted_out(lines if chunked else [b"".join(lines)])
+    assert good == b'A1,P1,"x\na\nb"\nA3,P3,z\n'  # closed on its third line: one record
+    assert bad == [
+        (3, "unterminated_quote", b'A2,P2,"y'),  # open after three lines: alone, and
+        (4, "wrong_width", b"a"),  # the lines after it read again
+        (5, "wrong_width", b"b"),
+        (6, "wrong_width", b'c"'),
     ]
 
 
-def test_rejects_are_numbered_per_record_and_a_multiline_row_loads_whole() -> None:
+def test_a_second_pass_counts_afresh() -> None:
     reader = RowReader("utf-8", ",", '"', 3)
-    quarantine = rejects.Quarantine(reader, rejects.parse_max_bad_rows("5"))
-    lines = [
-        b'A1,P1,"' + CANARY.encode() + b'\r\nsecond line"\r\n',  # row 2
-        b"A2,P2\r\n",  # row 3: too short
-        b'A3,P3,"never closed\r\n',  # row 4
-        b"A4,P4,ok\r\n",  # row 5
-    ]
-    good = list(quarantine.good_rows(lines, 2))
-    assert good == [["A1", "P1", CANARY + "\r\nsecond line"], ["A4", "P4", "ok"]]
-    assert [(reject.row_number, reject.reason) for reject in quarantine.rejects] == [
-        (3, rejects.WRONG_WIDTH),
-        (4, rejects.UNTERMINATED_QUOTE),
-    ]
-    assert quarantine.rows == 4
+    quarantine = rejects.Quarantine(reader, rejects.parse_max_bad_rows("5"), first_row=2)
+    data = [b'A1,P1,"' + CANARY.encode() + b'\r\nsecond line"\r\nA2,P2\r\nA3,P3,ok\r\n']
+    for _ in range(2):  # e.g. COPY's text fallen back to rows: the file is read again
+        assert b"".join(quarantine.readable(data)).endswith(b"A3,P3,ok\r\n")
+    assert [(r.row_number, r.reason) for r in quarantine.rejects] == [(3, rejects.WRONG_WIDTH)]
+    assert quarantine.rows == 3
+    assert CANARY not in repr(quarantine.rejects)

@@ -18,7 +18,14 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prh_ingest.load.readers import CsvLayout, Span, Table, checked, find_bad_row
+from prh_ingest.load.readers import (
+    CsvLayout,
+    Table,
+    checked,
+    data_rows,
+    find_bad_row,
+    whole_lines,
+)
 from prh_ingest.settings import BadInput, Names
 
 if TYPE_CHECKING:  # the driver is imported only where it is used
@@ -194,19 +201,6 @@ def quote_markers(chunk: bytes, quote: bytes, inside: bool) -> bytes:
     return b"".join([*parts, chunk[start:]])
 
 
-def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The same bytes, each chunk but the last ending with a line end."""
-    rest: list[bytes] = []  # the start of a line the chunks so far end in
-    for chunk in chunks:
-        cut = chunk.rfind(b"\n") + 1
-        if cut:
-            yield b"".join([*rest, chunk[:cut]])
-            rest = []
-        rest.append(chunk[cut:])
-    if last := b"".join(rest):
-        yield last
-
-
 def sql_character(character: str) -> str:
     """A one-character SQL string literal (E'\\x09' for a tab)."""
     if character.isprintable():
@@ -219,7 +213,7 @@ def utf8_chunks(path: Path, layout: CsvLayout) -> Iterator[bytes]:
     encoding = codecs.lookup(layout.encoding).name
     utf8 = encoding in ("utf-8", "utf-8-sig")  # sent as it is: the server checks it
     decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
-    with Span(path, layout.offset, layout.end) as span, io.BufferedReader(span) as file:
+    with data_rows(path, layout) as span, io.BufferedReader(span) as file:
         while chunk := file.read(COPY_CHUNK_BYTES):
             yield chunk if decoder is None else decoder.decode(chunk).encode()
         if decoder is not None:

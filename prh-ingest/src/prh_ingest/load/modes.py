@@ -9,6 +9,7 @@ turns). A load is one transaction, so a failure half-way leaves the table as it 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import re
@@ -30,6 +31,8 @@ from prh_ingest.load.checks import (
 from prh_ingest.load.copy_feed import copy_into_postgresql
 from prh_ingest.load.drift import LOAD_ID_COLUMN
 from prh_ingest.load.readers import (
+    READ_BUFFER_BYTES,
+    ChunkStream,
     Row,
     Sha256,
     Span,
@@ -37,6 +40,8 @@ from prh_ingest.load.readers import (
     checked,
     column_names,
     read_table,
+    text_table,
+    whole_lines,
 )
 from prh_ingest.load.rejects import BadRows, Quarantine
 from prh_ingest.load.sinks import LOAD_ID_SETTING, insert_into_sqlite, lock_key, sink_tables
@@ -107,8 +112,9 @@ def fitted(rows: Iterable[Row], width: int) -> Iterator[Row]:
 
 
 def quarantined(source: Path, table: Table, settings: Settings) -> tuple[Table, Quarantine]:
-    """BAD_ROWS=quarantine: the table of the file's readable rows, read record by record (still
-    streamed: to COPY on PostgreSQL), and the Quarantine that sets the others aside."""
+    """BAD_ROWS=quarantine: the table of the file's readable records, whose bytes go on as a
+    clean file's do (to COPY's own parse on PostgreSQL), and the Quarantine that sets the
+    others aside on the way."""
     layout = table.csv
     assert layout is not None  # noqa: S101 (delimited text only)
     keys = merge_keys(table, settings) if settings.load_mode == "merge" else []
@@ -117,15 +123,19 @@ def quarantined(source: Path, table: Table, settings: Settings) -> tuple[Table, 
         layout.encoding, layout.delimiter, layout.quote, layout.width, positions
     )
     limit = rejects.parse_max_bad_rows(settings.max_bad_rows)
-    quarantine = Quarantine(reader, limit, layout.first, layout.last)
+    quarantine = Quarantine(reader, limit, table.first_row)
 
-    def lines() -> Iterator[bytes]:
-        with Span(source, layout.offset, layout.end) as span, io.BufferedReader(span) as file:
-            yield from file
+    def chunks() -> Iterator[bytes]:
+        with Span(source, layout.offset, layout.end) as span:
+            while chunk := span.read(READ_BUFFER_BYTES):
+                yield chunk
 
-    return Table(
-        table.columns, table.first_row, quarantine.good_rows(lines(), table.first_row)
-    ), quarantine
+    def readable() -> io.RawIOBase:  # each read of the data rows sorts them afresh
+        return ChunkStream(quarantine.readable(whole_lines(chunks())))
+
+    filtered = dataclasses.replace(layout, data=readable)
+    header_setting = settings.names.header_row_setting
+    return text_table(source, filtered, table.columns, table.first_row, header_setting), quarantine
 
 
 def load_rows(

@@ -19,8 +19,8 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prh_ingest.settings import BadInput, Names, Settings
@@ -47,6 +47,9 @@ class CsvLayout:
     width: int  # values per row, as many as the header row has
     first: int  # the table's values are [first, last)
     last: int
+    # The data rows' bytes when they are not the file's [offset, end): BAD_ROWS=quarantine
+    # gives its readable records (rejects.Quarantine.readable). Each call reads afresh.
+    data: Callable[[], io.RawIOBase] | None = field(default=None, compare=False, repr=False)
 
     def reader_options(self) -> dict[str, object]:
         if self.quote is None:
@@ -203,6 +206,52 @@ class Span(io.RawIOBase):
         super().close()
 
 
+class ChunkStream(io.RawIOBase):
+    """An iterator of byte chunks, as a readable stream."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self.rest:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.rest = memoryview(chunk)
+        count = min(len(buffer), len(self.rest))
+        buffer[:count] = self.rest[:count]
+        self.rest = self.rest[count:]
+        return count
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+
+def data_rows(path: Path, layout: CsvLayout) -> io.RawIOBase:
+    """The bytes of the file's data rows (layout.data's, when it has its own)."""
+    return layout.data() if layout.data is not None else Span(path, layout.offset, layout.end)
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The same bytes, each chunk but the last ending with a line end."""
+    rest: list[bytes] = []  # the start of a line the chunks so far end in
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield b"".join([*rest, chunk[:cut]])
+            rest = []
+        rest.append(chunk[cut:])
+    if last := b"".join(rest):
+        yield last
+
+
 def detect_delimiter(header_line: str, quote: str | None) -> str:
     """The delimiter giving the header line the most fields (a tie, or one field: `,`)."""
     options = {"quoting": csv.QUOTE_NONE} if quote is None else {"quotechar": quote}
@@ -250,7 +299,7 @@ def not_encoded_as(encoding: str, line: int, error: UnicodeDecodeError, setting:
 
 def csv_body(path: Path, layout: CsvLayout) -> Iterator[list[str]]:
     """The csv reader over the file's data rows (from the header to the footer)."""
-    binary = io.BufferedReader(Span(path, layout.offset, layout.end), READ_BUFFER_BYTES)
+    binary = io.BufferedReader(data_rows(path, layout), READ_BUFFER_BYTES)
     encoding = layout.encoding
     if layout.offset and codecs.lookup(encoding).name == "utf-8-sig":
         encoding = "utf-8"  # past the BOM: the C decoder, not utf-8-sig's Python wrapper
@@ -292,12 +341,19 @@ def read_text(path: Path, settings: Settings) -> Table:
     layout = CsvLayout(
         lines.consumed, end, settings.encoding, delimiter, settings.quote, len(header), first, last
     )
+    return text_table(path, layout, columns, number + 1, settings.names.header_row_setting)
+
+
+def text_table(
+    path: Path, layout: CsvLayout, columns: list[str], first_row: int, header_setting: str
+) -> Table:
+    """The table of a delimited text file's data rows: a plain one's straight from the csv
+    reader, any other's checked and cut to the header's columns as they are read."""
     body = csv_body(path, layout)
     if layout.plain:
-        return Table(columns, number + 1, body, layout)
-    header_setting = settings.names.header_row_setting
-    rows = check_rows(body, len(header), first, last, number + 1, header_setting)
-    return Table(columns, number + 1, rows, layout)
+        return Table(columns, first_row, body, layout)
+    rows = check_rows(body, layout.width, layout.first, layout.last, first_row, header_setting)
+    return Table(columns, first_row, rows, layout)
 
 
 def cell_text(value: object) -> str | None:

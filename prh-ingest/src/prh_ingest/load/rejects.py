@@ -19,9 +19,9 @@ the rejected row carried (`supersede_keys`). The rejects still open are OPEN_REJ
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -166,6 +166,13 @@ class RowReader:
             unterminated = "unexpected end of data" in str(error)
             reason = reason or (UNTERMINATED_QUOTE if unterminated else MALFORMED_QUOTE)
             values = next(csv.reader([text], **self.options()), [])  # lenient: for the key
+        return self.judge(values, reason, line, row_number)
+
+    def judge(
+        self, values: list[str], reason: str | None, line: bytes, row_number: int
+    ) -> list[str] | Reject:
+        """A record's values, or its Reject: *reason* is why it could not be read (None: it
+        was), *line* its bytes without the line end."""
         if reason is None and len(values) != self.width:
             reason = WRONG_WIDTH
         key = [values[i] if i < len(values) else None for i in self.key_positions]
@@ -186,83 +193,135 @@ class RowReader:
 # at most this many lines. A quote still open after them, or at the end of the file, was never
 # closed: its first line alone is the record (an unterminated_quote reject).
 MAX_RECORD_LINES = 1000
-
-
-def open_at_end(line: bytes, quoted: bool, quote: bytes, delimiter: bytes) -> bool:
-    """Whether a quoted value is still open at the end of `line`, which starts inside one when
-    `quoted`. As the csv module reads: a quote opens a value only at its start, and a doubled
-    quote inside a quoted value is data."""
-    if not quoted and quote not in line:
-        return False
-    position, end = 0, len(line)
-    while position < end:
-        if quoted:
-            close = line.find(quote, position)
-            if close < 0:
-                return True
-            if line.startswith(quote, close + 1):  # "" inside the value
-                position = close + 2
-                continue
-            quoted, position = False, close + 1
-        elif line.startswith(quote, position):  # a value that starts with a quote
-            quoted, position = True, position + 1
-            continue
-        after = line.find(delimiter, position)  # the next value's start
-        if after < 0:
-            return False
-        position = after + 1
-    return quoted
+END_OF_DATA = "unexpected end of data"  # the csv reader's error for a quote still open
 
 
 @dataclass
 class Quarantine:
-    """BAD_ROWS=quarantine for one file: its good rows, read one record at a time as they are
-    loaded (a record is a line, or the lines a quoted value's line breaks join), and its
-    rejects, set aside on the way. Records are numbered as the rows of the file's messages
-    are: from the first data row, one number per record, blank lines included."""
+    """BAD_ROWS=quarantine for one file: `readable()` passes the bytes of its readable records
+    on, as they are loaded (to COPY's parse on PostgreSQL), and sets the others aside as
+    rejects. A record is a line, or the lines a quoted value's line breaks join, as the csv
+    reader reads them. Records are numbered as the rows of the loader's messages are: from
+    the first data row, one number per record, blank lines included."""
 
     reader: RowReader
     limit: Limit
-    first: int = 0  # the table's values are [first, last) of a row's (columns left of the
-    last: int | None = None  # header's first one are dropped, as the loader does)
+    first_row: int = 2  # the row number of the first data row
     rejects: list[Reject] = field(default_factory=list)
     rows: int = 0  # the data rows read, good and bad
 
-    def good_rows(self, lines: Iterable[bytes], first_row: int) -> Iterator[list[str]]:
-        """The values of each readable record (numbered from `first_row`); blank lines skipped."""
-        for number, raw in enumerate(self.records(lines), start=first_row):
-            if not raw.strip(b"\r\n"):
-                continue
-            self.rows += 1
-            values = self.reader.read(raw, number)
-            if isinstance(values, Reject):
-                self.rejects.append(values)
-            else:
-                yield values[self.first : self.last]
+    def readable(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The bytes of the readable records of *chunks* (the data rows' bytes, each chunk
+        whole lines), blank lines left out; rejects and rows are counted afresh each pass."""
+        self.rejects, self.rows = [], 0
+        number, carried = self.first_row, []
+        for chunk in chunks:
+            lines = chunk.split(b"\n")
+            last = lines.pop()  # b"" after a final line end, else a last line without one
+            lines = [*carried, *(line + b"\n" for line in lines), *([last] if last else [])]
+            good, carried, number = self.sort(lines, number, final=False)
+            if good:
+                yield good
+        if carried:
+            good, _, number = self.sort(carried, number, final=True)
+            if good:
+                yield good
 
-    def records(self, lines: Iterable[bytes]) -> Iterator[bytes]:
-        """The file's records, each its bytes as in the file (MAX_RECORD_LINES)."""
-        if self.reader.quote is None:  # no qualifier: a line is a record
-            yield from lines
-            return
+    def sort(self, lines: list[bytes], number: int, final: bool) -> tuple[bytes, list[bytes], int]:
+        """The readable records of *lines* as bytes, the lines of a record still open at
+        their end (unless *final*: the file ends there), and the next record's number."""
+        texts, undecodable = self.decoded(lines)
+        width, keys, options = self.reader.width, self.reader.key_positions, self.reader.options()
+        good: list[bytes] = []  # runs of readable records' lines
+        run = start = 0  # lines[run:start] are readable records; start: the next record's
+        rows, done = 0, False
+        try:
+            while start < len(lines) and not done:
+                reader = csv.reader(texts[start:], strict=True, **options)
+                base, restart = start, None
+                while restart is None:
+                    try:
+                        values, reason = next(reader), None
+                    except StopIteration:  # the lines are read
+                        done = True
+                        break
+                    except csv.Error as error:
+                        if END_OF_DATA in str(error):
+                            if not final and len(lines) - start < MAX_RECORD_LINES:
+                                good.append(b"".join(lines[run:start]))
+                                return b"".join(good), lines[start:], number
+                            restart = start + 1  # never closed: its first line alone
+                            end, values, reason = restart, [], UNTERMINATED_QUOTE
+                        else:
+                            values, reason = [], MALFORMED_QUOTE
+                    if restart is None:
+                        end = base + reader.line_num
+                        if end - start > MAX_RECORD_LINES:
+                            restart = end = start + 1  # the quote never closed in time
+                            values, reason = [], UNTERMINATED_QUOTE
+                        elif (  # RowReader.judge's checks, inline: most records pass them
+                            reason is None
+                            and len(values) == width
+                            and not undecodable
+                            and not (keys and any(empty(values[i]) for i in keys))
+                        ):
+                            rows += 1
+                            number, start = number + 1, end
+                            continue
+                    good.append(b"".join(lines[run:start]))  # the run ends before this one
+                    if values or reason or end - start > 1 or lines[start].strip(b"\r\n"):
+                        record = (start, end, values, reason)
+                        self.sort_record(lines, texts, record, undecodable, number, good)
+                    number, start, run = number + 1, end, end
+            good.append(b"".join(lines[run:start]))
+            return b"".join(good), [], number
+        finally:
+            self.rows += rows
+
+    def sort_record(
+        self,
+        lines: list[bytes],
+        texts: list[str],
+        record: tuple[int, int, list[str], str | None],
+        undecodable: set[int],
+        number: int,
+        good: list[bytes],
+    ) -> None:
+        """One non-blank record: its lines [start, end), the values read (if *reason* is
+        None), to *good*, or a reject."""
+        start, end, values, reason = record
+        self.rows += 1
+        if undecodable and not undecodable.isdisjoint(range(start, end)):
+            reason = UNDECODABLE
+        raw = b"".join(lines[start:end]) if end - start > 1 else lines[start]
+        if reason is not None:  # read leniently, for the key it carried
+            values = next(csv.reader(["".join(texts[start:end])], **self.reader.options()), [])
+        judged = self.reader.judge(values, reason, raw.rstrip(b"\r\n"), number)
+        if isinstance(judged, Reject):
+            self.rejects.append(judged)
+        else:
+            good.append(raw)
+
+    def decoded(self, lines: list[bytes]) -> tuple[list[str], set[int]]:
+        """The lines as text, and the positions of those not in the file's encoding (decoded
+        with replacement characters, for the key they carry)."""
         encoding = self.reader.encoding
-        bom = "".encode(encoding)  # utf-8-sig: a BOM before any text, which a line lacks
-        quote = self.reader.quote.encode(encoding).removeprefix(bom)
-        delimiter = self.reader.delimiter.encode(encoding).removeprefix(bom)
-        source, pending = iter(lines), deque[bytes]()
-        while (line := pending.popleft() if pending else next(source, None)) is not None:
-            joined = [line]
-            quoted = open_at_end(line, False, quote, delimiter)
-            while quoted and len(joined) < MAX_RECORD_LINES:
-                following = pending.popleft() if pending else next(source, None)
-                if following is None:
-                    break
-                joined.append(following)
-                quoted = open_at_end(following, True, quote, delimiter)
-            if quoted:  # never closed: the first line alone, the others read again
-                pending.extendleft(reversed(joined[1:]))
-                joined = joined[:1]
-            yield b"".join(joined)
+        if codecs.lookup(encoding).name == "utf-8-sig":  # past the header: no BOM to drop
+            encoding = "utf-8"
+        try:
+            text = b"".join(lines).decode(encoding)
+        except UnicodeDecodeError:
+            texts, bad = [], set()
+            for position, line in enumerate(lines):
+                try:
+                    texts.append(line.decode(encoding))
+                except UnicodeDecodeError:
+                    texts.append(line.decode(encoding, errors="replace"))
+                    bad.add(position)
+            return texts, bad
+        texts = text.split("\n")
+        last = texts.pop()
+        return [*(line + "\n" for line in texts), *([last] if last else [])], set()
 
     def check(self) -> None:
         """Refuse the whole file (TooManyBadRows) above MAX_BAD_ROWS: once every row is read."""
