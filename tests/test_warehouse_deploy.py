@@ -453,8 +453,14 @@ def test_status_exits_2_while_a_watched_source_never_loaded_and_0_when_all_are_f
     assert rows[0] == ["SOURCE", "DEPLOYMENT", "LAST", "LOAD", "(UTC)", "AGE", "ROWS", "STATE"]
     assert (rows[1][:2], rows[1][-2:]) == (["fp/a", "fp-a-ingest"], ["120", "fresh"])
     assert rows[2] == ["fp/b", "fp-b-ingest", "-", "-", "-", "never"]
-    fresh_only = {"fp-a-ingest": flows["fp-a-ingest"]}
-    assert prw_deploy(warehouse, prefect_server, fresh_only, "--status").returncode == 0
+    # b without freshness: shown, not watched, and it does not fail the check.
+    b_unwatched = {key: value for key, value in flows["fp-b-ingest"].items() if key != "freshness"}
+    fresh_only = {"fp-a-ingest": flows["fp-a-ingest"], "fp-b-ingest": b_unwatched}
+    shown = prw_deploy(warehouse, prefect_server, fresh_only, "--status")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert shown.stdout.splitlines()[2].split() == [
+        "fp/b", "fp-b-ingest", "-", "-", "-", "not", "watched", "(no", "freshness)"
+    ]
 
 
 def test_prune_deletes_only_this_warehouses_own_automations(

@@ -134,7 +134,7 @@ def test_only_the_warehouses_own_unwanted_automations_are_pruned(prune: bool, ac
     ]
 
 
-# --- --status: one row per source with freshness ---
+# --- --status: one row per source, judged by its freshness ---
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -155,3 +155,12 @@ def loaded(hours_ago: float, rows: int) -> SimpleNamespace:
 def test_a_status_row_says_when_the_source_last_loaded(event: object, row: tuple) -> None:
     (entry,) = entries({"fresh-ingest": FRESH})
     assert status.source_row(entry, event, NOW) == ("clinic-cal/epic", "fresh-ingest", *row)
+
+
+def test_a_source_without_freshness_is_shown_as_not_watched() -> None:
+    unwatched = {key: value for key, value in FRESH.items() if key != "freshness"}
+    (entry,) = entries({"fresh-ingest": unwatched})
+    assert status.source_row(entry, loaded(200, 7), NOW) == (
+        "clinic-cal/epic", "fresh-ingest", "2026-11-28 04:00:00", "200h00m", "7",
+        "not watched (no freshness)",
+    )

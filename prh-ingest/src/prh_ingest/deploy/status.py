@@ -1,6 +1,8 @@
-"""`python prefect/prw_deploy.py --status`: per source of an entry with `freshness`, its last
+"""`python prefect/prw_deploy.py --status`: per source (each entry with `source`), its last
 load (the server's last `prh.ingest.loaded` event of the source), its age, its rows, and
-fresh, late or never. Exit 0 when every one is fresh, 2 otherwise, so a check can run it."""
+fresh, late or never against the entry's `freshness`. A source without `freshness` is shown
+as not watched and does not count. Exit 0 when every watched one is fresh, 2 otherwise, so a
+check can run it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from prh_ingest import freshness
 from prh_ingest.deploy.flows_file import FlowEntry
 
 HEADER = ("SOURCE", "DEPLOYMENT", "LAST LOAD (UTC)", "AGE", "ROWS", "STATE")
+NOT_WATCHED = "not watched (no freshness)"
 
 
 def age_in_words(age: timedelta) -> str:
@@ -22,10 +25,11 @@ def age_in_words(age: timedelta) -> str:
 
 def source_row(entry: FlowEntry, event: object | None, now: datetime) -> tuple[str, ...]:
     """One row of the view; *event* is the source's last `prh.ingest.loaded` or None."""
-    within = freshness.parse_duration(entry.freshness)
     loaded = event.occurred if event is not None else None
     rows = event.payload.get("rows") if event is not None else None
-    state = freshness.freshness_state(loaded, within, now)
+    state = NOT_WATCHED
+    if entry.freshness:
+        state = freshness.freshness_state(loaded, freshness.parse_duration(entry.freshness), now)
     return (
         entry.source,
         entry.deployment,
@@ -46,15 +50,16 @@ def table(rows: list[tuple[str, ...]]) -> list[str]:
 
 def status(flows: list[FlowEntry]) -> int:
     """Print the view; its exit status (freshness.status_exit_code)."""
-    watched = [entry for entry in flows if entry.freshness]
-    if not watched:
-        print("No entry of flows.json has freshness: nothing to check.")
+    sources = [entry for entry in flows if entry.source]
+    if not sources:
+        print("No entry of flows.json names its source: nothing to show.")
         return 0
     now = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         rows = [
             source_row(entry, freshness.last_load_event(client, *entry.slug_and_source()), now)
-            for entry in watched
+            for entry in sources
         ]
     print("\n".join(table([HEADER, *rows])))
-    return freshness.status_exit_code(row[-1].split()[0] for row in rows)
+    watched = [row for row, entry in zip(rows, sources, strict=True) if entry.freshness]
+    return freshness.status_exit_code(row[-1].split()[0] for row in watched)
