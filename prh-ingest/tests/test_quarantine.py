@@ -62,6 +62,7 @@ MULTILINE = (
     b"A3,P3,ok,extra\r\n"  # row 4: one value too many
     b'A4,P4,"one\r\ntwo\r\nthree"\r\n'
     b"A5,P5,ok\r\n"
+    b"A6,P\x006,ok\r\n"  # row 7: a NUL byte, which PostgreSQL does not store
 )
 
 
@@ -70,7 +71,7 @@ def test_a_quoted_line_break_is_part_of_its_row_not_a_bad_row(
 ) -> None:
     landing = tmp_path / "monday.csv"
     landing.write_bytes(MULTILINE)
-    limit = {naming.max_bad_rows_setting("clinic-cal", "epic"): "1"}
+    limit = {naming.max_bad_rows_setting("clinic-cal", "epic"): "2"}
     result = ingest(landing, sink, **BAD_ROWS, **limit)
     assert result.returncode == 0, result.stderr
     assert sink.rows() == [
@@ -80,8 +81,9 @@ def test_a_quoted_line_break_is_part_of_its_row_not_a_bad_row(
         ("A5", "P5", "ok"),
     ]
     found = sink.query(f"SELECT row_number, reason, raw_line FROM {REJECTS}")  # noqa: S608
-    assert [(number, reason, bytes(raw)) for number, reason, raw in found] == [
-        (4, "wrong_width", b"A3,P3,ok,extra")
+    assert sorted((number, reason, bytes(raw)) for number, reason, raw in found) == [
+        (4, "wrong_width", b"A3,P3,ok,extra"),
+        (7, "undecodable", b"A6,P\x006,ok"),
     ]
     tuesday = tmp_path / "tuesday.csv"  # the same rows and one more, BAD_ROWS=refuse:
     tuesday.write_bytes(MULTILINE + b"A6,P6,ok\r\n")  # its message names the same row

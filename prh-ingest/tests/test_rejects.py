@@ -269,9 +269,10 @@ def sorted_out(
         ([b'A1,P1,"x""\n', b"A2,P2,x\n"], [1], [(2, "unterminated_quote", b'A1,P1,"x""')]),
         ([b"A1,P1,x\n", b"\r\n", b"A2,P2\n"], [0], [(4, "wrong_width", b"A2,P2")]),
         ([b"A1,P\xff1,x\n", b"A2,P2,x\n"], [1], [(2, "undecodable", b"A1,P\xff1,x")]),
+        ([b"A1,P2,x\n", b"A2,P\x002,x\n"], [0], [(3, "undecodable", b"A2,P\x002,x")]),
     ],
     ids=["line-break", "doubled-quotes", "blank-line", "quote-inside", "after-quote",
-         "unclosed", "blank-record", "byte"],
+         "unclosed", "blank-record", "byte", "nul"],
 )
 def test_a_record_is_its_lines_as_the_csv_reader_reads_them(
     lines: list[bytes], good: list[int], bad: list[tuple[int, str, bytes]]

@@ -31,7 +31,7 @@ from prh_ingest import naming
 
 # Reason codes: why a row could not be read.
 WRONG_WIDTH = "wrong_width"  # not as many values as the header
-UNDECODABLE = "undecodable"  # bytes that are not text in the file's encoding
+UNDECODABLE = "undecodable"  # bytes not text in the file's encoding, or a NUL byte
 UNTERMINATED_QUOTE = "unterminated_quote"  # a quoted value never closed (MAX_RECORD_LINES)
 MALFORMED_QUOTE = "malformed_quote"  # a character after a closing quote (`"a"b`)
 MISSING_KEY = "missing_key"  # LOAD_MODE=merge: a key value that is empty
@@ -304,7 +304,7 @@ class Quarantine:
 
     def decoded(self, lines: list[bytes]) -> tuple[list[str], set[int]]:
         """The lines as text, and the positions of those not in the file's encoding (decoded
-        with replacement characters, for the key they carry)."""
+        with replacement characters, for the key they carry) or holding a NUL byte."""
         encoding = self.reader.encoding
         if codecs.lookup(encoding).name == "utf-8-sig":  # past the header: no BOM to drop
             encoding = "utf-8"
@@ -321,7 +321,11 @@ class Quarantine:
             return texts, bad
         texts = text.split("\n")
         last = texts.pop()
-        return [*(line + "\n" for line in texts), *([last] if last else [])], set()
+        texts = [*(line + "\n" for line in texts), *([last] if last else [])]
+        if "\x00" not in text:
+            return texts, set()
+        # A NUL byte is no text PostgreSQL stores: such a line is as undecodable.
+        return texts, {position for position, line in enumerate(texts) if "\x00" in line}
 
     def check(self) -> None:
         """Refuse the whole file (TooManyBadRows) above MAX_BAD_ROWS: once every row is read."""
