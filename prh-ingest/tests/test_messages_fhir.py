@@ -82,3 +82,79 @@ def test_a_bad_line_refuses_the_file_by_its_number(
     assert message.startswith("line 2: ") and reason in message, message
     assert CANARY not in result.stdout + result.stderr
     assert stored(sink, "Patient") == sent(PATIENTS)  # nothing of the bad file written
+
+
+def updated(resource: dict, **changes: object) -> dict:
+    return {**resource, **changes, "meta": {"lastUpdated": "2024-05-03T09:00:00Z"}}
+
+
+def history(sink: Sink, resource_type: str) -> list[tuple]:
+    table = naming.history_table(naming.part_table_name("clinic-cal", "epic", resource_type))
+    rows = sink.query(f"SELECT id, _load_id, _replaced_by_load_id, resource FROM {table}")  # noqa: S608
+    return sorted(
+        (i, load, by, value if isinstance(value, dict) else json.loads(value))
+        for i, load, by, value in rows
+    )
+
+
+def test_by_default_a_resource_sent_again_replaces_its_row_and_the_old_goes_to_history(
+    sink: Sink, tmp_path: Path
+) -> None:
+    monday = tmp_path / "Patient.000.ndjson"
+    monday.write_bytes(ndjson(PATIENTS[:2]))
+    assert ingest(monday, sink).returncode == 0
+    changed = updated(PATIENTS[1], active=False)
+    tuesday = tmp_path / "Patient.001.ndjson"
+    tuesday.write_bytes(ndjson([changed, PATIENTS[2]]))  # p2 again, changed; p.3-x new
+    result = ingest(tuesday, sink)
+    assert result.returncode == 0, result.stderr
+    assert "loaded 2 rows" in result.stdout
+    assert stored(sink, "Patient") == sent([PATIENTS[0], changed, PATIENTS[2]])
+    assert history(sink, "Patient") == [("p2", 1, 2, PATIENTS[1])]
+    modes = sink.query(f"SELECT load_id, load_mode FROM {TABLE}_loads ORDER BY load_id")  # noqa: S608
+    assert modes == [(1, "merge"), (2, "merge")]
+    # What the table said after Monday: its rows and its history, the resource of one type
+    # in both (jsonb on PostgreSQL), as the loader's as-of query reads them.
+    table = naming.part_table_name("clinic-cal", "epic", "Patient")
+    after_monday = sink.query(
+        f"SELECT id, resource FROM {table} WHERE _load_id <= 1 UNION ALL "  # noqa: S608
+        f"SELECT id, resource FROM {table}_history "
+        "WHERE _load_id <= 1 AND _replaced_by_load_id > 1"
+    )
+    as_json = [(i, r if isinstance(r, dict) else json.loads(r)) for i, r in after_monday]
+    assert sorted(as_json, key=lambda row: row[0]) == [("p1", PATIENTS[0]), ("p2", PATIENTS[1])]
+
+
+def test_a_resource_id_twice_in_one_file_refuses_it_by_line_unless_the_last_wins(
+    sink: Sink, tmp_path: Path
+) -> None:
+    source = tmp_path / "Patient.000.ndjson"
+    twice = updated(PATIENTS[0], active=True)
+    source.write_bytes(ndjson([PATIENTS[0], PATIENTS[1], twice]))
+    result = ingest(source, sink)
+    message = rejected(result, source)
+    assert message.startswith("key (id) repeats within the file (2 rows): rows 1 and 3"), message
+    assert CANARY not in result.stdout + result.stderr
+    last = {naming.duplicate_keys_setting("clinic-cal", "epic"): "last"}
+    assert ingest(source, sink, **last).returncode == 0
+    assert stored(sink, "Patient") == sent([twice, PATIENTS[1]])
+
+
+def test_append_mode_keeps_every_version_and_a_table_keeps_its_first_mode(
+    sink: Sink, tmp_path: Path
+) -> None:
+    monday = tmp_path / "Patient.000.ndjson"
+    monday.write_bytes(ndjson(PATIENTS[:1]))
+    append = {f"{KEY}_LOAD_MODE": "append"}
+    assert ingest(monday, sink, **append).returncode == 0
+    tuesday = tmp_path / "Patient.001.ndjson"
+    changed = updated(PATIENTS[0], active=False)
+    tuesday.write_bytes(ndjson([changed]))
+    assert ingest(tuesday, sink).returncode == 0  # unset: the table's first mode, append
+    assert [row[0] for row in stored(sink, "Patient")] == ["p1", "p1"]
+    modes = sink.query(f"SELECT load_mode FROM {TABLE}_loads ORDER BY load_id")  # noqa: S608
+    assert modes == [("append",), ("append",)]
+    snapshot = ingest(tuesday, sink, **{f"{KEY}_LOAD_MODE": "snapshot"})
+    assert rejected(snapshot, tuesday) == (
+        f"{KEY}_LOAD_MODE=snapshot: this format loads in merge or append mode"
+    )

@@ -100,8 +100,11 @@ class Settings:
     max_bad_rows: str | None = None  # MAX_BAD_ROWS (checked): a count, or a percent (1%)
 
 
-def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Settings:
-    """The optional reader settings, checked."""
+def read_settings(
+    names: Names, environ: Mapping[str, str] = os.environ, keyed: bool = True
+) -> Settings:
+    """The optional reader settings, checked. *keyed*: LOAD_MODE=merge needs KEY (a table
+    file's; a message format merges on its own key)."""
     header_row = environ.get(names.header_row_setting) or None
     if header_row is not None and not (header_row.isdigit() and int(header_row) >= 1):
         raise BadInput(f"{names.header_row_setting}={header_row}: not a row number (1, 2, ...)")
@@ -133,7 +136,7 @@ def read_settings(names: Names, environ: Mapping[str, str] = os.environ) -> Sett
             raise BadInput(f"{delimiter_setting}={delimiter}: a quote character, not a delimiter")
     row_check, ratio, accept_short = read_row_check(names, environ)
     key = environ.get(naming.key_setting(names.project, names.source)) or None
-    if load_mode == "merge" and key is None:
+    if load_mode == "merge" and key is None and keyed:
         key_name = naming.key_setting(names.project, names.source)
         raise BadInput(f"{key_name} is not set: LOAD_MODE=merge needs the key's header names")
     duplicates = environ.get(naming.duplicate_keys_setting(names.project, names.source)) or None

@@ -159,10 +159,12 @@ def copy_chunks(
     *,
     on_other: Callable[[Resource], None] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    numbered: bool = False,
 ) -> Iterator[bytes]:
     """COPY data (COPY_COLUMNS, COPY_OPTIONS) for the resources of *resource_type*, in chunks
     of about *chunk_bytes*. A resource of another type goes to *on_other*; without one it is
-    an error (a Bulk Data file holds one type: its table is that type's)."""
+    an error (a Bulk Data file holds one type: its table is that type's). *numbered*: each
+    row ends with its line number too (a merge's staging table, COPY_COLUMNS + its number)."""
     rows: list[bytes] = []
     size = 0
     for resource in resources:
@@ -183,7 +185,7 @@ def copy_chunks(
                 b"" if updated is None else csv_field(updated.encode()),
                 DELIMITER,
                 csv_field(raw) if b"\r" in raw else raw,
-                b"\n",
+                b"%b%d\n" % (DELIMITER, resource.line_number) if numbered else b"\n",
             )
         )
         rows.append(row)

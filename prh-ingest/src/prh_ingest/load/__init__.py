@@ -78,9 +78,10 @@ def main(
             )
         source = readers.open_source(os.environ.get(names.source_setting), names)
         sha256 = readers.Sha256(source)  # while the sink's driver is imported and the file read
-        settings = read_settings(names)
+        kind = messages.message_format(source, names)  # HL7 v2, FHIR Bulk NDJSON, or None
+        settings = read_settings(names, keyed=kind is None)  # a message format's key is its own
         engine = sinks.open_sink(os.environ.get(names.sink_setting), names)
-        if kind := messages.message_format(source, names):  # HL7 v2, FHIR Bulk NDJSON
+        if kind:
             loaded = messages.load(source, sha256, engine, settings, kind)
         else:
             loaded = modes.load(source, sha256, engine, settings, transform)

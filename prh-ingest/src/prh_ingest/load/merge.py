@@ -27,7 +27,7 @@ the current rows loaded by N, and the history rows loaded by N that a later load
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -109,13 +109,19 @@ def staging_name(table: str) -> str:
 
 
 def create_staging(
-    connection: sa.Connection, table: str, columns: Sequence[str], first_row: int = 1
+    connection: sa.Connection,
+    table: str,
+    columns: Sequence[str],
+    first_row: int = 1,
+    types: Mapping[str, str] | None = None,
 ) -> str:
-    """A temporary table for the file's rows: its columns (text) and `_row_number`, which
-    numbers the rows as they are inserted from `first_row` on (or takes the number given).
-    PostgreSQL drops it at commit. Returns its name: COPY or INSERT into it the file's columns."""
+    """A temporary table for the file's rows: its columns (text, or the SQL type *types*
+    gives one, as the table has it) and `_row_number`, which numbers the rows as they are
+    inserted from `first_row` on (or takes the number given). PostgreSQL drops it at commit.
+    Returns its name: COPY or INSERT into it the file's columns."""
     name = staging_name(table)
-    values = ", ".join(f"{identifier(column)} TEXT" for column in columns)
+    kinds = types or {}
+    values = ", ".join(f"{identifier(column)} {kinds.get(column, 'TEXT')}" for column in columns)
     postgresql = connection.dialect.name == "postgresql"
     # An earlier load's on this connection (SQLite keeps it); never a table of the same name.
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {'pg_temp' if postgresql else 'temp'}.{name}")
@@ -225,14 +231,23 @@ def table_columns(connection: sa.Connection, table: str) -> list[str]:
     return [column["name"] for column in sa.inspect(connection).get_columns(identifier(table))]
 
 
+def column_types(connection: sa.Connection, table: str) -> dict[str, str]:
+    """Each column's SQL type as the database spells it (TEXT; JSONB for a FHIR resource)."""
+    return {
+        column["name"]: column["type"].compile(dialect=connection.dialect)
+        for column in sa.inspect(connection).get_columns(identifier(table))
+    }
+
+
 def ensure_history(connection: sa.Connection, table: str) -> list[str]:
-    """The history table with every column the table has (added as the table gains them).
-    Returns the table's data columns."""
+    """The history table with every column the table has, of the same type (added as the
+    table gains them). Returns the table's data columns."""
     history = naming.history_table(identifier(table))
-    columns = [name for name in table_columns(connection, table) if name != LOAD_ID]
+    types = column_types(connection, table)
+    columns = [name for name in types if name != LOAD_ID]
     inspector = sa.inspect(connection)
     if not inspector.has_table(history):
-        values = ", ".join(f"{column} TEXT" for column in columns)
+        values = ", ".join(f"{column} {types[column]}" for column in columns)
         connection.exec_driver_sql(
             f"CREATE TABLE {history} ({values}, {LOAD_ID} INTEGER NOT NULL, "
             f"{REPLACED_BY} INTEGER NOT NULL)"
@@ -246,7 +261,7 @@ def ensure_history(connection: sa.Connection, table: str) -> list[str]:
     have = {column["name"] for column in inspector.get_columns(history)}
     for column in columns:
         if column not in have:
-            connection.exec_driver_sql(f"ALTER TABLE {history} ADD COLUMN {column} TEXT")
+            connection.exec_driver_sql(f"ALTER TABLE {history} ADD COLUMN {column} {types[column]}")
     return columns
 
 

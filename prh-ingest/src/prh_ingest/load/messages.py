@@ -13,9 +13,12 @@ FHIR: `<table>_<resource type lowercase>` gets one row per resource (id, last_up
 meta.lastUpdated, resource: its JSON as sent; jsonb on PostgreSQL, text on SQLite).
 
 Every table has `_load_id`, which points into `<table>_loads` as for any load. A load is one
-transaction and goes in `append` mode: the same bytes (SHA-256) again add nothing. (`merge`
-by message_control_id or id waits for merge mode in the loader.) A bad message or line
-refuses the file in one line naming its number and a reason, never a value. On PostgreSQL
+transaction; the same bytes (SHA-256) again add nothing. HL7 loads in `append` mode. FHIR
+loads in `merge` mode on `id` (FHIR_MODES: a new table's default; `append` on request): the
+file's resources go to a staging table each, numbered by line, then prh_ingest.load.merge
+replaces each id's row and keeps the one it replaced in `<part table>_history`. A bad
+message or line refuses the file in one line naming its number and a reason, never a value.
+On PostgreSQL
 the rows go through COPY, in batches (memory stays bounded; HL7's are sent from a thread while
 the file is read on); on SQLite through executemany.
 """
@@ -36,9 +39,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from prh_ingest.formats import BadRowError, fhir, hl7
+from prh_ingest.load import merge
 from prh_ingest.load.drift import LOAD_ID_COLUMN
-from prh_ingest.load.modes import Loaded, default_load_mode
+from prh_ingest.load.modes import Loaded
 from prh_ingest.load.readers import Sha256
+from prh_ingest.load.rejects import BadRows
 from prh_ingest.load.sinks import LOAD_ID_SETTING, loads_table, lock_key
 from prh_ingest.settings import BadInput, Names, Settings
 
@@ -70,7 +75,7 @@ def load(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings, ki
     loader = load_hl7 if kind == HL7 else load_fhir
     try:
         return loader(source, sha256, engine, settings)
-    except (BadInput, BadRowError) as error:
+    except (BadInput, BadRowError, BadRows) as error:  # BadRows: merge's repeated ids
         raise BadInput(f"{settings.names.source_setting}={source}: {error}") from None
 
 
@@ -83,6 +88,7 @@ class Batches:
         self.postgresql = connection.dialect.name == "postgresql"
         self.held: dict[tuple[str, tuple[str, ...]], list[list[object] | str]] = {}
         self.resources: dict[str, list[fhir.Resource]] = {}
+        self.staged: set[str] = set()  # merge's staging tables: rows without _load_id
         self.behind: Future[None] | None = None  # send_behind()'s COPYs, while in flight
         self.sender: ThreadPoolExecutor | None = None
 
@@ -114,10 +120,11 @@ class Batches:
     def copy_resources(self, table: str, held: list[fhir.Resource]) -> None:
         if not held:
             return
-        columns = ", ".join(fhir.COPY_COLUMNS)
+        staged = table in self.staged  # with each resource's line number as its row number
+        columns = ", ".join([*fhir.COPY_COLUMNS, *([merge.ROW_NUMBER] if staged else [])])
         cursor = self.connection.connection.cursor()
         with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH {fhir.COPY_OPTIONS}") as copy:
-            for chunk in fhir.copy_chunks(held, held[0].resource_type):
+            for chunk in fhir.copy_chunks(held, held[0].resource_type, numbered=staged):
                 copy.write(chunk)
 
     def send_behind(self) -> None:
@@ -173,16 +180,17 @@ class Batches:
     def write(self, table: str, columns: tuple[str, ...], rows: list[list[object] | str]) -> None:
         if not rows:
             return
-        names = ", ".join([*columns, LOAD_ID_COLUMN])
+        load_id = [] if table in self.staged else [self.load_id]
+        names = ", ".join([*columns, *([LOAD_ID_COLUMN] if load_id else [])])
         cursor = self.connection.connection.cursor()
         if self.postgresql:  # COPY's text format, lines built by add(): an empty value is NULL
             with cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (NULL '')") as copy:
                 copy.write("".join(rows).encode())  # type: ignore[arg-type]
         else:
             values = (
-                [*(value if value != "" else None for value in row), self.load_id] for row in rows
+                [*(value if value != "" else None for value in row), *load_id] for row in rows
             )
-            marks = ", ".join(["?"] * (len(columns) + 1))
+            marks = ", ".join(["?"] * (len(columns) + len(load_id)))
             cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", values)
 
 
@@ -253,27 +261,33 @@ def part_table(
     metadata.create_all(connection)
 
 
-def start_append(
-    connection: sa.Connection, settings: Settings, source: Path, sha256: str
-) -> tuple[sa.Table, int | Loaded]:
-    """The loads table and this load's id; or, for bytes loaded already, what that load did.
-    Message formats load in `append` mode only (for now)."""
+def start_load(
+    connection: sa.Connection,
+    settings: Settings,
+    source: Path,
+    sha256: str,
+    modes: Sequence[str],
+) -> tuple[sa.Table, int | Loaded, str]:
+    """The loads table, this load's id and its mode; or, for bytes loaded already, what that
+    load did. *modes*: the format's load modes, its default for a new table first (a table
+    keeps the mode of its first load)."""
     names = settings.names
     metadata = sa.MetaData()
     loads = loads_table(metadata, names)
     metadata.create_all(connection)
-    mode = settings.load_mode or default_load_mode(connection, loads)
-    if mode != "append":
+    first = sa.select(loads.c.load_mode).order_by(loads.c.load_id).limit(1)
+    mode = settings.load_mode or connection.execute(first).scalar() or modes[0]
+    if mode not in modes:
         raise BadInput(
-            f"{names.load_mode_setting}={mode}: message formats load in append mode only"
+            f"{names.load_mode_setting}={mode}: this format loads in {' or '.join(modes)} mode"
         )
-    if connection.dialect.name == "postgresql":  # loads of the same bytes take turns
-        turn = lock_key(f"{names.table}\n{sha256}")
+    if connection.dialect.name == "postgresql":  # loads of the same bytes, or merges, take turns
+        turn = lock_key(f"{names.table}\n{sha256 if mode == 'append' else ''}")
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(turn)))
     current = loads.c.replaced_by.is_(None)
     same = sa.select(loads.c.load_id).where(current, loads.c.source_sha256 == sha256)
     if (same_as := connection.execute(same.limit(1)).scalar()) is not None:
-        return loads, Loaded(mode, 0, sha256, same_as=same_as)
+        return loads, Loaded(mode, 0, sha256, same_as=same_as), mode
     load_id = connection.execute(
         loads.insert().values(
             source_file=str(source),
@@ -282,7 +296,7 @@ def start_append(
             load_mode=mode,
         )
     ).inserted_primary_key[0]
-    return loads, load_id
+    return loads, load_id, mode
 
 
 def load_parts(
@@ -290,19 +304,21 @@ def load_parts(
     sha256: Sha256,
     engine: sa.Engine,
     settings: Settings,
-    write: Callable[[sa.Connection, Batches], int],
+    write: Callable[[sa.Connection, Batches, str], int],
+    modes: Sequence[str] = ("append",),
 ) -> Loaded:
-    """One load of a message file: *write* puts its rows in the batches and counts them."""
+    """One load of a message file: *write* puts its rows in the batches (in the load's mode)
+    and counts them."""
     digest = sha256.result()
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
-        loads, started = start_append(connection, settings, source, digest)
+        loads, started, mode = start_load(connection, settings, source, digest, modes)
         if isinstance(started, Loaded):
             return started
         if connection.dialect.name == "postgresql":  # for this transaction only
             connection.execute(sa.select(sa.func.set_config(LOAD_ID_SETTING, str(started), True)))
         batches = Batches(connection, started)
         try:
-            count = write(connection, batches)
+            count = write(connection, batches, mode)
             batches.flush()
         except BaseException:
             batches.abandon()
@@ -310,7 +326,7 @@ def load_parts(
         batches.close()
         done = loads.update().where(loads.c.load_id == started).values(row_count=count)
         connection.execute(done)
-    return Loaded("append", count, digest)
+    return Loaded(mode, count, digest)
 
 
 def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
@@ -319,7 +335,7 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
     if codecs.lookup(encoding).name == "utf-8-sig":  # the reader drops a BOM itself
         encoding = "utf-8"  # the C decoder, not utf-8-sig's Python wrapper
 
-    def write(connection: sa.Connection, batches: Batches) -> int:
+    def write(connection: sa.Connection, batches: Batches, _mode: str) -> int:
         part_table(
             connection,
             names.table,
@@ -368,21 +384,25 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
     return load_parts(source, sha256, engine, settings, write)
 
 
-def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
-    """`<table>_<resource type>` a row per resource (see the module)."""
-    names = settings.names
+FHIR_MODES = ("merge", "append")  # merge on id by default (the loader's merge, with history)
 
-    def write(connection: sa.Connection, batches: Batches) -> int:
+
+def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
+    """`<table>_<resource type>` a row per resource (see the module): merged on id (its
+    history in `<table>_<resource type>_history`), or appended."""
+    names = settings.names
+    duplicates = merge.parse_duplicate_keys(settings.duplicate_keys)
+
+    def write(connection: sa.Connection, batches: Batches, mode: str) -> int:
         postgresql = connection.dialect.name == "postgresql"
         kind = JSONB if postgresql else sa.Text
-        tables: dict[str, str] = {}
+        into: dict[str, tuple[str, str]] = {}  # resource type -> (its table, where rows go)
         columns = ("id", "last_updated", "resource")
         count = 0
         with fhir.open_ndjson(source) as stream:
             for resource in fhir.read_resources(stream):
                 count += 1
-                table = tables.get(resource.resource_type)
-                if table is None:
+                if resource.resource_type not in into:
                     table = names.part_table(resource.resource_type)
                     fixed = [
                         sa.Column("id", sa.Text, nullable=False),
@@ -391,13 +411,27 @@ def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Setting
                     ]
                     batches.flush()  # no COPY open while a table is created
                     part_table(connection, table, fixed, [])
-                    tables[resource.resource_type] = table
+                    target = table
+                    if mode == "merge":  # the file's resources first go to a staging table
+                        types = {"resource": "JSONB"} if postgresql else None
+                        target = merge.create_staging(connection, table, columns, 1, types)
+                        batches.staged.add(target)
+                    into[resource.resource_type] = (table, target)
+                target = into[resource.resource_type][1]
                 if postgresql:
-                    batches.add_resource(table, resource)
+                    batches.add_resource(target, resource)
+                elif target in batches.staged:  # numbered: a repeated id's rows are named
+                    row = [resource.id, resource.last_updated, resource.raw.decode()]
+                    batches.add(target, (*columns, merge.ROW_NUMBER), [*row, resource.line_number])
                 else:
-                    batches.add(
-                        table, columns, [resource.id, resource.last_updated, resource.raw.decode()]
-                    )
-        return count
+                    row = [resource.id, resource.last_updated, resource.raw.decode()]
+                    batches.add(target, columns, row)
+        if mode != "merge":
+            return count
+        batches.flush()
+        return sum(  # by id: each earlier row of an id the file brings goes to the history
+            merge.merge(connection, table, staging, ["id"], batches.load_id, duplicates).rows
+            for table, staging in into.values()
+        )
 
-    return load_parts(source, sha256, engine, settings, write)
+    return load_parts(source, sha256, engine, settings, write, FHIR_MODES)
