@@ -133,7 +133,10 @@ def test_a_resource_id_twice_in_one_file_refuses_it_by_line_unless_the_last_wins
     source.write_bytes(ndjson([PATIENTS[0], PATIENTS[1], twice]))
     result = ingest(source, sink)
     message = rejected(result, source)
-    assert message.startswith("key (id) repeats within the file (2 rows): rows 1 and 3"), message
+    assert message == (
+        "key (id) repeats within the file (2 lines): lines 1 and 3 "
+        "(DUPLICATE_KEYS=last lets the later row win)"
+    )
     assert CANARY not in result.stdout + result.stderr
     last = {naming.duplicate_keys_setting("clinic-cal", "epic"): "last"}
     assert ingest(source, sink, **last).returncode == 0

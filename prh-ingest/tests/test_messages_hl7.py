@@ -170,3 +170,62 @@ def test_a_bad_message_after_batches_were_sent_leaves_nothing(
     tables = "sqlite_master WHERE type = 'table'" if sqlite else "information_schema.tables"
     schema = "" if sqlite else " WHERE table_schema = current_schema()"
     assert sink.query(f"SELECT count(*) FROM {tables}{schema}") == [(0,)]  # noqa: S608
+
+
+MERGE = {f"{KEY}_LOAD_MODE": "merge"}
+
+
+def table_rows(sink: Sink, segment: str | None, columns: str) -> list[tuple]:
+    table = TABLE if segment is None else naming.part_table_name("clinic-cal", "epic", segment)
+    return sorted(sink.query(f"SELECT {columns} FROM {table}"), key=repr)  # noqa: S608
+
+
+def test_merge_replaces_a_message_sent_again_with_all_its_segments(
+    sink: Sink, tmp_path: Path
+) -> None:
+    monday = tmp_path / "monday.hl7"
+    monday.write_bytes((message_text(ADT, "\r") + message_text(ORU, "\r")).encode())
+    assert ingest(monday, sink, **MERGE).returncode == 0
+    corrected = [(sid, list(fields)) for sid, fields in ADT if sid not in ("ZPI", "OBX")]
+    corrected.append(("OBX", ["1", "NM", "8867-4^Heart rate^LN", "", "74", "/min"]))
+    corrected[2][1][4] = "O'BRIEN^PAT^Q"  # PID-5, the name, corrected
+    tuesday = tmp_path / "tuesday.hl7"
+    tuesday.write_bytes(message_text(corrected, "\r").encode())
+    result = ingest(tuesday, sink, **MERGE)
+    assert result.returncode == 0, result.stderr
+    assert "loaded 1 rows" in result.stdout
+    adt_id, oru_id = ADT[0][1][9], ORU[0][1][9]
+    assert table_rows(sink, None, "message_control_id, segment_count, _load_id") == sorted(
+        [(adt_id, 5, 2), (oru_id, len(ORU), 1)], key=repr
+    )
+    history = naming.history_table(TABLE)
+    replaced = f"SELECT message_control_id, _load_id, _replaced_by_load_id FROM {history}"
+    assert sink.query(replaced) == [(adt_id, 1, 2)]
+    assert table_rows(sink, "PID", "message_control_id, pid_5, _load_id") == sorted(
+        [(adt_id, "O'BRIEN^PAT^Q", 2), (oru_id, None, 1)], key=repr
+    )
+    oru_obx = [(oru_id, fields[4] or None, 1) for sid, fields in ORU if sid == "OBX"]
+    assert table_rows(sink, "OBX", "message_control_id, obx_5, _load_id") == sorted(
+        [(adt_id, "74", 2), *oru_obx], key=repr
+    )
+    assert table_rows(sink, "ZPI", "message_control_id") == []  # the new message has none
+    moved = {
+        segment: table_rows(sink, f"{segment}_history", "_load_id, _replaced_by_load_id")
+        for segment in ("PID", "OBX", "ZPI")
+    }
+    assert moved == {"PID": [(1, 2)], "OBX": [(1, 2), (1, 2)], "ZPI": [(1, 2)]}
+    assert CANARY not in result.stdout + result.stderr
+
+
+def test_merge_refuses_a_control_id_twice_in_a_file_by_message_number(
+    sink: Sink, tmp_path: Path
+) -> None:
+    source = tmp_path / "twice.hl7"
+    source.write_bytes("".join(message_text(m, "\r") for m in (ADT, ORU, ADT)).encode())
+    result = ingest(source, sink, **MERGE)
+    assert rejected(result, source) == (
+        "key (message_control_id) repeats within the file (2 messages): messages 1 and 3"
+    )
+    last = ingest(source, sink, **MERGE, **{f"{KEY}_DUPLICATE_KEYS": "last"})
+    assert rejected(last, source).startswith(f"{KEY}_DUPLICATE_KEYS=last: an HL7 message")
+    assert CANARY not in result.stdout + result.stderr + last.stdout + last.stderr

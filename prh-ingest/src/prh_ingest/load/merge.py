@@ -196,8 +196,16 @@ def repeated_keys(connection: sa.Connection, staging: str, keys: Sequence[str]) 
         return True
 
 
-def refuse_repeated_keys(connection: sa.Connection, staging: str, keys: Sequence[str]) -> None:
-    """BadKeys naming the rows of the first repeated keys, in the file's order."""
+def refuse_repeated_keys(
+    connection: sa.Connection,
+    staging: str,
+    keys: Sequence[str],
+    rows_are: str = "rows",
+    last_hint: bool = True,
+) -> None:
+    """BadKeys naming the rows of the first repeated keys, in the file's order (*rows_are*:
+    what the numbers count, `lines` of FHIR NDJSON, `messages` of HL7; *last_hint*: say that
+    DUPLICATE_KEYS=last would take the later one)."""
     by_key = ", ".join(map(identifier, keys))
     repeated = connection.exec_driver_sql(
         f"SELECT {ROW_NUMBER}, first, rows, count(*) OVER () FROM ("
@@ -209,9 +217,10 @@ def refuse_repeated_keys(connection: sa.Connection, staging: str, keys: Sequence
     for number, first, _rows, _total in repeated:
         groups.setdefault(first, []).append(number)
     shown = "; ".join(" and ".join(map(str, rows)) for rows in list(groups.values())[:5])
+    hint = " (DUPLICATE_KEYS=last lets the later row win)" if last_hint else ""
     raise BadKeys(
-        f"key ({', '.join(keys)}) repeats within the file ({repeated[0][3]} rows): rows {shown}"
-        f"{'; ...' if len(groups) > 5 else ''} (DUPLICATE_KEYS=last lets the later row win)"
+        f"key ({', '.join(keys)}) repeats within the file ({repeated[0][3]} {rows_are}): "
+        f"{rows_are} {shown}{'; ...' if len(groups) > 5 else ''}{hint}"
     )
 
 
@@ -275,6 +284,8 @@ def merge(
     keys: Sequence[str],
     load_id: int,
     duplicates: str = "refuse",
+    rows_are: str = "rows",
+    last_hint: bool = True,
 ) -> Merged:
     """Merge the staged rows into `table` by `keys` (its column names), as load `load_id`, in
     the connection's open transaction. The table exists with every staged column (the loader's
@@ -288,7 +299,7 @@ def merge(
     dropped = 0
     if repeated_keys(connection, staging, keys):
         if duplicates != "last":
-            refuse_repeated_keys(connection, staging, keys)
+            refuse_repeated_keys(connection, staging, keys, rows_are, last_hint)
         dropped = drop_earlier_duplicates(connection, staging, keys)
     ensure_history(connection, table)
     replaced = move_to_history(connection, table, staging, keys, load_id)
@@ -304,21 +315,29 @@ def merge(
 
 
 def move_to_history(
-    connection: sa.Connection, table: str, staging: str, keys: Sequence[str], load_id: int
+    connection: sa.Connection,
+    table: str,
+    staging: str,
+    keys: Sequence[str],
+    load_id: int,
+    earlier_only: bool = False,
 ) -> int:
-    """Delete the table's rows of the staged keys, keeping each in the history table."""
+    """Delete the table's rows of the staged keys, keeping each in the history table.
+    *earlier_only*: not the rows load *load_id* itself wrote (an HL7 message's segments,
+    which go straight to their tables)."""
     history = naming.history_table(table)
     kept = ", ".join([*(c for c in table_columns(connection, table) if c != LOAD_ID), LOAD_ID])
+    earlier = f" AND t.{LOAD_ID} <> :load_id" if earlier_only else ""
     if connection.dialect.name == "postgresql":  # one statement: one pass over the table
         same_key = " AND ".join(f"t.{key} = s.{key}" for key in keys)
         moved = (
             f"WITH gone AS (DELETE FROM {table} AS t USING {staging} AS s "
-            f"WHERE {same_key} RETURNING t.*) "
+            f"WHERE {same_key}{earlier} RETURNING t.*) "
             f"INSERT INTO {history} ({kept}, {REPLACED_BY}) SELECT {kept}, :load_id FROM gone"
         )
         return connection.execute(sa.text(moved), {"load_id": load_id}).rowcount
     by_key = ", ".join(keys)
-    staged = f"({by_key}) IN (SELECT {by_key} FROM {staging})"
+    staged = f"({by_key}) IN (SELECT {by_key} FROM {staging}){earlier.replace('t.', '')}"
     copied = connection.execute(
         sa.text(
             f"INSERT INTO {history} ({kept}, {REPLACED_BY}) "
@@ -326,7 +345,9 @@ def move_to_history(
         ),
         {"load_id": load_id},
     ).rowcount
-    deleted = connection.exec_driver_sql(f"DELETE FROM {table} WHERE {staged}").rowcount
+    deleted = connection.execute(
+        sa.text(f"DELETE FROM {table} WHERE {staged}"), {"load_id": load_id}
+    ).rowcount
     assert deleted == copied, "the rows kept in the history are the rows deleted"
     return copied
 

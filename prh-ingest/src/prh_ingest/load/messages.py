@@ -13,7 +13,10 @@ FHIR: `<table>_<resource type lowercase>` gets one row per resource (id, last_up
 meta.lastUpdated, resource: its JSON as sent; jsonb on PostgreSQL, text on SQLite).
 
 Every table has `_load_id`, which points into `<table>_loads` as for any load. A load is one
-transaction; the same bytes (SHA-256) again add nothing. HL7 loads in `append` mode. FHIR
+transaction; the same bytes (SHA-256) again add nothing. HL7 loads in `append` mode, or
+`merge` by message_control_id (HL7_MODES): the messages go to a staging table, numbered,
+then a message sent again replaces the earlier one, whose row and segments (in every segment
+table, those this file sends or not) go to their `_history` tables. FHIR
 loads in `merge` mode on `id` (FHIR_MODES: a new table's default; `append` on request): the
 file's resources go to a staging table each, numbered by line, then prh_ingest.load.merge
 replaces each id's row and keeps the one it replaced in `<part table>_history`. A bad
@@ -31,6 +34,7 @@ import codecs
 import contextlib
 import datetime as dt
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +42,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from prh_ingest import naming
 from prh_ingest.formats import BadRowError, fhir, hl7
 from prh_ingest.load import merge
 from prh_ingest.load.drift import LOAD_ID_COLUMN
@@ -95,7 +100,8 @@ class Batches:
     def add(self, table: str, columns: tuple[str, ...], row: list[object]) -> None:
         """*row*: its values (on PostgreSQL they become a COPY text line here)."""
         held = self.held.setdefault((table, columns), [])
-        held.append(copy_line(row) + f"\t{self.load_id}\n" if self.postgresql else row)
+        tail = "\n" if table in self.staged else f"\t{self.load_id}\n"
+        held.append(copy_line(row) + tail if self.postgresql else row)
         if len(held) < BATCH_ROWS:
             return
         if self.postgresql:  # never two COPYs at once: this one goes behind the one in flight
@@ -335,7 +341,9 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
     if codecs.lookup(encoding).name == "utf-8-sig":  # the reader drops a BOM itself
         encoding = "utf-8"  # the C decoder, not utf-8-sig's Python wrapper
 
-    def write(connection: sa.Connection, batches: Batches, _mode: str) -> int:
+    message_columns = (*MESSAGE_COLUMNS, "segment_count")
+
+    def write(connection: sa.Connection, batches: Batches, mode: str) -> int:
         part_table(
             connection,
             names.table,
@@ -343,9 +351,15 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
             + [sa.Column("segment_count", sa.Integer)],
             [],
         )
+        messages_into = names.table
+        if mode == "merge":  # the messages to a staging table, numbered; segments go straight
+            refuse_last(settings)
+            messages_into = merge.create_staging(
+                connection, names.table, message_columns, 1, {"segment_count": "INTEGER"}
+            )
+            batches.staged.add(messages_into)
         widths = hl7.SegmentTables()
         segments: dict[str, tuple[str, tuple[str, ...], int, list]] = {}
-        message_columns = (*MESSAGE_COLUMNS, "segment_count")
         postgresql, load_id = batches.postgresql, batches.load_id
         count = held = 0
         for message in hl7.read_path(source, encoding=encoding):  # a bad one refuses the file
@@ -362,7 +376,12 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
                     segments[segment_id] = (table, columns, len(fields), lines)
             control_id = message.message_control_id
             parts = (message.message_type, message.message_time, message.sending_facility)
-            batches.add(names.table, message_columns, [control_id, *parts, message.segment_count])
+            row = [control_id, *parts, message.segment_count]
+            if mode == "merge":
+                batches.add(messages_into, (*message_columns, merge.ROW_NUMBER),
+                            [*row, message.number])  # fmt: skip
+            else:
+                batches.add(names.table, message_columns, row)
             if postgresql:  # the segments' COPY lines, held until a batch is full
                 copy_id = copy_text(control_id)
                 for segment in message.segments:
@@ -379,9 +398,37 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
                 batches.add(
                     table, columns, [control_id, segment.segment_index, *segment.fields, *padding]
                 )
+        if mode == "merge":
+            batches.flush()
+            merge_messages(connection, names.table, messages_into, batches.load_id)
         return count
 
-    return load_parts(source, sha256, engine, settings, write)
+    return load_parts(source, sha256, engine, settings, write, HL7_MODES)
+
+
+HL7_MODES = ("append", "merge")  # merge by message_control_id, a message at a time
+CONTROL_ID = "message_control_id"
+
+
+def refuse_last(settings: Settings) -> None:
+    """HL7 merges refuse a control id twice in one file: MSH-10 names one message."""
+    if merge.parse_duplicate_keys(settings.duplicate_keys) == "last":
+        setting = naming.duplicate_keys_setting(settings.names.project, settings.names.source)
+        raise BadInput(
+            f"{setting}=last: an HL7 message control id names one message, so a merge refuses "
+            "one sent twice in a file"
+        )
+
+
+def merge_messages(connection: sa.Connection, table: str, staging: str, load_id: int) -> None:
+    """A message sent again replaces the earlier one: its row in *table* and its segments in
+    every segment table (those this file sent too) go to their history tables."""
+    merge.merge(connection, table, staging, [CONTROL_ID], load_id, "refuse", "messages", False)
+    part = re.compile(rf"{re.escape(table)}_[a-z0-9]{{3}}")
+    for name in sorted(sa.inspect(connection).get_table_names()):
+        if part.fullmatch(name):
+            merge.ensure_history(connection, name)
+            merge.move_to_history(connection, name, staging, [CONTROL_ID], load_id, True)
 
 
 FHIR_MODES = ("merge", "append")  # merge on id by default (the loader's merge, with history)
@@ -429,8 +476,9 @@ def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Setting
         if mode != "merge":
             return count
         batches.flush()
+        load_id = batches.load_id
         return sum(  # by id: each earlier row of an id the file brings goes to the history
-            merge.merge(connection, table, staging, ["id"], batches.load_id, duplicates).rows
+            merge.merge(connection, table, staging, ["id"], load_id, duplicates, "lines").rows
             for table, staging in into.values()
         )
 
