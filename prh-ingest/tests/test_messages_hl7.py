@@ -199,7 +199,7 @@ def test_merge_replaces_a_message_sent_again_with_all_its_segments(
         [(adt_id, 5, 2), (oru_id, len(ORU), 1)], key=repr
     )
     history = naming.history_table(TABLE)
-    replaced = f"SELECT message_control_id, _load_id, _replaced_by_load_id FROM {history}"
+    replaced = f"SELECT message_control_id, _load_id, _replaced_by_load_id FROM {history}"  # noqa: S608
     assert sink.query(replaced) == [(adt_id, 1, 2)]
     assert table_rows(sink, "PID", "message_control_id, pid_5, _load_id") == sorted(
         [(adt_id, "O'BRIEN^PAT^Q", 2), (oru_id, None, 1)], key=repr
