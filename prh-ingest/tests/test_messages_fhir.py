@@ -161,3 +161,18 @@ def test_append_mode_keeps_every_version_and_a_table_keeps_its_first_mode(
     assert rejected(snapshot, tuesday) == (
         f"{KEY}_LOAD_MODE=snapshot: this format loads in merge or append mode"
     )
+
+
+def test_quarantine_sets_a_bad_line_aside_by_its_number(sink: Sink, tmp_path: Path) -> None:
+    source = tmp_path / "Patient.000.ndjson"
+    bad = b'{"resourceType": "Patient", "name": "' + CANARY.encode() + b'"\n'  # cut short
+    source.write_bytes(ndjson(PATIENTS[:1]) + bad + ndjson(PATIENTS[1:]))
+    quarantine = {f"{KEY}_BAD_ROWS": "quarantine", f"{KEY}_MAX_BAD_ROWS": "1"}
+    result = ingest(source, sink, **quarantine)
+    assert result.returncode == 0, result.stderr
+    assert "set aside 1 unreadable row(s)" in result.stdout
+    assert stored(sink, "Patient") == sent(PATIENTS)
+    rejects_table = naming.rejects_table(TABLE)
+    found = sink.query(f"SELECT row_number, reason, raw_line FROM {rejects_table}")  # noqa: S608
+    assert [(n, reason, bytes(raw)) for n, reason, raw in found] == [(2, "not-json", bad[:-1])]
+    assert CANARY not in result.stdout + result.stderr

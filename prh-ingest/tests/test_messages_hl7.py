@@ -229,3 +229,30 @@ def test_merge_refuses_a_control_id_twice_in_a_file_by_message_number(
     last = ingest(source, sink, **MERGE, **{f"{KEY}_DUPLICATE_KEYS": "last"})
     assert rejected(last, source).startswith(f"{KEY}_DUPLICATE_KEYS=last: an HL7 message")
     assert CANARY not in result.stdout + result.stderr + last.stdout + last.stderr
+
+
+QUARANTINE = {f"{KEY}_BAD_ROWS": "quarantine", f"{KEY}_MAX_BAD_ROWS": "1"}
+
+
+def test_quarantine_sets_a_bad_message_aside_by_its_number(sink: Sink, tmp_path: Path) -> None:
+    no_control_id = [(sid, list(fields)) for sid, fields in ORU]
+    no_control_id[0][1][9] = ""
+    bad = message_text(no_control_id, "\r")
+    source = tmp_path / "adt.hl7"
+    source.write_bytes((message_text(ADT, "\r") + bad + message_text(ORU, "\r")).encode())
+    result = ingest(source, sink, **QUARANTINE)
+    assert result.returncode == 0, result.stderr
+    assert "loaded 2 rows" in result.stdout
+    assert "set aside 1 unreadable row(s)" in result.stdout
+    assert [row[0] for row in sink.rows(TABLE)] == sorted([ADT[0][1][9], "LAB-0002"])
+    rejects_table = naming.rejects_table(TABLE)
+    found = sink.query(f"SELECT row_number, reason, raw_line FROM {rejects_table}")  # noqa: S608
+    assert [(n, reason, bytes(raw)) for n, reason, raw in found] == [
+        (2, "no-control-id", bad.rstrip("\r").encode())
+    ]
+    assert CANARY not in result.stdout + result.stderr
+    two_bad = tmp_path / "two-bad.hl7"
+    two_bad.write_bytes((bad + message_text(ADT, "\r") + bad).encode())
+    assert rejected(ingest(two_bad, sink, **QUARANTINE), two_bad).startswith(
+        "2 of 3 rows cannot be read (2 no-control-id), above the limit of 1"
+    )

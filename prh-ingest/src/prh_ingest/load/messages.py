@@ -20,7 +20,8 @@ table, those this file sends or not) go to their `_history` tables. FHIR
 loads in `merge` mode on `id` (FHIR_MODES: a new table's default; `append` on request): the
 file's resources go to a staging table each, numbered by line, then prh_ingest.load.merge
 replaces each id's row and keeps the one it replaced in `<part table>_history`. A bad
-message or line refuses the file in one line naming its number and a reason, never a value.
+message or line refuses the file in one line naming its number and a reason, never a value;
+with BAD_ROWS=quarantine it goes to `<table>_rejects` (SetAside) up to MAX_BAD_ROWS.
 On PostgreSQL
 the rows go through COPY, in batches (memory stays bounded; HL7's are sent from a thread while
 the file is read on); on SQLite through executemany.
@@ -43,8 +44,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from prh_ingest import naming
-from prh_ingest.formats import BadRowError, fhir, hl7
-from prh_ingest.load import merge
+from prh_ingest.formats import BadRow, BadRowError, OnBad, fhir, hl7, refuse
+from prh_ingest.load import merge, rejects
 from prh_ingest.load.drift import LOAD_ID_COLUMN
 from prh_ingest.load.modes import Loaded
 from prh_ingest.load.readers import Sha256
@@ -305,6 +306,24 @@ def start_load(
     return loads, load_id, mode
 
 
+class SetAside:
+    """BAD_ROWS=quarantine for a message file, its `on_bad`: each bad message (HL7) or line
+    (FHIR) a reject, by its number and the reader's reason code, its bytes kept for
+    `<table>_rejects` only; above MAX_BAD_ROWS the whole file is refused."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = rejects.parse_max_bad_rows(settings.max_bad_rows)
+        self.rejects: list[rejects.Reject] = []
+
+    def __call__(self, bad: BadRow) -> None:
+        self.rejects.append(rejects.Reject(bad.number, bad.reason, bad.raw))
+
+
+def on_bad_for(settings: Settings) -> OnBad:
+    """The readers' `on_bad`: refuse the file (BAD_ROWS unset), or set the bad ones aside."""
+    return SetAside(settings) if settings.quarantine else refuse
+
+
 def load_parts(
     source: Path,
     sha256: Sha256,
@@ -312,9 +331,10 @@ def load_parts(
     settings: Settings,
     write: Callable[[sa.Connection, Batches, str], int],
     modes: Sequence[str] = ("append",),
+    on_bad: OnBad = refuse,
 ) -> Loaded:
     """One load of a message file: *write* puts its rows in the batches (in the load's mode)
-    and counts them."""
+    and counts them; the bad messages or lines *on_bad* set aside (a SetAside) are recorded."""
     digest = sha256.result()
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, loads take turns
         loads, started, mode = start_load(connection, settings, source, digest, modes)
@@ -330,9 +350,16 @@ def load_parts(
             batches.abandon()
             raise
         batches.close()
+        set_aside = on_bad.rejects if isinstance(on_bad, SetAside) else None
+        if isinstance(on_bad, SetAside):  # above MAX_BAD_ROWS: the whole file, rolled back
+            on_bad.limit.check(on_bad.rejects, count + len(on_bad.rejects))
+            rejects.record(connection, settings.names.table, started, digest, on_bad.rejects)
         done = loads.update().where(loads.c.load_id == started).values(row_count=count)
         connection.execute(done)
-    return Loaded(mode, count, digest)
+    if set_aside is None:
+        return Loaded(mode, count, digest)
+    numbers = [reject.row_number for reject in set_aside]
+    return Loaded(mode, count, digest, rejected=len(set_aside), rejected_rows=numbers)
 
 
 def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings) -> Loaded:
@@ -362,7 +389,7 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
         segments: dict[str, tuple[str, tuple[str, ...], int, list]] = {}
         postgresql, load_id = batches.postgresql, batches.load_id
         count = held = 0
-        for message in hl7.read_path(source, encoding=encoding):  # a bad one refuses the file
+        for message in hl7.read_path(source, encoding=encoding, on_bad=on_bad):
             count += 1
             if grown := widths.add(message):  # new segments or fields: their columns first
                 batches.flush()  # no COPY open while a table changes
@@ -403,7 +430,8 @@ def load_hl7(source: Path, sha256: Sha256, engine: sa.Engine, settings: Settings
             merge_messages(connection, names.table, messages_into, batches.load_id)
         return count
 
-    return load_parts(source, sha256, engine, settings, write, HL7_MODES)
+    on_bad = on_bad_for(settings)  # a bad message refuses the file, or is set aside
+    return load_parts(source, sha256, engine, settings, write, HL7_MODES, on_bad)
 
 
 HL7_MODES = ("append", "merge")  # merge by message_control_id, a message at a time
@@ -447,7 +475,7 @@ def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Setting
         columns = ("id", "last_updated", "resource")
         count = 0
         with fhir.open_ndjson(source) as stream:
-            for resource in fhir.read_resources(stream):
+            for resource in fhir.read_resources(stream, on_bad=on_bad):
                 count += 1
                 if resource.resource_type not in into:
                     table = names.part_table(resource.resource_type)
@@ -482,4 +510,5 @@ def load_fhir(source: Path, sha256: Sha256, engine: sa.Engine, settings: Setting
             for table, staging in into.values()
         )
 
-    return load_parts(source, sha256, engine, settings, write, FHIR_MODES)
+    on_bad = on_bad_for(settings)  # a bad line refuses the file, or is set aside
+    return load_parts(source, sha256, engine, settings, write, FHIR_MODES, on_bad)
