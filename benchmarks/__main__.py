@@ -25,7 +25,7 @@ BENCHMARKS = {
     "deploy": "deploy",  # 4: deploy of 100 flows
     "latency": "latency",  # 5: trigger to COMPLETED
     "suite": "suite",  # 8: make test, test-systemd, test-migration
-    "formats": "formats_merge",  # 9: HL7, FHIR, xlsx streamed, merge (the readers alone)
+    "formats": "formats_merge",  # 9: HL7 into PostgreSQL, FHIR, xlsx streamed, merge
 }
 
 

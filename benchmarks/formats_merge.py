@@ -34,6 +34,10 @@ def measure(ctx: Context) -> list[Section]:
     section.add("hl7-rate", "HL7 v2 ADT into PostgreSQL (the loader, formats.run_hl7_load)",
                 "msgs/s", [sizes.hl7_messages / result["seconds"]])  # fmt: skip
     section.add("hl7-rss", "HL7 v2 ADT into PostgreSQL, peak RSS", "MB", [rss])
+    result, _ = formats.child("python-hl7", hl7)
+    section.add("hl7-python-hl7-rate",
+                "HL7 v2 ADT, python-hl7's parse and every field's text alone (no database)",
+                "msgs/s", [result["messages"] / result["seconds"]])  # fmt: skip
 
     progress(f"formats: FHIR, {sizes.fhir_resources:,} Observations")
     fhir_rates(ctx, folder, section, sizes.fhir_resources)
@@ -74,7 +78,9 @@ def measure(ctx: Context) -> list[Section]:
         f"workbook) read by the streamed reader, and merge of {sizes.merge_rows:,} rows (half "
         "updates, half new keys) against appending them, each into a copy of the same table. "
         "HL7 is the loader's whole load into PostgreSQL (prh_ingest.load.main, from its "
-        "imports to the commit); merge is the COPY and merge step in one process (no "
+        "imports to the commit), beside what a careful engineer would use instead: python-hl7 "
+        "(hl7.split_file, then hl7.parse and str() of every field), which stores nothing; "
+        "merge is the COPY and merge step in one process (no "
         "interpreter start). n = 1 each."
     )
     return [section]
