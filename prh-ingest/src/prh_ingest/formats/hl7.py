@@ -22,10 +22,10 @@ segment whose id is not three letters or digits, bytes not in the file's encodin
 Why not python-hl7 for the parsing (the library the team would reach for: maintained, parses
 one message into nested objects, has MLLP client helpers): a loader needs each field's text as
 sent, and python-hl7 splits every field into components and repetitions, whose `str()` then
-joins them back; measured here on 8-segment ADT messages it parses about 3,000 messages/s
-(benchmarks/formats.py), against a target of 20,000 messages/s into PostgreSQL for the whole
-load. Splitting the bytes on the segment terminators and each segment on its message's field
-separator, which is all a field-as-sent table needs, runs at about 90,000 messages/s. It is
+joins them back; on 8-segment ADT messages its parse alone is about ten times slower than
+the loader's whole load into PostgreSQL, whose target is 20,000 messages/s (BENCHMARKS.md,
+section 9, times both). Splitting the bytes on the segment terminators and each segment on
+its message's field separator is all a field-as-sent table needs. It is
 the same rule python-hl7 applies (the MSH's fourth character is the field separator), and the
 tests check every field against python-hl7's own parse of the same messages.
 """
