@@ -28,7 +28,6 @@ REQUIREMENT = re.compile(r"[a-z0-9][a-z0-9._-]*==[0-9][0-9a-z.]*")  # name==vers
 # Where the engine comes from (pinned to this template's version of it): `index`, a git
 # repository over https (its release tag), or a built wheel (tests); it becomes a requirement
 # line and TOML text.
-PRH_INGEST = re.compile(r"index|git\+https://[^\s\"'@#\\]+|(?:file|https)://[^\s\"'#\\]+\.whl")
 SETTING_LINE = re.compile(r"[A-Z][A-Z0-9_]*=[A-Za-z0-9_./{}$:-]*")  # a prefect/.env line
 MAX_NAME = 80
 MAX_SOURCES = 20
@@ -80,11 +79,7 @@ def validate() -> None:
     for key in ("__manager_settings", "__s3_settings"):
         if not all(SETTING_LINE.fullmatch(line) for line in text(key).split()):
             raise Invalid(f"{key} must be NAME=value settings separated by spaces")
-    if not PRH_INGEST.fullmatch(text("prh_ingest")):
-        raise Invalid(
-            "prh_ingest must be index, a git+https:// repository URL (no credentials), "
-            "or a wheel's file:// or https:// URL"
-        )
+    naming.check_package_source("prh_ingest", text("prh_ingest"))
     check_extra_sources(slug, source)
     legacy = text("legacy_flow_name")
     if legacy:

@@ -261,7 +261,7 @@ def test_a_template_update_bumps_the_engine_pin(tmp_path: Path) -> None:
 def test_a_bad_engine_answer_is_refused_in_one_line(tmp_path: Path) -> None:
     result = cookiecutter_cli(tmp_path / "out", "prh_ingest=prh-ingest>=0.1")
     assert result.returncode != 0
-    assert "error: prh_ingest must be index, a git+https:// repository URL" in (
+    assert "error: prh_ingest 'prh-ingest>=0.1' is not a package source: use index" in (
         result.stdout + result.stderr
     )
     assert not (tmp_path / "out" / "clinic-cal").exists()

@@ -217,22 +217,28 @@ def test_the_pinned_engine_version_is_the_packages() -> None:
     assert answers["__versions"]["prh-ingest"] == package.version()
 
 
+RELEASE = "git+https://github.com/org/prh-ingest-template.git"
+WHEEL = "file:///srv/wheels/prh_ingest-0.1.0-py3-none-any.whl"
+
+
 @pytest.mark.parametrize(
     ("answer", "pin"),
     [
-        ("prh-ingest=={version}", f"prh-ingest=={package.version()}"),  # a hospital index
-        ("prh-ingest==0.0.9", "prh-ingest==0.0.9"),
-        ("prh-ingest @ file:///srv/wheels/prh_ingest-0.1.0-py3-none-any.whl", None),
+        (None, f"prh-ingest @ {RELEASE}@v{package.version()}#subdirectory=prh-ingest"),
+        ("index", f"prh-ingest=={package.version()}"),  # a hospital index
+        (WHEEL, f"prh-ingest @ {WHEEL}"),
     ],
-    ids=["index", "fixed-version", "a-wheel"],
+    ids=["release-tag", "index", "a-wheel"],
 )
-def test_the_engine_requirement_answer_is_pinned_in_both_venvs(
-    answer: str, pin: str | None, cookies: Cookies
+def test_the_engine_answer_is_pinned_in_both_venvs(
+    answer: str | None, pin: str, cookies: Cookies
 ) -> None:
-    answers = {"prh_ingest_requirement": answer}
+    """The `prh_ingest` answer, as an ingest project takes it, pinned to the template's
+    version of the package (prh_ingest.naming.package_requirement, for both templates)."""
+    answers = {"prh_ingest": answer} if answer else {}
     warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     worker = (warehouse / "requirements-worker.txt").read_text().splitlines()
-    assert worker[-1] == (pin or answer)
+    assert worker[-1] == pin
     assert "-r requirements-worker.txt" in (warehouse / "requirements-deploy.txt").read_text()
 
 
@@ -249,7 +255,7 @@ def test_worker_constraints_are_the_tested_set(cookies: Cookies) -> None:
 def test_the_dry_run_runs_on_the_wheel_the_warehouse_pins(cookies: Cookies, tmp_path: Path) -> None:
     """The deploy tool as a warehouse installs it (the pinned wheel of this checkout, imported
     from the wheel itself), not the checkout's source."""
-    answers = {"flows": CLINIC_CAL, "prh_ingest_requirement": package.requirement()}
+    answers = {"flows": CLINIC_CAL, "prh_ingest": package.answer()}
     warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     pin = (warehouse / "requirements-worker.txt").read_text().splitlines()[-1]
     assert pin == f"prh-ingest @ {package.wheel().as_uri()}"
@@ -518,15 +524,12 @@ HOSTILE_ANSWERS = {
     "retention-zero": ({"retention_days": "0"}, "retention_days"),
     "timezone-unknown": ({"timezone": "Nowhere"}, "IANA timezone"),
     "flows-not-a-mapping": ({"flows": ["x"]}, "JSON object"),
-    "engine-range": ({"prh_ingest_requirement": "prh-ingest>=0.1"}, "prh-ingest requirement"),
-    "engine-another-package": (
-        {"prh_ingest_requirement": "prh-ingest-fork==1.0"},
-        "prh_ingest_requirement",
+    "engine-requirement": ({"prh_ingest": "prh-ingest>=0.1"}, "is not a package source"),
+    "engine-credentials": (
+        {"prh_ingest": "git+https://user:token@h/prh-ingest-template.git"},
+        "is not a package source",
     ),
-    "engine-shell": (
-        {"prh_ingest_requirement": "prh-ingest @ https://h/x.whl; rm -rf /"},
-        "prh-ingest requirement",
-    ),
+    "engine-shell": ({"prh_ingest": "https://h/x.whl; rm -rf /"}, "is not a package source"),
 }
 REJECTED = [
     pytest.param({"flows": flows}, message, id=f"flows-{case}")

@@ -46,3 +46,45 @@ def test_the_warehouse_tag_is_the_contracts() -> None:
 def test_a_flow_name_too_long_for_the_warehouse_stops_the_render() -> None:
     with pytest.raises(naming.Invalid, match="at most 63 allowed"):
         rendered("{{ cookiecutter | flow_name }}", {**ANSWERS, "project_slug": "a" * 60})
+
+
+REPO = "git+https://git.hospital.example/data/prh-ingest-template.git"
+WHEEL = "https://pkgs.hospital.example/prh_ingest-0.1.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(
+    ("source", "database", "requirement", "pipfile"),
+    [
+        ("index", "sqlite", "prh-ingest==1.2.3", '{version = "==1.2.3"}'),
+        (
+            REPO,
+            "postgresql",
+            f"prh-ingest[postgresql] @ {REPO}@v1.2.3#subdirectory=prh-ingest",
+            '{git = "https://git.hospital.example/data/prh-ingest-template.git", '
+            'ref = "v1.2.3", subdirectory = "prh-ingest", extras = ["postgresql"]}',
+        ),
+        (WHEEL, None, f"prh-ingest @ {WHEEL}", f'{{file = "{WHEEL}"}}'),
+    ],
+    ids=["index", "repository-postgresql", "wheel-warehouse"],
+)
+def test_the_package_answer_is_one_pin_for_both_templates(
+    source: str, database: str | None, requirement: str, pipfile: str
+) -> None:
+    """An ingest project's and a warehouse's `prh_ingest` answer (a warehouse has no
+    database answer, so no extra), pinned to the template's version of the package."""
+    answers = {"prh_ingest": source, "__versions": {"prh-ingest": "1.2.3"}}
+    if database:
+        answers["database"] = database
+    assert rendered("{{ cookiecutter | prh_ingest_requirement }}", answers) == requirement
+    assert rendered("{{ cookiecutter | prh_ingest_pipfile }}", answers) == pipfile
+    assert naming.check_package_source("prh_ingest", source) == source
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["prh-ingest==1.0", "git+https://u:t@h/r.git", "https://h/x.whl; rm -rf /", "file:///../x.whl"],
+    ids=["a-requirement", "credentials", "shell", "dot-dot"],
+)
+def test_a_bad_package_source_is_refused(source: str) -> None:
+    with pytest.raises(naming.Invalid, match=r"^prh_ingest .* is not a package source: use index"):
+        naming.check_package_source("prh_ingest", source)

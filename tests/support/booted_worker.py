@@ -261,7 +261,7 @@ def worker_site(
         "warehouse",
         flows=flows,
         # The same engine as the projects pin: install-worker.sh --requirements refuses another.
-        prh_ingest_requirement=f"{package.NAME} @ {(site_root / package.wheel().name).as_uri()}",
+        prh_ingest=(site_root / package.wheel().name).as_uri(),
         work_pool=POOL,
         worker_user=WORKER_USER,
         prefect_api_url=prefect_server.api_url,

@@ -57,5 +57,5 @@ def dry_run_env(home: Path) -> dict[str, str]:
 def bake_warehouse(output_dir: Path, template: Path = TEMPLATE_DIR, **answers: Any) -> Path:
     """A warehouse baked with *answers* into *output_dir*; returns its folder. Its venvs pin
     the package under test (a wheel of this checkout), unless *answers* say otherwise."""
-    answers.setdefault("prh_ingest_requirement", package.requirement())
+    answers.setdefault("prh_ingest", package.answer())
     return baked(cookies_into(output_dir).bake(extra_context=answers, template=str(template)))

@@ -37,7 +37,7 @@ ANSWERS: dict[str, Any] = json.loads(
     "retention_days": {{ cookiecutter.retention_days | tojson }},
     "timezone": {{ cookiecutter.timezone | tojson }},
     "flows": {{ cookiecutter.flows | tojson }},
-    "prh_ingest_requirement": {{ cookiecutter.prh_ingest_requirement | tojson }}
+    "prh_ingest": {{ cookiecutter.prh_ingest | tojson }}
 }"""
 )
 
@@ -82,7 +82,7 @@ def check_answers(answers: dict[str, Any]) -> None:
     check_timezone("timezone", answers["timezone"])
     check_whole_number("retention_days", answers["retention_days"], 1, 3650)
     flows_file.check_flows(answers["flows"], "flows")
-    naming.check_package_requirement("prh_ingest_requirement", answers["prh_ingest_requirement"])
+    naming.check_package_source("prh_ingest", answers["prh_ingest"])
 
 
 if __name__ == "__main__":

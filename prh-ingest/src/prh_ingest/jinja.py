@@ -12,6 +12,10 @@ source, or of the warehouse:
     {{ cookiecutter | sink_setting }}     CLINIC_CAL_DATABASE_URL
     {{ cookiecutter | table_name }}       clinic_cal_epic
     {{ cookiecutter | warehouse_tag }}    warehouse:prh-warehouse
+    {{ cookiecutter | prh_ingest_requirement }}  prh-ingest @ git+https://…@v0.1.0#subdirectory=…
+    {{ cookiecutter | prh_ingest_pipfile }}      the same as a Pipfile entry
+(the last two from the `prh_ingest` answer and the version the template pins; an ingest
+project on PostgreSQL gets the package's `postgresql` extra)
 
 Both cookiecutter.json files load it as `contract.jinja.Names`, which imports this module
 from the template commit being rendered (see contract/jinja.py), never an installed copy.
@@ -65,6 +69,20 @@ def warehouse_tag(answers: Answers) -> str:
     return naming.warehouse_tag(answers["warehouse_slug"])
 
 
+def package_extra(answers: Answers) -> str:
+    return "postgresql" if answers.get("database") == "postgresql" else ""
+
+
+def prh_ingest_requirement(answers: Answers) -> str:
+    version = answers["__versions"]["prh-ingest"]
+    return naming.package_requirement(answers["prh_ingest"], version, package_extra(answers))
+
+
+def prh_ingest_pipfile(answers: Answers) -> str:
+    version = answers["__versions"]["prh-ingest"]
+    return naming.pipfile_entry(answers["prh_ingest"], version, package_extra(answers))
+
+
 FILTERS: dict[str, Callable[[Answers], str]] = {
     derive.__name__: derive
     for derive in (
@@ -76,6 +94,8 @@ FILTERS: dict[str, Callable[[Answers], str]] = {
         sink_setting,
         table_name,
         warehouse_tag,
+        prh_ingest_requirement,
+        prh_ingest_pipfile,
     )
 }
 

@@ -260,28 +260,41 @@ def rejects_table(table: str) -> str:
     return f"{table}_rejects"
 
 
-# --- where a project gets this package (the `prh_ingest_requirement` answer) ---
-VERSION_PLACEHOLDER = "{version}"  # the version the template pins: a bump reaches every update
-PACKAGE_REQUIREMENT = re.compile(
-    r"prh-ingest(?:\[[a-z]+(?:,[a-z]+)*\])?"
-    r"(?:==(?:\{version\}|[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc|\.post|\.dev)[0-9]+)*)"
-    r"| @ (?:git\+)?(?:https?|ssh|file)://[A-Za-z0-9._~/@:%+=&?#{}-]+)"
-)
-PACKAGE_REQUIREMENT_HINT = (
-    "prh-ingest @ git+https://<host>/<org>/prh-ingest-template.git@v{version}"
-    "#subdirectory=prh-ingest, or prh-ingest=={version} from your package index"
+# --- where a project or a warehouse gets this package (their `prh_ingest` answer) ---
+PACKAGE = "prh-ingest"
+PACKAGE_SOURCE = re.compile(r"index|git\+https://[^\s\"'@#\\]+|(?:file|https)://[^\s\"'#\\]+\.whl")
+PACKAGE_SOURCE_HINT = (
+    "index (your package index), a git+https:// repository URL without credentials (this "
+    "repository: its release tag is added), or a wheel's file:// or https:// URL"
 )
 
 
-def check_package_requirement(where: str, value: object) -> str:
-    """One pip requirement line for this package: an exact version or one URL, no spaces,
-    quotes or shell characters (it goes into requirements files the installers read)."""
-    if not isinstance(value, str) or not PACKAGE_REQUIREMENT.fullmatch(value) or ".." in value:
-        problem = f"{shown(value)} is not a prh-ingest requirement"
-        raise Invalid(f"{where} {problem}: use {PACKAGE_REQUIREMENT_HINT}")
+def check_package_source(where: str, value: object) -> str:
+    """The `prh_ingest` answer: where the package comes from (PACKAGE_SOURCE)."""
+    if not isinstance(value, str) or not PACKAGE_SOURCE.fullmatch(value) or ".." in value:
+        raise Invalid(f"{where} {shown(value)} is not a package source: use {PACKAGE_SOURCE_HINT}")
     return value
 
 
-def package_requirement(answer: str, version: str) -> str:
-    """The pinned requirement line: the answer with {version} replaced by the template's pin."""
-    return answer.replace(VERSION_PLACEHOLDER, version)
+def package_requirement(source: str, version: str, extra: str = "") -> str:
+    """The pip requirement line a `prh_ingest` answer gives, pinned to *version*: from the
+    index by version, from the repository at its tag `v<version>`, or the wheel itself."""
+    name = f"{PACKAGE}[{extra}]" if extra else PACKAGE
+    if source == "index":
+        return f"{name}=={version}"
+    if source.startswith("git+"):
+        return f"{name} @ {source}@v{version}#subdirectory={PACKAGE}"
+    return f"{name} @ {source}"
+
+
+def pipfile_entry(source: str, version: str, extra: str = "") -> str:
+    """The same as package_requirement(), as a Pipfile's inline table."""
+    extras = f', extras = ["{extra}"]' if extra else ""
+    if source == "index":
+        return f'{{version = "=={version}"{extras}}}'
+    if source.startswith("git+"):
+        repository = source.removeprefix("git+")
+        return (
+            f'{{git = "{repository}", ref = "v{version}", subdirectory = "{PACKAGE}"{extras}}}'
+        )
+    return f'{{file = "{source}"{extras}}}'
