@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -65,3 +66,31 @@ def requirement() -> str:
 def answer() -> str:
     """The package under test as a project's `prh_ingest` answer takes it: the wheel's URL."""
     return wheel().as_uri()
+
+
+def wheel_as_version(new_version: str) -> Path:
+    """A wheel of this checkout's package under another version number (the same code, a
+    different release as a project would pin it): two projects pinned to two versions."""
+    folder = CACHE / f"{source_digest()}-as-{new_version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        built = sorted(folder.glob("prh_ingest-*.whl"))
+        if not built:
+            source = folder / "source"
+            shutil.rmtree(source, ignore_errors=True)
+            shutil.copytree(PACKAGE_DIR, source, ignore=shutil.ignore_patterns(
+                "__pycache__", "build", "*.egg-info", ".pytest_cache"))  # fmt: skip
+            pyproject = source / "pyproject.toml"
+            text = pyproject.read_text()
+            old = f'version = "{version()}"'
+            if old not in text:
+                raise RuntimeError(f"prh-ingest/pyproject.toml: no `{old}` line")
+            pyproject.write_text(text.replace(old, f'version = "{new_version}"', 1))
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                 "--disable-pip-version-check", "-w", str(folder), str(source)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            built = sorted(folder.glob("prh_ingest-*.whl"))
+    (found,) = built
+    return found
