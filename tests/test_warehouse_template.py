@@ -188,8 +188,17 @@ def test_generated_code_passes_ruff(flow_set: tuple) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# The template's default `prh_ingest` answer (tests bake with this checkout's wheel instead:
+# tests/support/baking.py's user config), and the pin it gives: the release tag of the
+# version the template pins.
+DEFAULT_ENGINE = json.loads((Path(WAREHOUSE_TEMPLATE_DIR) / "cookiecutter.json").read_text())[
+    "prh_ingest"
+]
+
+
 def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
-    warehouse = baked(cookies.bake(template=WAREHOUSE_TEMPLATE_DIR))
+    answers = {"prh_ingest": DEFAULT_ENGINE}
+    warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     tested = (REPO_DIR / "requirements.txt").read_text().splitlines()
     *worker, engine = [
         line
@@ -204,7 +213,6 @@ def test_worker_requirements_match_the_tested_pins(cookies: Cookies) -> None:
     assert engine == ENGINE_PIN
 
 
-# The default answer, the release tag of the version the template pins.
 ENGINE_PIN = (
     f"prh-ingest @ git+https://github.com/org/prh-ingest-template.git@v{package.version()}"
     "#subdirectory=prh-ingest"
@@ -235,7 +243,7 @@ def test_the_engine_answer_is_pinned_in_both_venvs(
 ) -> None:
     """The `prh_ingest` answer, as an ingest project takes it, pinned to the template's
     version of the package (prh_ingest.naming.package_requirement, for both templates)."""
-    answers = {"prh_ingest": answer} if answer else {}
+    answers = {"prh_ingest": answer or DEFAULT_ENGINE}
     warehouse = baked(cookies.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     worker = (warehouse / "requirements-worker.txt").read_text().splitlines()
     assert worker[-1] == pin
@@ -274,9 +282,11 @@ def test_the_dry_run_runs_on_the_wheel_the_warehouse_pins(cookies: Cookies, tmp_
 def installed(
     tmp_path_factory: pytest.TempPathFactory, cookies_session: Cookies
 ) -> tuple[Path, Path, str]:
-    """A default warehouse and `install-worker.sh --dry-run ROOT` run twice (idempotence)."""
+    """A default warehouse (the template's engine answer too, as a project made with the
+    cookiecutter command has it) and `install-worker.sh --dry-run ROOT` run twice."""
     tmp = tmp_path_factory.mktemp("install")
-    warehouse = baked(cookies_session.bake(template=WAREHOUSE_TEMPLATE_DIR))
+    answers = {"prh_ingest": DEFAULT_ENGINE}
+    warehouse = baked(cookies_session.bake(extra_context=answers, template=WAREHOUSE_TEMPLATE_DIR))
     root = tmp / "root"
     env = {**os.environ, "WORKER_LIMIT": ""}  # empty: the CPU count decides
     for _ in range(2):
