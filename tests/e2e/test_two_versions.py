@@ -46,12 +46,12 @@ def engine_version(python: Path) -> str:
 def test_two_projects_on_two_engine_versions_run_side_by_side(
     prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
-    pins = {WARD_A: package.wheel(), WARD_B: package.wheel_as_version(NEWER)}
+    pins = [(WARD_A, package.wheel()), (WARD_B, package.wheel_as_version(NEWER))]
     assert package.version() != NEWER
     layout, flows = Layout(tmp_path), {}
     (tmp_path / "git").mkdir()
     (tmp_path / "sink").mkdir()
-    for ward, wheel in pins.items():
+    for ward, wheel in pins:
         bare = tmp_path / "git" / f"{ward.slug}.git"
         baked = bake_ingest_project(
             tmp_path / "projects", **ward.answers, prh_ingest=wheel.as_uri(), git_repo_url=str(bare)
@@ -83,7 +83,7 @@ def test_two_projects_on_two_engine_versions_run_side_by_side(
         def trigger(ward_flow: str) -> None:
             ids[ward_flow] = run_deployment(f"{ward_flow}/{ward_flow}", prefect_server.env)
 
-        threads = [threading.Thread(target=trigger, args=(ward.flow,)) for ward in pins]
+        threads = [threading.Thread(target=trigger, args=(ward.flow,)) for ward, _ in pins]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -97,10 +97,11 @@ def test_two_projects_on_two_engine_versions_run_side_by_side(
         assert spans[1][0] < spans[0][1], spans
     finally:
         site.pool.stop_all()
-    for ward in pins:
+    for ward, _ in pins:
         assert layout.rows(ward) == 20, ward.slug
     versions = {
-        ward.slug: engine_version(layout.uv_environment(ward) / "bin" / "python") for ward in pins
+        ward.slug: engine_version(layout.uv_environment(ward) / "bin" / "python")
+        for ward, _ in pins
     }
     assert versions == {"ward-a": package.version(), "ward-b": NEWER}
     assert engine_version(BIN / "python") == package.version()  # the worker's own: one
