@@ -394,8 +394,8 @@ POSTGRES_NOTE = (
     "server's COPY (about psql's whole time), 1.5 s of client checks that COPY reads the "
     "text as the csv reader does, run between writes while the server idled, and about "
     "1-1.5 s of interpreter start and imports (SQLAlchemy, psycopg). The checks now run in a "
-    "thread beside the COPY and count qualifiers once (copy_feed.ahead): the quoted file "
-    "went from 0.495x to the figure above. What is left is the start and the imports, which "
+    "thread beside the COPY and count qualifiers once (copy_feed.ahead), which did not move "
+    "the figure clearly (0.495x before it). What is left is the start and the imports, which "
     "psql does not pay: keeping SQLAlchemy off the COPY path is what would come next"
 )
 XLSX_RATE_NOTE = (
