@@ -112,28 +112,12 @@ def encodable(names: list[str], encoding: str) -> list[str]:
     ]
 
 
-def csv_file(folder: Path, count: int) -> Path:
-    """`appointments-<count>.csv` in *folder*, written once and reused."""
-    path = folder / f"appointments-{count}-quoted.csv"
-    if not path.exists():
-        partial = path.with_suffix(".partial")
-        with partial.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(HEADER)
-            for row in rows(count):
-                row[4] = row[4].strftime("%H:%M")
-                writer.writerow(row)
-        partial.rename(path)
-    return path
-
-
-BAD_EVERY = 100  # the quarantine file: one row in a hundred has a value too many (1%)
-
-
-def csv_file_with_bad_rows(folder: Path, count: int) -> Path:
-    """csv_file()'s rows, every BAD_EVERY-th (from the 50th) with one value too many: what
-    BAD_ROWS=quarantine sets aside."""
-    path = folder / f"appointments-{count}-quoted-1pct-bad.csv"
+def csv_file(folder: Path, count: int, bad_every: int | None = None) -> Path:
+    """`appointments-<count>-quoted.csv` in *folder*, written once and reused. *bad_every*:
+    every such row (from the 50th) gets one value too many, what BAD_ROWS=quarantine sets
+    aside (the file is named for it)."""
+    bad = f"-1-in-{bad_every}-bad" if bad_every else ""
+    path = folder / f"appointments-{count}-quoted{bad}.csv"
     if not path.exists():
         partial = path.with_suffix(".partial")
         with partial.open("w", newline="", encoding="utf-8") as file:
@@ -141,9 +125,13 @@ def csv_file_with_bad_rows(folder: Path, count: int) -> Path:
             writer.writerow(HEADER)
             for number, row in enumerate(rows(count)):
                 row[4] = row[4].strftime("%H:%M")
-                writer.writerow([*row, "extra"] if number % BAD_EVERY == 50 else row)
+                too_many = bad_every and number % bad_every == 50 % bad_every
+                writer.writerow([*row, "extra"] if too_many else row)
         partial.rename(path)
     return path
+
+
+BAD_EVERY = 100  # the quarantine file: one row in a hundred has a value too many (1%)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def measure(ctx: Context) -> list[Section]:
     run_ways(section, ctx, f"{rows:,}-row quoted csv", "", rows, loaders.ways(source))
     add_csv_targets(section)
     row_checks(section, ctx, loaders, source, rows)
-    quarantine(section, ctx, loaders, source, data.csv_file_with_bad_rows(data_dir, rows), rows)
+    quarantine(section, ctx, loaders, source, data.csv_file(data_dir, rows, data.BAD_EVERY), rows)
 
     for shape in data.SHAPES.values():
         progress(f"ingest: {rows:,}-row {shape.name} export")

@@ -12,14 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.commands import run_python
-from support.flow_runs import PrefectApi, run_deployment
+from support.flow_runs import run_deployment
 from support.git import commit_all, git
-from support.processes import ProcessPool
 from support.regeneration import cruft_project, edit, regenerate, template_repo
 from support.services import PostgresServer, PrefectServer, running_prefect_server
-from support.site import POOL, Site, install_worker
-from support.warehouse import bake_warehouse
+from support.site import Site, deployed_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
@@ -108,16 +105,8 @@ def test_two_sources_run_at_once_through_one_worker(
         "CLINIC_CAL_CERNER_SOURCE_FILE": str(landing / "cerner.csv"),
     }
     assert flows["clinic-cal-cerner-ingest"]["repo"] == str(bare)
-    warehouse = bake_warehouse(
-        tmp_path / "warehouse", flows=flows, work_pool=POOL, prefect_api_url=prefect_server.api_url
-    )
-    deployed = run_python(["prefect/prw_deploy.py"], warehouse, prefect_server.env)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    unit, env_file = install_worker(warehouse, tmp_path / "vm", limit=2)
-    api = PrefectApi(prefect_server.api_url)
-    site = Site(
-        tmp_path, prefect_server, api, warehouse, unit, env_file, ProcessPool(tmp_path / "logs"), {}
-    )
+    site = deployed_site(tmp_path, prefect_server, flows)
+    api = site.api
     try:
         site.start_worker()
 

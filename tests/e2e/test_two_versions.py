@@ -15,13 +15,11 @@ import pytest
 from prh_ingest import naming
 from support import package
 from support.baking import bake_ingest_project
-from support.commands import BIN, run, run_python
-from support.flow_runs import PrefectApi, run_deployment
+from support.commands import BIN, run
+from support.flow_runs import run_deployment
 from support.git import bare_repo
-from support.processes import ProcessPool
 from support.services import PrefectServer, running_prefect_server
-from support.site import POOL, Layout, Site, install_worker, project
-from support.warehouse import bake_warehouse
+from support.site import Layout, deployed_site, project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
@@ -67,16 +65,8 @@ def test_two_projects_on_two_engine_versions_run_side_by_side(
             "cron": "0 6 * * *",
             "env": layout.flow_env(ward),
         }
-    warehouse = bake_warehouse(
-        tmp_path / "warehouse", flows=flows, work_pool=POOL, prefect_api_url=prefect_server.api_url
-    )
-    deployed = run_python(["prefect/prw_deploy.py"], warehouse, prefect_server.env)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    unit, env_file = install_worker(warehouse, tmp_path / "vm", limit=2)
-    api = PrefectApi(prefect_server.api_url)
-    site = Site(
-        tmp_path, prefect_server, api, warehouse, unit, env_file, ProcessPool(tmp_path / "logs"), {}
-    )
+    site = deployed_site(tmp_path, prefect_server, flows)
+    api = site.api
     try:
         site.start_worker()
         ids: dict[str, str] = {}

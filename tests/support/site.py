@@ -282,6 +282,19 @@ def install_worker(warehouse: Path, root: Path, limit: int = 1) -> tuple[Unit, P
     return unit, root / "etc/prefect-worker" / f"{POOL}.env"
 
 
+def deployed_site(root: Path, server: PrefectServer, flows: dict, limit: int = 2) -> Site:
+    """A small site of a test's own under *root*: a warehouse of *flows* deployed to *server*
+    and its worker unit (WORKER_LIMIT *limit*), the worker not started yet."""
+    warehouse = bake_warehouse(
+        root / "warehouse", flows=flows, work_pool=POOL, prefect_api_url=server.api_url
+    )
+    deployed = run_python(["prefect/prw_deploy.py"], warehouse, server.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    unit, env_file = install_worker(warehouse, root / "vm", limit=limit)
+    api = PrefectApi(server.api_url)
+    return Site(root, server, api, warehouse, unit, env_file, ProcessPool(root / "logs"), {})
+
+
 def build_site(root: Path, server: PrefectServer, postgres: PostgresServer) -> Site:
     repos, projects, layout = root / "git", root / "projects", Layout(root)
     repos.mkdir()
