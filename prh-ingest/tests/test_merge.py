@@ -5,6 +5,8 @@ replaced row in the history, the table as of any load, bad keys refused or the l
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 from prh_ingest.load import merge as merging
@@ -297,3 +299,76 @@ def test_a_session_that_used_temporary_tables_before_still_stages(database: sa.E
         with connection.begin():
             create_table(connection, TABLE, COLUMNS)
             assert merged(connection, [appointment(1, "x")], 1) == Merged(1, 0)
+
+
+# --- Rows COPYed straight into the table (PostgreSQL) ----------------------------------------
+
+
+@pytest.fixture
+def postgresql(pg_server) -> Iterator[sa.Engine]:  # noqa: ANN001 (pg.py's server)
+    engine = sa.create_engine(pg_server.url(pg_server.create_database("copied")))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def copied(connection: sa.Connection, rows: list[list[str | None]], load_id: int) -> int:
+    """The rows in the table as load *load_id*, as the loader's COPY puts them."""
+    columns = ", ".join([*COLUMNS, "_load_id"])
+    with connection.connection.cursor().copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([*(value or None for value in row), load_id])
+    return len(rows)
+
+
+@pytest.mark.parametrize(
+    ("keys", "sound"),
+    [
+        ([["A1", "x"], ["A2", "x"], ["  7", "x"]], True),  # a key may start with a space
+        ([["A1", "x"], ["A1", "y"]], True),  # (appointment_id, clinic): the pair is the key
+        ([["A1", "x"], ["A2", "x"], ["A1", "x"]], False),
+        ([["A1", "x"], [None, "x"]], False),
+        ([["A1", "x"], ["   ", "x"]], False),
+        ([["A1", "x"], ["A1", None]], False),
+    ],
+    ids=["unique", "pair-unique", "repeated", "null", "blank", "null-part"],
+)
+def test_the_copied_rows_keys_are_checked_in_one_pass(
+    postgresql: sa.Engine, keys: list[list[str | None]], sound: bool
+) -> None:
+    """check_copied_keys over a two-column key: only this load's rows count."""
+    earlier = [["A1", "P1", "Scheduled", "x"]]  # load 1 had A1 too: not a repeat
+    with postgresql.begin() as connection:
+        create_table(connection, TABLE, COLUMNS)
+        copied(connection, earlier, 1)
+        copied(connection, [[key, "P1", "Arrived", clinic] for key, clinic in keys], 2)
+        key = ["appointment_id", "clinic"]
+        assert merging.check_copied_keys(connection, TABLE, key, 2) is sound
+
+
+def test_copied_rows_merge_as_staged_ones_do(postgresql: sa.Engine) -> None:
+    """merge_copied: the same table, history and counts as the staging path's merge."""
+    monday = [appointment(n, "Scheduled") for n in range(1, 101)]
+    tuesday = [appointment(n, "Arrived") for n in range(51, 151)]
+    with postgresql.begin() as connection:
+        create_table(connection, TABLE, COLUMNS)
+        rows = copied(connection, monday, 1)
+        assert merging.merge_copied(connection, TABLE, KEYS, 1, rows) == Merged(100, 0)
+    with postgresql.begin() as connection:
+        rows = copied(connection, tuesday, 2)
+        assert merging.merge_copied(connection, TABLE, KEYS, 2, rows) == Merged(100, 50)
+    with postgresql.connect() as connection:
+        expected = {row[0]: (*row, 1) for row in monday} | {row[0]: (*row, 2) for row in tuesday}
+        assert current(connection) == expected
+        assert {tuple(row) for row in as_of(connection, TABLE, 1)} == {(*row, 1) for row in monday}
+
+
+def test_copied_rows_with_a_repeated_key_are_left_to_the_staging_path(
+    postgresql: sa.Engine,
+) -> None:
+    with postgresql.begin() as connection:
+        create_table(connection, TABLE, COLUMNS)
+        rows = copied(connection, [appointment(1, "A"), appointment(1, "B")], 1)
+        assert merging.merge_copied(connection, TABLE, KEYS, 1, rows) is None
+        assert not sa.inspect(connection).has_table(f"{TABLE}_history")  # nothing moved

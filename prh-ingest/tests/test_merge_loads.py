@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from loading import LOAD_MODE_SETTING, NEW_COLUMNS_SETTING, TABLE, Sink, ingest, rejected
 from prh_ingest import naming
+from prh_ingest.load import merge
 from prh_ingest.load.merge import AS_OF
 
 KEY_SETTING = naming.key_setting("clinic-cal", "epic")
@@ -109,6 +110,46 @@ def test_the_last_of_a_repeated_key_wins_under_last(sink: Sink, tmp_path: Path) 
         appointment(1, "Arrived"),
         appointment(2, "Scheduled"),
     ]
+
+
+def test_a_file_copy_reads_otherwise_is_read_again_for_the_staging_path(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """On PostgreSQL a merge first COPYs the file into the table; a repeated key sends it to
+    the staging path, which reads the file again, even when COPY could not read its bytes and
+    its rows went one by one (a `"` after a value's first character)."""
+    rows = [appointment(1, '12" drain'), appointment(2, "Scheduled"), appointment(1, "Arrived")]
+    landing = write(tmp_path / "monday.csv", rows)
+    result = ingest(landing, sink, **MERGE, **{DUPLICATES_SETTING: "last"})
+    assert result.returncode == 0, result.stderr
+    current = sink.query(f"SELECT {COLUMNS} FROM {TABLE}")  # noqa: S608
+    assert sorted(tuple(row) for row in current) == [
+        appointment(1, "Arrived"),
+        appointment(2, "Scheduled"),
+    ]
+
+
+def test_postgresql_merges_a_clean_file_without_staging(
+    sink: Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's rows are written once, straight into the table; SQLite stages them."""
+    staged: list[str] = []
+    create_staging = merge.create_staging
+
+    def staging(connection: object, table: str, *args: object, **kwargs: object) -> str:
+        staged.append(table)
+        return create_staging(connection, table, *args, **kwargs)
+
+    monkeypatch.setattr(merge, "create_staging", staging)
+    monday = write(tmp_path / "monday.csv", [appointment(n, "Scheduled") for n in range(1, 11)])
+    tuesday = write(tmp_path / "tuesday.csv", [appointment(n, "Arrived") for n in range(6, 16)])
+    for day in (monday, tuesday):
+        result = ingest(day, sink, **MERGE)
+        assert result.returncode == 0, result.stderr
+    assert loaded(result.stdout)["rows"] == 10
+    history = sink.query(f"SELECT count(*) FROM {naming.history_table(TABLE)}")  # noqa: S608
+    assert history == [(5,)]
+    assert staged == ([] if sink.url.startswith("postgresql") else [TABLE, TABLE])
 
 
 def test_merge_without_a_key_is_one_line(sink: Sink, tmp_path: Path) -> None:

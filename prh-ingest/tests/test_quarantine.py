@@ -66,9 +66,7 @@ MULTILINE = (
 )
 
 
-def test_a_quoted_line_break_is_part_of_its_row_not_a_bad_row(
-    sink: Sink, tmp_path: Path
-) -> None:
+def test_a_quoted_line_break_is_part_of_its_row_not_a_bad_row(sink: Sink, tmp_path: Path) -> None:
     landing = tmp_path / "monday.csv"
     landing.write_bytes(MULTILINE)
     limit = {naming.max_bad_rows_setting("clinic-cal", "epic"): "2"}
@@ -123,3 +121,20 @@ def test_a_corrected_file_supersedes_its_rejects(sink: Sink, tmp_path: Path) -> 
     assert ingest(landing, sink, **file_mode).returncode == 0
     assert sink.query(f"SELECT count(*) FROM {TABLE}") == [(200,)]  # noqa: S608
     assert sink.query(f"SELECT load_id, superseded_by FROM {REJECTS}") == [(1, 2)]  # noqa: S608
+
+
+def test_a_merge_that_brings_a_rejected_key_supersedes_its_reject(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """LOAD_MODE=merge: the reject of row 17 (key A00017) is moot once a load brings A00017;
+    the reject of row 18 (A00018) stays open. On PostgreSQL the merge reads the load's keys
+    from the table itself (no staging table)."""
+    merging = {**BAD_ROWS, "CLINIC_CAL_EPIC_LOAD_MODE": "merge"}
+    merging[naming.key_setting("clinic-cal", "epic")] = "appointment_id"
+    bad = {17: THREE_BAD[17], 18: b"A00018,P0018,Scheduled,extra"}
+    assert ingest(appointments(tmp_path / "monday.csv", 400, bad), sink, **merging).returncode == 0
+    fixed = tmp_path / "tuesday.csv"
+    fixed.write_bytes(b"appointment_id,patient_id,status\nA00017,P0017,Arrived\n")
+    assert ingest(fixed, sink, **merging).returncode == 0
+    found = sink.query(f"SELECT row_number, superseded_by FROM {REJECTS} ORDER BY 1")  # noqa: S608
+    assert [tuple(row) for row in found] == [(17, 2), (18, None)]

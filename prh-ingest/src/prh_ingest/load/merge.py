@@ -1,9 +1,16 @@
 """LOAD_MODE=merge: the table holds one current row per key, and `<table>_history` every row a
 merge replaced.
 
-A load's rows go first into a staging table (create_staging: the file's columns plus
-`_row_number`, the row's number in the file), through COPY on PostgreSQL or executemany on
-SQLite. Then merge(), in the load's transaction:
+On PostgreSQL a delimited file's rows are COPYed straight into the table as load N, as an
+append's are; then merge_copied() checks their keys in one pass (check_copied_keys) and, when
+they are sound, moves the earlier rows of those keys to the history in one statement. An
+empty or repeated key rolls that back to the staging path, which names the rows, or applies
+DUPLICATE_KEYS=last. Writing the rows once, where the
+staging path writes them twice, is most of a merge's time (benchmarks/merge.py).
+
+On the staging path a load's rows go first into a staging table (create_staging: the file's
+columns plus `_row_number`, the row's number in the file), through COPY on PostgreSQL or
+executemany on SQLite. Then merge(), in the load's transaction:
 
 1. checks the keys: an empty key value, or a key repeated within the file, refuses the load
    (BadKeys, naming the key columns and row numbers, never a value); with
@@ -328,14 +335,8 @@ def move_to_history(
     history = naming.history_table(table)
     kept = ", ".join([*(c for c in table_columns(connection, table) if c != LOAD_ID), LOAD_ID])
     earlier = f" AND t.{LOAD_ID} <> :load_id" if earlier_only else ""
-    if connection.dialect.name == "postgresql":  # one statement: one pass over the table
-        same_key = " AND ".join(f"t.{key} = s.{key}" for key in keys)
-        moved = (
-            f"WITH gone AS (DELETE FROM {table} AS t USING {staging} AS s "
-            f"WHERE {same_key}{earlier} RETURNING t.*) "
-            f"INSERT INTO {history} ({kept}, {REPLACED_BY}) SELECT {kept}, :load_id FROM gone"
-        )
-        return connection.execute(sa.text(moved), {"load_id": load_id}).rowcount
+    if connection.dialect.name == "postgresql":
+        return delete_into_history(connection, table, f"{staging} AS s", keys, load_id, earlier)
     by_key = ", ".join(keys)
     staged = f"({by_key}) IN (SELECT {by_key} FROM {staging}){earlier.replace('t.', '')}"
     copied = connection.execute(
@@ -352,6 +353,60 @@ def move_to_history(
     return copied
 
 
+def delete_into_history(
+    connection: sa.Connection, table: str, rows: str, keys: Sequence[str], load_id: int, where: str
+) -> int:
+    """PostgreSQL: delete the table's rows (`t`) whose keys the rows *rows* (`s`, a FROM item)
+    carry, and *where*, keeping each in the history; one statement, one pass over the table."""
+    history = naming.history_table(table)
+    kept = ", ".join([*(c for c in table_columns(connection, table) if c != LOAD_ID), LOAD_ID])
+    same_key = " AND ".join(f"t.{key} = s.{key}" for key in keys)
+    moved = (
+        f"WITH gone AS (DELETE FROM {table} AS t USING {rows} "
+        f"WHERE {same_key}{where} RETURNING t.*) "
+        f"INSERT INTO {history} ({kept}, {REPLACED_BY}) SELECT {kept}, :load_id FROM gone"
+    )
+    return connection.execute(sa.text(moved), {"load_id": load_id}).rowcount
+
+
+# --- Merging rows COPYed straight into the table (PostgreSQL) --------------------------------
+
+
+def check_copied_keys(
+    connection: sa.Connection, table: str, keys: Sequence[str], load_id: int
+) -> bool:
+    """Whether the keys of load *load_id*'s rows are sound: none empty, none twice. One
+    grouping pass over the load's rows; the groups' test runs once per key, not per row (a
+    key's first character is looked at before trim() is paid)."""
+    for name in (table, *keys):
+        identifier(name)
+    empty = " OR ".join(f"{k} IS NULL OR ascii({k}) <= 32 AND trim({k}) = ''" for k in keys)
+    unsound = connection.exec_driver_sql(
+        f"SELECT EXISTS (SELECT FROM {table} WHERE {LOAD_ID} = %(load_id)s "
+        f"GROUP BY {', '.join(keys)} HAVING count(*) > 1 OR {empty})",
+        {"load_id": load_id},
+    ).scalar()
+    return not unsound
+
+
+def merge_copied(
+    connection: sa.Connection, table: str, keys: Sequence[str], load_id: int, rows: int
+) -> Merged | None:
+    """PostgreSQL: merge the *rows* rows load *load_id* COPYed into the table, in the load's
+    transaction, when their keys are sound: the earlier rows of their keys go to the history.
+    None when a key is empty or repeated: roll the COPY back and take the staging path, which
+    names the rows (or, with DUPLICATE_KEYS=last, keeps each key's last)."""
+    if not check_copied_keys(connection, table, keys, load_id):
+        return None
+    ensure_history(connection, table)
+    this_load = f"(SELECT * FROM {table} WHERE {LOAD_ID} = :load_id) AS s"
+    replaced = delete_into_history(
+        connection, table, this_load, keys, load_id, f" AND t.{LOAD_ID} <> :load_id"
+    )
+    superseded = rejects.supersede_keys(connection, table, table, keys, load_id, copied=True)
+    return Merged(rows, replaced, 0, superseded)
+
+
 # --- As of a load ----------------------------------------------------------------------------
 
 
@@ -359,9 +414,7 @@ def as_of_query(connection: sa.Connection, table: str) -> sa.TextClause:
     """AS_OF for `table`'s columns now (bind :load_id)."""
     columns = [name for name in table_columns(connection, table) if name != LOAD_ID]
     return sa.text(
-        AS_OF.format(
-            columns=", ".join(columns), table=table, history=naming.history_table(table)
-        )
+        AS_OF.format(columns=", ".join(columns), table=table, history=naming.history_table(table))
     )
 
 

@@ -39,6 +39,7 @@ from prh_ingest.load.readers import (
     Table,
     checked,
     column_names,
+    csv_body,
     read_table,
     text_table,
     whole_lines,
@@ -225,12 +226,44 @@ def merged_rows(
     names = settings.names
     keys = merge_keys(table, settings)
     duplicates = merge.parse_duplicate_keys(settings.duplicate_keys)
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql and table.plain_csv:  # its rows can be read again if the keys need naming
+        if merged := copied_and_merged(connection, source, table, load_id, keys, names):
+            return merged.rows
+        table = dataclasses.replace(table, rows=csv_body(source, table.csv))
     staging = merge.create_staging(connection, names.table, table.columns, table.first_row)
-    if connection.dialect.name == "postgresql":
+    if postgresql:
         copy_into_postgresql(connection, source, table, names, into=staging)
     else:
         insert_into_sqlite(connection, source, table, None, names, into=staging)
     return merge.merge(connection, names.table, staging, keys, load_id, duplicates).rows
+
+
+class KeysToName(Exception):
+    """merge_copied found an empty or repeated key: undo the COPY, take the staging path."""
+
+
+def copied_and_merged(
+    connection: sa.Connection,
+    source: Path,
+    table: Table,
+    load_id: int,
+    keys: list[str],
+    names: Names,
+) -> merge.Merged | None:
+    """PostgreSQL: the file COPYed straight into the table as load *load_id*, then merged
+    (merge.merge_copied); None, with nothing of it left, when a key is empty or repeated."""
+    try:
+        with connection.begin_nested():
+            merge.tune_postgresql(connection)
+            connection.execute(sa.select(sa.func.set_config(LOAD_ID_SETTING, str(load_id), True)))
+            rows = copy_into_postgresql(connection, source, table, names)
+            merged = merge.merge_copied(connection, names.table, keys, load_id, rows)
+            if merged is None:
+                raise KeysToName
+            return merged
+    except KeysToName:
+        return None
 
 
 def merge_keys(table: Table, settings: Settings) -> list[str]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from prh_ingest import naming
+from prh_ingest.load.drift import LOAD_ID_COLUMN
 
 # Reason codes: why a row could not be read.
 WRONG_WIDTH = "wrong_width"  # not as many values as the header
@@ -398,16 +399,23 @@ def key_expression(columns: Sequence[str], alias: str = "") -> str:
 
 
 def supersede_keys(
-    connection: sa.Connection, table: str, staging: str, keys: Sequence[str], load_id: int
+    connection: sa.Connection,
+    table: str,
+    staging: str,
+    keys: Sequence[str],
+    load_id: int,
+    copied: bool = False,
 ) -> int:
-    """Merge: earlier loads' open rejects that carried a key this load brings are superseded."""
+    """Merge: earlier loads' open rejects that carried a key this load brings are superseded.
+    The load's keys are *staging*'s, or with *copied* the table's rows of the load."""
     if not has_rejects_table(connection, table):
         return 0
     rejects = naming.rejects_table(identifier(table))
+    this_load = f" WHERE {LOAD_ID_COLUMN} = :load_id" if copied else ""
     update = sa.text(
         f"UPDATE {rejects} SET superseded_by = :load_id "
         f"WHERE superseded_by IS NULL AND load_id <> :load_id AND row_key IN "
-        f"(SELECT {key_expression(keys)} FROM {identifier(staging)})"
+        f"(SELECT {key_expression(keys)} FROM {identifier(staging)}{this_load})"
     )
     result = connection.execute(update, {"load_id": load_id, "separator": KEY_SEPARATOR})
     return result.rowcount
