@@ -3,10 +3,11 @@
 `python -m benchmarks.merge [--rows N] [--repetitions N]`: a table of N rows (default 1M),
 then a file of N rows, half of them updates of the table's keys and half new keys, loaded
 into a copy of that table twice: appended (COPY into the table) and merged (COPY into the
-staging table, then prh_ingest.load.merge). Both feed COPY the file's bytes as the loader
-does, in one transaction each. Prints the medians, their ratio (target: at most 3) and this
-process's peak RSS. Starts its own PostgreSQL (tests/support/services.py) and drops it after.
-Not part of the tests, nor of `make bench` yet.
+table, then prh_ingest.load.merge.merge_copied, as the loader merges a delimited file). Both
+feed COPY the file's bytes as the loader does, in one transaction each. Prints the medians,
+their ratio (target: at most 3) and this process's peak RSS. Starts its own PostgreSQL
+(tests/support/services.py) and drops it after. `make bench` times the same at 200,000 rows
+(benchmarks/formats_merge.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR / "tests"))  # support.services: a throwaway PostgreSQL
 
-from prh_ingest.load.merge import create_staging, merge  # noqa: E402
+from prh_ingest.load.merge import merge_copied, tune_postgresql  # noqa: E402
 from support.services import running_postgres  # noqa: E402
 
 TABLE = "bench_appointments"
@@ -43,7 +44,7 @@ def write_export(path: Path, first: int, rows: int, status: str) -> None:
             file.write(
                 f"A{n:09d},P{n % 250_000:07d},C{n % 40},D{n % 900:04d},{status},"
                 f"2026-11-{n % 28 + 1:02d}T08:{n % 60:02d}:00,2026-12-{n % 28 + 1:02d}T"
-                f"{8 + n % 10:02d}:00:00,\"room {n % 30}, floor {n % 5}\"\n"
+                f'{8 + n % 10:02d}:00:00,"room {n % 30}, floor {n % 5}"\n'
             )
 
 
@@ -79,11 +80,15 @@ def appended(engine: sa.Engine, path: Path) -> None:
         copy_file(connection, TABLE, path)
 
 
-def merged(engine: sa.Engine, path: Path) -> None:
+def merged(engine: sa.Engine, path: Path, load_id: int = 2) -> None:
+    """As the loader merges a delimited file on PostgreSQL: COPY into the table, then
+    merge_copied (its keys are sound: the staging path is not taken)."""
     with engine.begin() as connection:
-        staging = create_staging(connection, TABLE, COLUMNS, first_row=2)
-        copy_file(connection, staging, path)
-        merge(connection, TABLE, staging, KEYS, 2)
+        tune_postgresql(connection)
+        set_load_id(connection, load_id)
+        rows = copy_file(connection, TABLE, path)
+        if merge_copied(connection, TABLE, KEYS, load_id, rows) is None:
+            raise AssertionError("the bench's keys are unique: no doubt expected")
 
 
 def first_load(engine: sa.Engine, path: Path, mode: str) -> None:
@@ -91,11 +96,10 @@ def first_load(engine: sa.Engine, path: Path, mode: str) -> None:
     key index and the history)."""
     with engine.begin() as connection:
         create_table(connection)
-        if mode == "merge":
-            staging = create_staging(connection, TABLE, COLUMNS, first_row=2)
-            copy_file(connection, staging, path)
-            merge(connection, TABLE, staging, KEYS, 1)
-        else:
+    if mode == "merge":
+        merged(engine, path, load_id=1)
+    else:
+        with engine.begin() as connection:
             set_load_id(connection, 1)
             copy_file(connection, TABLE, path)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{rows:,} rows over a {rows:,}-row table, {rows // 2:,} of them updates "
           f"(median of {args.repetitions}):")  # fmt: skip
     print(f"  append (COPY into the table):          {append:6.2f} s")
-    print(f"  merge (COPY into staging, then merge): {merging:6.2f} s  = {merging / append:.2f}x "
+    print(f"  merge (COPY into the table, then merge):{merging:6.2f} s  = {merging / append:.2f}x "
           f"the append (target: at most 3x)")  # fmt: skip
     print(f"  peak RSS of this process: {peak:.0f} MB (PostgreSQL's own not counted)")
     return 0
