@@ -32,7 +32,7 @@ class Sizes:
     xlsx_rows: tuple[int, ...] = (100_000,)  # data rows of the xlsx loads
     hl7_messages: int = 100_000
     fhir_resources: int = 200_000
-    merge_rows: int = 200_000
+    merge_rows: int = 1_000_000  # the size: 1M rows over a 1M-row table
     deploy_counts: tuple[int, ...] = (1, 20, 100)
     disk_runs: int = 10
     warm_repetitions: int = 5  # the warm dependency step is short: more samples

@@ -6,13 +6,14 @@ into a copy of that table twice: appended (COPY into the table) and merged (COPY
 table, then prh_ingest.load.merge.merge_copied, as the loader merges a delimited file). Both
 feed COPY the file's bytes as the loader does, in one transaction each. Prints the medians,
 their ratio (target: at most 3) and this process's peak RSS. Starts its own PostgreSQL
-(tests/support/services.py) and drops it after. `make bench` times the same at 200,000 rows
-(benchmarks/formats_merge.py).
+(tests/support/services.py) and drops it after. `make bench` runs it (benchmarks/formats_merge.py,
+`--json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import sys
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.merge", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the samples as JSON")
     args = parser.parse_args(argv)
     rows = args.rows
     with (
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = timed(server, base, export, mode, load)
                 times[mode].append(seconds)
                 print(f"[{repetition + 1}] {mode}: {seconds:.2f} s", file=sys.stderr, flush=True)
+    if args.json:  # for `make bench` (benchmarks/formats_merge.py)
+        print(json.dumps(times))
+        return 0
     append, merging = (statistics.median(times[mode]) for mode in ("append", "merge"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{rows:,} rows over a {rows:,}-row table, {rows // 2:,} of them updates "
