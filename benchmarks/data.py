@@ -160,13 +160,18 @@ class Shape:
     def copy_options(self) -> str:
         """psql \\copy's options for the same file without its footer (psql cannot drop it)."""
         options = ["FORMAT csv", "HEADER", f"DELIMITER E'\\x{ord(self.delimiter):02x}'"]
-        if not self.quoted:
+        if self.quoted:
+            options.append(FORCE_NULL)
+        else:
             options.append("QUOTE E'\\x01'")  # a byte the data never holds: no qualifier
         if self.encoding != "utf-8":
             options.append(f"ENCODING '{POSTGRES_ENCODINGS[self.encoding]}'")
         return ", ".join(options)
 
 
+# The loader's own COPY option for a file with a qualifier (copy_feed.copy_text): a quoted
+# empty value ("") is NULL, as an unquoted one is. psql is given the same options.
+FORCE_NULL = f"FORCE_NULL ({', '.join(HEADER)})"
 POSTGRES_ENCODINGS = {"iso8859-15": "LATIN9"}
 SHAPES = {
     shape.name: shape

@@ -171,10 +171,10 @@ NOTE_IF_SLOW_UNCHANGED = (
     "deployments and comparing 0.1 to 0.2 s. Nothing is cloned. A `--plan` is that alone "
     "(1.8 s in this benchmark at load 4 to 7). A re-deploy of the same 100 measured about 3 s "
     "more here (of 1 flow, 3.1 s), and 3.2 s at load 5 in the phase timing: not profiled in this "
-    "benchmark, where it runs right after three first deploys of 100 flows while the server "
-    "still writes their scheduled runs; its one write (prw_deploy.py updates the zombie-run "
-    "automation on every deploy) may meet SQLite's lock and Prefect's 2 s retry. Not "
-    "rewriting an unchanged automation would remove that write."
+    "benchmark, where it runs right after the first deploys of 100 flows while the server "
+    "still writes their scheduled runs. A re-deploy writes nothing (an unchanged deployment "
+    "or automation is not rewritten, tests/test_warehouse_deploy.py); what is left is the "
+    "import of Prefect, which a process that deploys pays once."
 )
 NOTE_IF_SLOW_FIRST = (
     "Where the time goes, timed by phase on first deploys of 100 flows (2026-12-05, before the "

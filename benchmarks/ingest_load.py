@@ -140,7 +140,10 @@ class Loaders:
             sqlite["pandas"] = (PANDAS, lambda: self.pandas_sqlite(source))
         if shape is None:
             if PSQL:
-                postgres["cli"] = ("`psql \\copy` (FORMAT csv)", lambda: self.psql_copy(source))
+                postgres["cli"] = (
+                    "`psql \\copy` (FORMAT csv, FORCE_NULL)",
+                    lambda: self.psql_copy(source, f"FORMAT csv, HEADER, {data.FORCE_NULL}"),
+                )
             return {"sqlite": sqlite, "postgresql": postgres}
         if shape.name == "plain":
             return {"sqlite": sqlite}
