@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import functools
 import math
 import posixpath
 import re
@@ -116,6 +117,19 @@ def column_index(letters: str) -> int:
 # Every one- to three-letter column (A to ZZZ; Excel's last is XFD): FAST_CELL's letters.
 COLUMNS = {column_letters(index): index for index in range(26 + 26**2 + 26**3)}
 COLUMN_BYTES = {letters.encode(): index for letters, index in COLUMNS.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def outside_cells(low: int, high: int) -> re.Pattern[bytes] | None:
+    """A pattern found in a part of the sheet that may hold a cell outside columns *low* to
+    *high* (the general pattern's `<c\\b`, in bytes): any cell but one whose r, first as
+    Excel writes it, names a column in that range; any cell at all when the range is empty.
+    None (every part read row by row) when the range is too wide for a quick pattern."""
+    if high - low >= 256:
+        return None
+    letters = "|".join(column_letters(index) for index in range(low, high + 1))
+    inside = rf'(?! r="(?:{letters})\d)' if letters else ""
+    return re.compile(rf"<c(?!\w){inside}".encode())
 
 
 def split_rows(part: str, number: int) -> Generator[tuple[int, str], None, int]:
@@ -583,29 +597,41 @@ class Sheet:
 
     def span(self) -> tuple[int, int] | None:
         """(first, last) column index of the sheet's non-empty cells; None for an empty sheet.
-        Learned in a first pass over the sheet's bytes, before the first row is given: of
-        each row only the first and last cell are matched when both hold a value (cells come
-        in column order), else the whole row."""
+        Learned in a first pass over the sheet's bytes, before the first row is given. A part
+        whose cells all lie within the span of the parts before it cannot widen it: one
+        regex search, no match, skips it. Only the other parts (the first, and those with a
+        cell outside or one the fast pattern does not read) are read row by row."""
         if self._span is False:
             low, high = 1 << 30, -1
+            outside: re.Pattern[bytes] | None = None  # the first part is always read
             for part in self.complete_rows(text=False):
-                for piece in part.split(b"</row>"):
-                    start = piece.rfind(b"<row")
-                    if start < 0:
-                        continue  # the sheet's tail
-                    first = FAST_CELL_BYTES.match(piece, piece.find(b"<c", start))
-                    last = FAST_CELL_BYTES.match(piece, piece.rfind(b"<c"))
-                    if first and last and (first[4] or first[6]) and (last[4] or last[6]):
-                        edges = (COLUMN_BYTES[first[1]], COLUMN_BYTES[last[1]])
-                    elif b"<c" not in piece[start:]:
-                        continue  # no cell: an empty row, or the sheet's head or tail
-                    else:
-                        edges = self.general_edges(piece[start:])
-                        if edges is None:
-                            continue
-                    low, high = min(low, edges[0]), max(high, edges[1])
+                if outside is not None and outside.search(part) is None:
+                    continue
+                low, high = self.part_span(part, low, high)
+                outside = outside_cells(low, high)
             self._span = None if high < 0 else (low, high)
         return self._span  # type: ignore[return-value]
+
+    def part_span(self, part: bytes, low: int, high: int) -> tuple[int, int]:
+        """(low, high) widened by the edges of each row in *part*: of each row only the first
+        and last cell are matched when both hold a value (cells come in column order), else
+        the whole row."""
+        for piece in part.split(b"</row>"):
+            start = piece.rfind(b"<row")
+            if start < 0:
+                continue  # the sheet's tail
+            first = FAST_CELL_BYTES.match(piece, piece.find(b"<c", start))
+            last = FAST_CELL_BYTES.match(piece, piece.rfind(b"<c"))
+            if first and last and (first[4] or first[6]) and (last[4] or last[6]):
+                edges = (COLUMN_BYTES[first[1]], COLUMN_BYTES[last[1]])
+            elif b"<c" not in piece[start:]:
+                continue  # no cell: an empty row, or the sheet's head or tail
+            else:
+                edges = self.general_edges(piece[start:])
+                if edges is None:
+                    continue
+            low, high = min(low, edges[0]), max(high, edges[1])
+        return low, high
 
     def general_edges(self, rows: bytes) -> tuple[int, int] | None:
         """span() for rows (`<row …>` …) the fast pattern does not read at their edges."""
