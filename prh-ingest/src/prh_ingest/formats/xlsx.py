@@ -34,6 +34,7 @@ import codecs
 import datetime as dt
 import functools
 import math
+import operator
 import posixpath
 import re
 import zipfile
@@ -72,12 +73,19 @@ ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 PREFIXED = re.compile(r"<\w+:sheetData\b")
-# A part of the sheet at once: row marks (groups 1-2), fast cells (3-8), any other cell (9).
-TOKEN = re.compile(r"(<row)\b([^>]*?)/?>|" + FAST_CELL.pattern + r"|(<c\b)")
+# A part of the sheet at once: row marks (groups 1-3: the r of `<row r="…"`, as Excel writes
+# it, read here; else the row's attributes), fast cells (4-9), any other cell (10). Possessive
+# quantifiers: what they take is never given back, which saves the regex engine's bookkeeping.
+TOKEN = re.compile(
+    r'(<row)(?: r="(\d+)"|\b)([^>]*?)/?>|'
+    + FAST_CELL.pattern.replace(r"\d+", r"\d++").replace("[^<]*", "[^<]*+")
+    + r"|(<c\b)"
+)
 # The first pass (the columns' span) reads bytes: no decoding.
 FAST_CELL_BYTES, PREFIXED_BYTES = (
     re.compile(pattern.pattern.encode()) for pattern in (FAST_CELL, PREFIXED)
 )
+OTHER_CELL = operator.itemgetter(-1)  # TOKEN's last group: a cell the fast pattern does not read
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 
 
@@ -484,7 +492,7 @@ class Sheet:
         number = -1
         for part in self.complete_rows(text=True):
             tokens = TOKEN.findall(part)
-            if not any(token[-1] for token in tokens):
+            if not any(map(OTHER_CELL, tokens)):  # map and any run at C speed
                 number = yield from self.token_rows(tokens, left, width, number)
                 continue
             # A cell the fast pattern does not read (a formula, rich text, another attribute
@@ -503,11 +511,11 @@ class Sheet:
         row: list[str | None] = []
         found = False
         try:
-            for mark, attributes, letters, style, kind, value, preserve, inline, _ in tokens:
+            for mark, r, attributes, letters, style, kind, value, preserve, inline, _ in tokens:
                 if mark:
                     if found:
                         yield number, row
-                    number = row_number(attributes, number)
+                    number = int(r) - 1 if r else row_number(attributes, number)
                     row = [None] * width
                     found = False
                     continue
