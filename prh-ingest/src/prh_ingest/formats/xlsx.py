@@ -449,6 +449,7 @@ class Sheet:
         self._span: tuple[int, int] | None | bool = False  # not yet measured
         self.styles: dict[str, int] = {}  # style index as written -> kind of number
         self.serials: dict[tuple[int, str], str] = {}  # (kind, date number) -> its text
+        self._positions: tuple[int, dict[str, int]] = (-1, {})  # see positions()
 
     def chunks(self, text: bool) -> Iterator[str | bytes]:
         """The sheet's XML, CHUNK_BYTES at a time: decoded when *text*, else bytes."""
@@ -493,7 +494,10 @@ class Sheet:
         for part in self.complete_rows(text=True):
             tokens = TOKEN.findall(part)
             if not any(map(OTHER_CELL, tokens)):  # map and any run at C speed
-                number = yield from self.token_rows(tokens, left, width, number)
+                # Without an entity, a CR or an OOXML escape in the whole part (one scan of
+                # each at C speed), no inline string needs more than its blanks trimmed.
+                plain = "&" not in part and "\r" not in part and "_x" not in part
+                number = yield from self.token_rows(tokens, left, width, number, plain)
                 continue
             # A cell the fast pattern does not read (a formula, rich text, another attribute
             # order): this part row by row, the general way.
@@ -503,11 +507,12 @@ class Sheet:
                     yield number, row
 
     def token_rows(
-        self, tokens: list[tuple[str, ...]], left: int, width: int, number: int
+        self, tokens: list[tuple[str, ...]], left: int, width: int, number: int, plain: bool
     ) -> Generator[tuple[int, list[str | None]], None, int]:
         """The rows of TOKEN matches (row marks and cells) with a value; returns the number
-        of the last row."""
+        of the last row. *plain*: no inline string holds an entity, a CR or an escape."""
         strings, styles, serials = self.workbook.strings, self.styles, self.serials
+        positions = self.positions(left)
         row: list[str | None] = []
         found = False
         try:
@@ -523,7 +528,7 @@ class Sheet:
                     if not inline:
                         continue
                     text = inline if preserve else inline.strip(" \t\r\n")
-                    if "&" in text or "\r" in text or "_x" in text:
+                    if not plain and ("&" in text or "\r" in text or "_x" in text):
                         text = string_text(inline, bool(preserve))
                 elif not value:
                     continue
@@ -545,7 +550,7 @@ class Sheet:
                             text = serials[key] = self.number(value, style)
                 else:
                     text = self.typed(kind, value)
-                row[COLUMNS[letters] - left] = text or None
+                row[positions[letters]] = text or None
                 found = True
         except (IndexError, ValueError):  # a string index or a number that is not one
             raise WorkbookError(
@@ -554,6 +559,12 @@ class Sheet:
         if found:
             yield number, row
         return number
+
+    def positions(self, left: int) -> dict[str, int]:
+        """Each column's letters -> its place in a row that starts at column *left*."""
+        if self._positions[0] != left:
+            self._positions = (left, {letters: i - left for letters, i in COLUMNS.items()})
+        return self._positions[1]
 
     def number_format(self, style: str) -> int:
         """The kind of number (OTHER, DATETIME, DURATION) of cell style *style* ("" is none)."""
