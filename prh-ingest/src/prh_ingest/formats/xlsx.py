@@ -16,7 +16,7 @@ the non-empty cells, which the sheet's `<dimension>` does not always give).
 
 Cells are matched with regular expressions over the XML text, not an XML parser: a sheet's
 cells are a regular, flat grammar, and a parser's per-element callbacks in Python are what
-makes openpyxl's read-only mode about 16x slower than calamine. Each megabyte of the sheet is
+makes openpyxl's read-only mode about 16x slower than calamine. Each 128 KB of the sheet is
 matched at once (row marks and cells in one findall). A part holding a cell the fast pattern
 does not read (a formula, rich inline text, attributes in another order) is read row by row
 by a general pattern, about half as fast. Sheets whose elements carry a namespace prefix
@@ -50,7 +50,9 @@ from defusedxml import ElementTree as SafeTree  # no entity expansion, no extern
 MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 PKG_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-CHUNK_BYTES = 1 << 20
+# 128 KB of XML at a time: the matches of a part (some 12,000 tuples) then stay in the CPU's
+# caches; with 1 MB parts the same rows took about 13% more CPU.
+CHUNK_BYTES = 1 << 17
 
 OTHER, DATETIME, DURATION = 0, 1, 2  # calamine's CellFormat
 BUILTIN_FORMATS = {**dict.fromkeys((*range(14, 23), 45, 47), DATETIME), 46: DURATION}
