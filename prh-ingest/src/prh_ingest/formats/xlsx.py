@@ -450,7 +450,9 @@ class Sheet:
             raise WorkbookError(f"sheet {info.name!r} is not a worksheet")
         self._span: tuple[int, int] | None | bool = False  # not yet measured
         self.styles: dict[str, int] = {}  # style index as written -> kind of number
-        self.serials: dict[tuple[int, str], str] = {}  # (kind, date number) -> its text
+        # Kind (DATETIME, DURATION) -> date number as written -> its text: nested, as a
+        # (kind, number) key would cost a tuple per cell.
+        self.serials: dict[int, dict[str, str]] = {DATETIME: {}, DURATION: {}}
         self._positions: tuple[int, dict[str, int]] = (-1, {})  # see positions()
 
     def chunks(self, text: bool) -> Iterator[str | bytes]:
@@ -544,12 +546,12 @@ class Sheet:
                         fits = value.isdigit() and len(value) < 16 and value[0] != "0"
                         text = value if fits else number_text(float(value))
                     else:  # dates and times repeat down a column: each converted once
-                        key = (number_format, value)
-                        text = serials.get(key)
+                        texts = serials[number_format]
+                        text = texts.get(value)
                         if text is None:
-                            if len(serials) > 100_000:
-                                serials.clear()
-                            text = serials[key] = self.number(value, style)
+                            if len(texts) > 100_000:
+                                texts.clear()
+                            text = texts[value] = self.number(value, style)
                 else:
                     text = self.typed(kind, value)
                 row[positions[letters]] = text or None
