@@ -69,7 +69,8 @@ def measure(ctx: Context) -> list[Section]:
                 f"a wall-clock rate on {sizes.xlsx_rows[-1] + 1:,} rows (the issue's size is "
                 "1,048,576: `python -m benchmarks.formats --only xlsx`), so a busy second core "
                 "lowers it: the stream takes about as much CPU per row as calamine with "
-                "cell_text (2026-12-07: 108,000 rows/s against calamine's 115,000, 200,000 rows)"
+                "cell_text (2026-12-07, 1,048,576 rows: 84,000-111,000 rows/s against "
+                "calamine's 97,000-121,000)"
             ),
         ),
         Target("xlsx streamed peak RSS <= 300 MB", "xlsx-rss", 300, at_most=True),
