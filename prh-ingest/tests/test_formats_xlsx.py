@@ -95,6 +95,28 @@ def test_a_small_chunk_size_changes_nothing(
     assert streamed_rows(path, "Visits") == calamine_rows(path, "Visits")
 
 
+def test_a_span_that_widens_after_the_first_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass skips a part whose cells lie within the span seen so far: a value far
+    right, then far left, many parts in, still widens it; a styled empty cell does not."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    for row in range(1, 301):
+        sheet.cell(row, 3, f"r{row}")
+        sheet.cell(row, 4, row)
+    sheet.cell(150, 1).number_format = "0.00"  # styled but empty: not part of the range
+    sheet.cell(200, 6, "right")
+    sheet.cell(250, 2, "left")
+    path = tmp_path / "widening.xlsx"
+    workbook.save(path)
+    monkeypatch.setattr(xlsx, "CHUNK_BYTES", 512)  # some 60 parts
+    rows = streamed_rows(path)
+    assert rows == calamine_rows(path, sheet.title)
+    assert rows[199] == [None, "r200", "200", None, "right"]
+    assert rows[249] == ["left", "r250", "250", None, None]
+
+
 def test_sheets_by_name_hidden_included(tmp_path: Path) -> None:
     path = openpyxl_workbook(tmp_path / "visits.xlsx")
     assert streamed_rows(path, "Hidden") == [["not this one"]]
