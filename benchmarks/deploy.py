@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 from pathlib import Path
 
 from prh_ingest import naming
@@ -210,16 +211,20 @@ def entries(repos: list[Path], prefix: str) -> dict[str, dict]:
 
 
 def add_marginal_costs(section: Section, counts: tuple[int, ...]) -> None:
-    """Seconds per added flow between consecutive sizes, per repetition, for both commands."""
+    """Seconds per added flow between consecutive sizes, for both commands: per repetition,
+    or between the medians where the sizes ran a different number of times (the loop at the
+    largest size runs once)."""
     for tool in TOOLS:
         for low, high in zip(counts, counts[1:], strict=False):
-            low_samples = section.figure(f"{tool}-{low}").samples
-            high_samples = section.figure(f"{tool}-{high}").samples
+            lows = section.figure(f"{tool}-{low}").samples
+            highs = section.figure(f"{tool}-{high}").samples
+            if len(lows) != len(highs):
+                lows, highs = [statistics.median(lows)], [statistics.median(highs)]
             section.add(
                 f"{tool}-marginal-{high}",
                 f"{TOOLS[tool]}: marginal cost per flow, {low}->{high}",
                 "s/flow",
-                [(b - a) / (high - low) for a, b in zip(low_samples, high_samples, strict=True)],
+                [(b - a) / (high - low) for a, b in zip(lows, highs, strict=True)],
             )
     if len(counts) >= 3:
         first, last = (

@@ -157,3 +157,20 @@ def test_suite_times_are_read_from_the_latest_run_s_reports(
     assert "`make test`: read from the report of the run of " in section.notes[0]
     missing = (suite.REPORTS / "junit-test-systemd.xml").relative_to(REPO_DIR)
     assert f"`make test-systemd`: no report in {missing}" in section.notes[0]
+
+
+def test_marginal_costs_pair_runs_or_take_medians() -> None:
+    """Per repetition where both sizes ran as often; between medians where the loop's largest
+    size ran once (benchmarks/deploy.py)."""
+    from benchmarks.common import Section
+    from benchmarks.deploy import add_marginal_costs
+
+    section = Section(4, "deploy")
+    for tool, samples in (("prw", {1: [1, 2, 3], 20: [2, 3, 4], 100: [10, 11, 12]}),
+                          ("loop", {1: [1, 1, 1], 20: [20, 21, 22], 100: [101]})):  # fmt: skip
+        for count, seconds in samples.items():
+            section.add(f"{tool}-{count}", f"{tool} {count}", "s", [float(s) for s in seconds])
+    add_marginal_costs(section, (1, 20, 100))
+    assert section.figure("prw-marginal-20").samples == pytest.approx([1 / 19] * 3)
+    assert section.figure("loop-marginal-20").samples == pytest.approx([19 / 19, 20 / 19, 21 / 19])
+    assert section.figure("loop-marginal-100").samples == pytest.approx([(101 - 21) / 80])
