@@ -100,25 +100,18 @@ def test_bad_keys_are_refused_by_row_number(
     assert "A00001" not in error and "P0001" not in error  # never a value
 
 
-def test_the_last_of_a_repeated_key_wins_under_last(sink: Sink, tmp_path: Path) -> None:
-    rows = [appointment(1, "Scheduled"), appointment(2, "Scheduled"), appointment(1, "Arrived")]
-    landing = write(tmp_path / "monday.csv", rows)
-    result = ingest(landing, sink, **MERGE, **{DUPLICATES_SETTING: "last"})
-    assert result.returncode == 0, result.stderr
-    current = sink.query(f"SELECT {COLUMNS} FROM {TABLE}")  # noqa: S608
-    assert sorted(tuple(row) for row in current) == [
-        appointment(1, "Arrived"),
-        appointment(2, "Scheduled"),
-    ]
-
-
-def test_a_file_copy_reads_otherwise_is_read_again_for_the_staging_path(
-    sink: Sink, tmp_path: Path
+@pytest.mark.parametrize(
+    "first_status",
+    ["Scheduled", '12" drain'],
+    ids=["copy-reads-it", "copy-reads-it-otherwise"],
+)
+def test_the_last_of_a_repeated_key_wins_under_last(
+    sink: Sink, tmp_path: Path, first_status: str
 ) -> None:
-    """On PostgreSQL a merge first COPYs the file into the table; a repeated key sends it to
-    the staging path, which reads the file again, even when COPY could not read its bytes and
-    its rows went one by one (a `"` after a value's first character)."""
-    rows = [appointment(1, '12" drain'), appointment(2, "Scheduled"), appointment(1, "Arrived")]
+    """On PostgreSQL a merge first COPYs the file into the table; the repeated key sends it
+    to the staging path, which reads the file again: also when COPY could not read its bytes
+    and its rows went one by one (a `"` after a value's first character)."""
+    rows = [appointment(1, first_status), appointment(2, "Scheduled"), appointment(1, "Arrived")]
     landing = write(tmp_path / "monday.csv", rows)
     result = ingest(landing, sink, **MERGE, **{DUPLICATES_SETTING: "last"})
     assert result.returncode == 0, result.stderr

@@ -5,8 +5,8 @@ On PostgreSQL a delimited file's rows are COPYed straight into the table as load
 append's are; then merge_copied() checks their keys in one pass (check_copied_keys) and, when
 they are sound, moves the earlier rows of those keys to the history in one statement. An
 empty or repeated key rolls that back to the staging path, which names the rows, or applies
-DUPLICATE_KEYS=last. Writing the rows once, where the
-staging path writes them twice, is most of a merge's time (benchmarks/merge.py).
+DUPLICATE_KEYS=last. Writing the rows once, where the staging path writes them twice, is
+most of a merge's time (benchmarks/merge.py). SQLite, HL7 and FHIR always stage.
 
 On the staging path a load's rows go first into a staging table (create_staging: the file's
 columns plus `_row_number`, the row's number in the file), through COPY on PostgreSQL or
@@ -332,11 +332,11 @@ def move_to_history(
     """Delete the table's rows of the staged keys, keeping each in the history table.
     *earlier_only*: not the rows load *load_id* itself wrote (an HL7 message's segments,
     which go straight to their tables)."""
-    history = naming.history_table(table)
-    kept = ", ".join([*(c for c in table_columns(connection, table) if c != LOAD_ID), LOAD_ID])
     earlier = f" AND t.{LOAD_ID} <> :load_id" if earlier_only else ""
     if connection.dialect.name == "postgresql":
         return delete_into_history(connection, table, f"{staging} AS s", keys, load_id, earlier)
+    history = naming.history_table(table)
+    kept = kept_columns(connection, table)
     by_key = ", ".join(keys)
     staged = f"({by_key}) IN (SELECT {by_key} FROM {staging}){earlier.replace('t.', '')}"
     copied = connection.execute(
@@ -353,13 +353,18 @@ def move_to_history(
     return copied
 
 
+def kept_columns(connection: sa.Connection, table: str) -> str:
+    """The columns a history row takes from the table: its data columns, then `_load_id`."""
+    return ", ".join([*(c for c in table_columns(connection, table) if c != LOAD_ID), LOAD_ID])
+
+
 def delete_into_history(
     connection: sa.Connection, table: str, rows: str, keys: Sequence[str], load_id: int, where: str
 ) -> int:
     """PostgreSQL: delete the table's rows (`t`) whose keys the rows *rows* (`s`, a FROM item)
     carry, and *where*, keeping each in the history; one statement, one pass over the table."""
     history = naming.history_table(table)
-    kept = ", ".join([*(c for c in table_columns(connection, table) if c != LOAD_ID), LOAD_ID])
+    kept = kept_columns(connection, table)
     same_key = " AND ".join(f"t.{key} = s.{key}" for key in keys)
     moved = (
         f"WITH gone AS (DELETE FROM {table} AS t USING {rows} "
