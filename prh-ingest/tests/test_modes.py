@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from loading import BAD_INPUT, LOAD_MODE_SETTING, TABLE, Sink, ingest, rejected
+from prh_ingest import naming
 
 HEADER = "mrn,visit"
+KEY_SETTING = naming.key_setting("clinic-cal", "epic")
 DAY_1 = [(f"{n:08}", "2026-11-01") for n in range(10)]
 DAY_2 = [(f"{n:08}", "2026-11-02") for n in range(100, 105)]
 
@@ -174,3 +176,38 @@ def test_an_updated_project_keeps_replacing_by_path(sink: Sink, tmp_path: Path) 
     other = write_day(tmp_path / "2026-11-03.csv", DAY_1[:3])
     assert ingest(other, sink).returncode == 0  # other paths still add their rows
     assert len(sink.rows()) == 8
+
+
+def load_id_indexes(sink: Sink) -> list[str]:
+    """The table's indexes on `_load_id` (by their column, whatever their name)."""
+    engine = sa.create_engine(sink.url)
+    try:
+        indexes = sa.inspect(engine).get_indexes(TABLE)
+    finally:
+        engine.dispose()
+    return [index["name"] for index in indexes if index["column_names"] == ["_load_id"]]
+
+
+# Each load's mode, then whether the table indexes _load_id after them.
+INDEXED_AFTER = {
+    "append": (["append"], False),
+    "snapshot": (["snapshot"], False),
+    "file": (["file"], True),
+    "merge": (["merge"], True),
+    "append-then-file": (["append", "file"], True),
+}
+
+
+@pytest.mark.parametrize(("modes", "indexed"), INDEXED_AFTER.values(), ids=INDEXED_AFTER)
+def test_only_a_mode_that_reads_by_load_id_indexes_it(
+    sink: Sink, tmp_path: Path, modes: list[str], indexed: bool
+) -> None:
+    """file and merge find rows by _load_id; append and snapshot never do, so their loads
+    keep no index row by row. A table switched to such a mode gets it then."""
+    for day, mode in zip((DAY_1, DAY_2), modes, strict=False):
+        landing = write_day(tmp_path / f"{mode}.csv", day)
+        settings = {LOAD_MODE_SETTING: mode, KEY_SETTING: "mrn"}
+        result = ingest(landing, sink, **settings)
+        assert result.returncode == 0, result.stderr
+    expected = [f"ix_{TABLE}__load_id"] if indexed else []
+    assert load_id_indexes(sink) == expected

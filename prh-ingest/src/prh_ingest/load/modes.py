@@ -45,7 +45,13 @@ from prh_ingest.load.readers import (
     whole_lines,
 )
 from prh_ingest.load.rejects import BadRows, Quarantine
-from prh_ingest.load.sinks import LOAD_ID_SETTING, insert_into_sqlite, lock_key, sink_tables
+from prh_ingest.load.sinks import (
+    LOAD_ID_SETTING,
+    index_load_ids,
+    insert_into_sqlite,
+    lock_key,
+    sink_tables,
+)
 from prh_ingest.settings import DEFAULT_LOAD_MODE, BadInput, Names, Settings
 
 COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -151,6 +157,7 @@ def load_rows(
         postgresql = connection.dialect.name == "postgresql"
         rows, loads, added = sink_tables(connection, table.columns, settings)
         mode = settings.load_mode or default_load_mode(connection, loads)
+        index_load_ids(connection, settings.names, mode)
         if postgresql:  # loads of the same file take turns; other files load side by side
             key = {"append": sha256, "merge": "", "file": str(source), "snapshot": ""}[mode]
             turn = lock_key(f"{settings.names.table}\n{key}")
