@@ -9,6 +9,7 @@ sheets, cp1252) on both sinks.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -246,6 +247,22 @@ def test_another_suffix_is_refused(sink: Sink, tmp_path: Path) -> None:
         "cannot read a .json file: the source must be one of "
         ".csv .txt .tsv .psv .dat .xlsx .xlsm .xls .xlsb .ods"
     )
+
+
+@pytest.mark.parametrize("collecting", [True, False], ids=["collector-on", "collector-off"])
+def test_a_load_leaves_the_collector_as_it_found_it(
+    sink: Sink, tmp_path: Path, collecting: bool
+) -> None:
+    """main freezes what its imports made (imported_for_good) and stops collecting only
+    meanwhile: an in-process caller's collector is on or off after it as before."""
+    source = write_csv(tmp_path / "export.csv", [HEADER, *ROWS])
+    (gc.enable if collecting else gc.disable)()
+    try:
+        result = ingest(source, sink)
+        assert (result.returncode, gc.isenabled()) == (0, collecting), result.stderr
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.enable()
 
 
 # --- cannot start: one line, exit 69 (the flow does not retry it) ------------------------------
