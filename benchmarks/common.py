@@ -28,7 +28,6 @@ class Sizes:
 
     repetitions: int = 3
     csv_rows: int = 1_000_000
-    shape_repetitions: int = 1  # the shapes beside the quoted csv: one load each
     xlsx_rows: tuple[int, ...] = (100_000,)  # data rows of the xlsx loads
     hl7_messages: int = 100_000
     fhir_resources: int = 200_000

@@ -59,7 +59,7 @@ def measure(ctx: Context) -> list[Section]:
         path, bare = data.shape_file(data_dir, shape, rows)
         ways = loaders.ways(path, shape, bare)
         what = f"{rows:,}-row {shape.what}"
-        run_ways(section, ctx, what, f"{shape.name}-", rows, ways, ctx.sizes.shape_repetitions)
+        run_ways(section, ctx, what, f"{shape.name}-", rows, ways)
     add_shape_targets(section)
 
     for count in ctx.sizes.xlsx_rows:
@@ -380,30 +380,27 @@ def add_shape_targets(section: Section) -> None:
 
 SQLITE_PANDAS_NOTE = (
     "both spend most of their time in SQLite's per-row insert: in a cProfile of ours on the "
-    "quoted 1,000,000 rows, executemany (the csv reader feeding it, the binds, the inserts "
-    "and the B-tree on _load_id) is 13.4 s of 17.6 s and the commit (WAL) 1.6 s"
+    "quoted 1,000,000 rows (2026-12-06, when append tables still had a B-tree on _load_id), "
+    "executemany (the csv reader feeding it, the binds, the inserts) was 13.4 s of 17.6 s and "
+    "the commit (WAL) 1.6 s"
 )
 SQLITE_PLAIN_NOTE = (
     "on plain data pandas' C parser costs it little, and what is left of its time is "
     "SQLAlchemy's per-row parameter handling (about three quarters of it in a profile) that "
-    "ours skips; ours is all in executemany: by CPU time about a fifth the csv reader, a fifth "
-    "the B-tree on _load_id, a tenth the nullif() per value. Faster would need fewer indexed "
-    "inserts (find a load's rows by a rowid range kept in the loads table instead of the "
-    "index) or the parsing out of Python"
+    "ours skips; ours is all in executemany (the csv reader, the binds, nullif() per value, "
+    "the inserts). Faster would need the parsing out of Python"
 )
 POSTGRES_NOTE = (
-    "the server parses the text in both, and the same COPY takes longer into the loader's "
-    "table than into psql's bare one. Timed by phase on the quoted 1,000,000 rows "
-    "(2026-12-07, load average 1.4; psql with FORCE_NULL 1.11-1.20 s, ours 2.23-2.29 s): ours "
-    "spends 0.46 s before its COPY starts (interpreter, SQLAlchemy's and psycopg's imports "
-    "about 0.3 s, the header, the connection, the loads table), 1.64-1.70 s in the COPY and "
-    "0.04 s after. The file's bytes fed to COPY by bare psycopg, no checks, take 1.10-1.17 s "
-    "into an 8-column text table, 1.19-1.21 s with the `_load_id` default, and 1.44-1.56 s "
-    "with the BRIN index on `_load_id` too: PostgreSQL 15 looks up the BRIN's range map for "
-    "every row inserted. So about 0.3 s is the index, 0.15 s the client's checks that COPY "
-    "reads the text as the csv reader does, and 0.45 s the start. 0.7x needs most of all "
-    "three: a table without an index maintained row by row during the load, and the "
-    "loader's start without SQLAlchemy on the COPY path"
+    "the server parses the same text in both; ours also fills `_load_id` and starts Python. "
+    "Timed on the quoted 1,000,000 rows (2026-12-07, 2 cores): the file's bytes fed to COPY "
+    "by bare psycopg took 0.92-0.94 s into psql's bare table and 1.03-1.08 s into one with "
+    "the `_load_id` default (current_setting() per row), so about 0.1 s is that column. By "
+    "phase, ours spent about 0.37 s before its COPY (interpreter and the package 0.05 s, "
+    "SQLAlchemy's imports 0.2 s, psycopg's 0.05 s, the connection and the tables 0.05 s), "
+    "1.07-1.17 s in the COPY and 0.03 s after. The index (append tables no longer have one), "
+    "the wait for the file's hash and the garbage collector's walks are gone (1.75 s to "
+    "1.47 s, medians of 5). What is left to take is the start: a COPY path that does not "
+    "import SQLAlchemy"
 )
 XLSX_RATE_NOTE = (
     "the data changed: ids are zero-padded text and a third of the cells unicode or quoted "

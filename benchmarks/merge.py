@@ -61,8 +61,10 @@ def copy_file(connection: sa.Connection, into: str, path: Path) -> int:
 
 
 def create_table(connection: sa.Connection) -> None:
-    """The table as the loader makes it: text columns, `_load_id` from the transaction's
-    setting, a BRIN index on it."""
+    """The table as the loader makes it for merge: text columns, `_load_id` from the
+    transaction's setting, a BRIN index on it (merge finds its load's rows by it). The
+    append baseline COPYs into the same table, index included; an append-mode table has
+    none and takes about 0.2 s less per 1M rows."""
     values = ", ".join(f"{column} TEXT" for column in COLUMNS)
     default = "current_setting('prh_ingest.load_id')::integer"
     connection.exec_driver_sql(
