@@ -9,7 +9,6 @@ sheets, cp1252) on both sinks.
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
@@ -22,7 +21,10 @@ from loading import (
     ENCODING_SETTING,
     HEADER_ROW_SETTING,
     INGEST_PROCESS,
+    PROJECT,
     SHEET_SETTING,
+    SINK_SETTING,
+    SOURCE,
     SOURCE_SETTING,
     TABLE,
     Sink,
@@ -249,20 +251,39 @@ def test_another_suffix_is_refused(sink: Sink, tmp_path: Path) -> None:
     )
 
 
+# Two loads in one process, as a caller that loads in-process does; then what the collector was
+# left with: whether it collects, and how many objects were frozen after each load.
+TWO_LOADS = f"""
+import gc
+from prh_ingest.load import main
+gc.{{}}()
+frozen = []
+for _ in range(2):
+    assert main({PROJECT!r}, {SOURCE!r}, lambda source, columns, rows: (columns, rows)) == 0
+    frozen.append(gc.get_freeze_count())
+print(gc.isenabled(), *frozen)
+"""
+
+
 @pytest.mark.parametrize("collecting", [True, False], ids=["collector-on", "collector-off"])
-def test_a_load_leaves_the_collector_as_it_found_it(
-    sink: Sink, tmp_path: Path, collecting: bool
+def test_a_load_freezes_its_imports_once_and_leaves_the_collector_as_it_was(
+    tmp_path: Path, collecting: bool
 ) -> None:
-    """main freezes what its imports made (imported_for_good) and stops collecting only
-    meanwhile: an in-process caller's collector is on or off after it as before."""
+    """imported_for_good: the first load in a process freezes what importing SQLAlchemy and
+    the driver made; a second finds them imported and freezes nothing more. The caller's
+    collector is on or off after it as before."""
     source = write_csv(tmp_path / "export.csv", [HEADER, *ROWS])
-    (gc.enable if collecting else gc.disable)()
-    try:
-        result = ingest(source, sink)
-        assert (result.returncode, gc.isenabled()) == (0, collecting), result.stderr
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.enable()
+    sink = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_LOADS.format("enable" if collecting else "disable")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, SOURCE_SETTING: str(source), SINK_SETTING: sink},
+    )
+    assert result.returncode == 0, result.stderr
+    enabled, first, second = result.stdout.splitlines()[-1].split()
+    assert (enabled, int(first) > 10_000, second) == (str(collecting), True, first)
 
 
 # --- cannot start: one line, exit 69 (the flow does not retry it) ------------------------------

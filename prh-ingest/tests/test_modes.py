@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from loading import BAD_INPUT, LOAD_MODE_SETTING, TABLE, Sink, ingest, rejected
 from prh_ingest import naming
+from prh_ingest.load import sinks
+from prh_ingest.settings import Names
 
 HEADER = "mrn,visit"
 KEY_SETTING = naming.key_setting("clinic-cal", "epic")
@@ -211,3 +213,24 @@ def test_only_a_mode_that_reads_by_load_id_indexes_it(
         assert result.returncode == 0, result.stderr
     expected = [f"ix_{TABLE}__load_id"] if indexed else []
     assert load_id_indexes(sink) == expected
+
+
+def test_a_long_table_name_finds_its_index_by_the_name_postgresql_keeps(
+    database: sa.Engine,
+) -> None:
+    """PostgreSQL keeps 63 characters of a name: the index is looked for by that cut name, so
+    a later load in file mode neither makes it again nor waits for the lock that makes it."""
+    names = Names("a-project-name-forty-characters-long-xyz", "a-source-of-15c")
+    assert len(f"ix_{names.table}__load_id") > 63
+    with database.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {names.table} (_load_id INTEGER)")
+        sinks.index_load_ids(connection, names, "file")
+    statements: list[str] = []
+    record = lambda *event: statements.append(event[2])  # noqa: E731 (the statement's text)
+    sa.event.listen(database, "before_cursor_execute", record)
+    with database.begin() as connection:
+        sinks.index_load_ids(connection, names, "file")
+    sa.event.remove(database, "before_cursor_execute", record)
+    assert [s for s in statements if "CREATE INDEX" in s or "advisory" in s] == []
+    indexes = sa.inspect(database).get_indexes(names.table)
+    assert [index["name"] for index in indexes] == [naming.load_id_index(names.table)]

@@ -24,6 +24,7 @@ FLOW = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")  # a flow = its deploymen
 FLOW_HINT = "lowercase words joined by '-' or '_', starting with a letter"
 MAX_SLUG = 40  # a project, source, warehouse or work pool name
 MAX_FLOW = 63  # a flow and deployment name, derived or kept from the runbook era
+POSTGRESQL_NAME_LENGTH = 63  # what PostgreSQL keeps of a table or index name
 FLOW_SUFFIX = "-ingest"
 DEFAULT_CRON = "0 6 * * *"
 # https/ssh/file URLs, scp-style user@host:path or an absolute path; never a password.
@@ -258,6 +259,12 @@ def history_table(table: str) -> str:
 def rejects_table(table: str) -> str:
     """BAD_ROWS=quarantine: the rows set aside, raw line and all."""
     return f"{table}_rejects"
+
+
+def load_id_index(table: str) -> str:
+    """LOAD_MODE file and merge: the index on `_load_id`, cut to the 63 characters PostgreSQL
+    keeps of a name (it would cut it so itself), so the loader finds it by this name."""
+    return f"ix_{table}__load_id"[:POSTGRESQL_NAME_LENGTH]
 
 
 # --- where a project or a warehouse gets this package (their `prh_ingest` answer) ---

@@ -81,6 +81,14 @@ class RowCheck:
         }
 
 
+class ShortLoad(Exception):
+    """The row check refused the load (exit 66): the transaction is rolled back."""
+
+    def __init__(self, check: RowCheck) -> None:
+        super().__init__(check.line())
+        self.check = check
+
+
 def check_rows(
     history: Sequence[int],
     rows: int,

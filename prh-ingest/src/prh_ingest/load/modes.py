@@ -25,6 +25,7 @@ from prh_ingest.load.checks import (
     HISTORY,
     RowCheck,
     RowCheckSettings,
+    ShortLoad,
     check_rows,
     default_row_check,
 )
@@ -72,14 +73,6 @@ class Loaded:
     check: RowCheck | None = None  # the row count against the source's history (checks)
     rejected: int | None = None  # BAD_ROWS=quarantine: the rows set aside in <table>_rejects
     rejected_rows: list[int] = field(default_factory=list)  # their row numbers
-
-
-class ShortLoad(Exception):
-    """The row check refused the load (exit 66): the transaction is rolled back."""
-
-    def __init__(self, check: RowCheck) -> None:
-        super().__init__(check.line())
-        self.check = check
 
 
 def load(
