@@ -533,6 +533,7 @@ def test_bob_sees_the_deployments_but_his_pause_is_refused(
     deployment = site.deployment(RUN)
     with chromedriver(site.system, free_port(), "/root/chromium-bob") as browser:
         sign_in(browser, site, "bob")
+        browser.find("#prh-sign-out")  # signed in: the sign-in's own redirects are done
         browser.open(f"{site.origin}/v2/deployments")
         browser.wait_for_text(RUN, PAUSED)
         browser.open(f"{site.origin}/v2/deployments/deployment/{deployment['id']}")
