@@ -28,6 +28,7 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR / "tests"))  # support.services: a throwaway PostgreSQL
 
 from prh_ingest.load.merge import merge_copied, tune_postgresql  # noqa: E402
+from prh_ingest.load.sinks import LOAD_ID_SETTING, load_id_default  # noqa: E402
 from support.services import running_postgres  # noqa: E402
 
 TABLE = "bench_appointments"
@@ -62,11 +63,11 @@ def copy_file(connection: sa.Connection, into: str, path: Path) -> int:
 
 def create_table(connection: sa.Connection) -> None:
     """The table as the loader makes it for merge: text columns, `_load_id` from the
-    transaction's setting, a BRIN index on it (merge finds its load's rows by it). The
-    append baseline COPYs into the same table, index included; an append-mode table has
-    none and takes about 0.2 s less per 1M rows."""
+    transaction's setting (the loader's default), a BRIN index on it (merge finds its load's
+    rows by it). The append baseline COPYs into the same table, index included; an
+    append-mode table has none and takes about 0.2 s less per 1M rows."""
     values = ", ".join(f"{column} TEXT" for column in COLUMNS)
-    default = "current_setting('prh_ingest.load_id')::integer"
+    default = load_id_default(connection)
     connection.exec_driver_sql(
         f"CREATE TABLE {TABLE} ({values}, _load_id INTEGER NOT NULL DEFAULT {default})"
     )
@@ -74,7 +75,7 @@ def create_table(connection: sa.Connection) -> None:
 
 
 def set_load_id(connection: sa.Connection, load_id: int) -> None:
-    connection.exec_driver_sql(f"SELECT set_config('prh_ingest.load_id', '{load_id:d}', true)")
+    connection.exec_driver_sql(f"SELECT set_config('{LOAD_ID_SETTING}', '{load_id:d}', true)")
 
 
 def appended(engine: sa.Engine, path: Path) -> None:

@@ -50,7 +50,7 @@ from prh_ingest.load.drift import LOAD_ID_COLUMN
 from prh_ingest.load.modes import Loaded
 from prh_ingest.load.readers import Sha256
 from prh_ingest.load.rejects import BadRows
-from prh_ingest.load.sinks import LOAD_ID_SETTING, loads_table, lock_key
+from prh_ingest.load.sinks import LOAD_ID_SETTING, load_id_default, loads_table, lock_key
 from prh_ingest.settings import BadInput, Names, Settings
 
 HL7, FHIR_NDJSON = "hl7", "fhir-ndjson"
@@ -254,16 +254,17 @@ def part_table(
                 connection.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} TEXT")
         return
     metadata = sa.MetaData()
-    postgresql = connection.dialect.name == "postgresql"  # COPY without _load_id: the default
-    load_id_default = (
-        sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer") if postgresql else None
-    )
     sa.Table(
         name,
         metadata,
         *fixed,
         *(sa.Column(column, sa.Text) for column in text),
-        sa.Column(LOAD_ID_COLUMN, sa.Integer, nullable=False, server_default=load_id_default),
+        sa.Column(
+            LOAD_ID_COLUMN,
+            sa.Integer,
+            nullable=False,
+            server_default=load_id_default(connection),  # as the rows tables'
+        ),
     )
     metadata.create_all(connection)
 

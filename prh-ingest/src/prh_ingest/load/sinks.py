@@ -23,8 +23,24 @@ from prh_ingest.load.readers import Table, find_bad_row
 from prh_ingest.settings import EARLIER_LOAD_MODE, BadInput, Names, Settings
 
 SQLITE_BUSY_SECONDS = 3600  # a second load waits this long for the first (the flow's timeout)
-# PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL).
+# PostgreSQL: COPY fills _load_id from this transaction-local setting (SET LOCAL), through
+# LOAD_ID_FUNCTION, the column's default.
 LOAD_ID_SETTING = "prh_ingest.load_id"
+LOAD_ID_FUNCTION = "prh_ingest_load_id"
+# IMMUTABLE on purpose: PostgreSQL calls an immutable function without arguments once, when
+# it plans a statement, and COPY plans its column defaults once, at its start. So a COPY
+# reads the setting once, not once per row (current_setting() per row cost about 0.09 s per
+# 1M rows, a tenth of the COPY). The setting holds one value for a load's transaction, and a
+# load's rows arrive by COPY, planned afresh each time; the loader's INSERTs name _load_id.
+# Only a statement prepared in one transaction and run in a later one would keep the first
+# value: the loader prepares none that use this default.
+LOAD_ID_FUNCTION_SQL = f"""CREATE FUNCTION {LOAD_ID_FUNCTION}() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT current_setting('{LOAD_ID_SETTING}')::integer $$"""
+LOAD_ID_FUNCTION_COMMENT = (
+    f"COMMENT ON FUNCTION {LOAD_ID_FUNCTION}() IS 'prh-ingest: the _load_id of the rows a load"
+    f" COPYs, from the setting {LOAD_ID_SETTING}. Immutable so that COPY reads it once per load;"
+    " use it only as that default.'"
+)
 
 
 def open_sink(setting: str | None, names: Names) -> sa.Engine:
@@ -63,9 +79,13 @@ def sink_tables(
     added (text; earlier rows NULL there) and the table's columns it lacks load as NULL."""
     names = settings.names
     postgresql = connection.dialect.name == "postgresql"
+    if postgresql and not tables_current(sa.inspect(connection), names):
+        # Two first loads at once: one creates (or upgrades) the tables, the other waits.
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(names.table))))
+    existing = sa.inspect(connection)
     metadata = sa.MetaData()
     loads = loads_table(metadata, names)
-    load_id_default = sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
+    default = load_id_default(connection)
     rows = sa.Table(
         names.table,
         metadata,
@@ -74,18 +94,42 @@ def sink_tables(
             LOAD_ID_COLUMN,
             sa.Integer,
             nullable=False,
-            server_default=load_id_default if postgresql else None,
+            server_default=default,
         ),
     )
-    if postgresql and not tables_current(sa.inspect(connection), names):
-        # Two first loads at once: one creates (or upgrades) the tables, the other waits.
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(names.table))))
-    existing = sa.inspect(connection)
     if existing.has_table(names.loads_table):
         upgrade_loads(connection, existing, names)
     added = drift.add_new_columns(connection, existing, columns, settings)
     metadata.create_all(connection)  # creates only what is missing
     return rows, loads, added
+
+
+def load_id_default(connection: sa.Connection) -> sa.TextClause | None:
+    """A new table's `_load_id` default on PostgreSQL (None on SQLite, whose INSERT names
+    it): LOAD_ID_FUNCTION, made first when the database lacks it. Every load makes it when
+    it may, so a table from before it can switch to it (the package's CHANGELOG gives the
+    statement); until then that table keeps `current_setting()` at the per-row cost. A role
+    that may not create in its schema (whose tables someone else made) loads as before."""
+    if connection.dialect.name != "postgresql":
+        return None
+    if not connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
+        if not connection.execute(MAY_CREATE).scalar():
+            return sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
+        # Two loads at once: one makes it, the other waits, then finds it.
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(LOAD_ID_FUNCTION))))
+        if not connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
+            connection.exec_driver_sql(LOAD_ID_FUNCTION_SQL)
+            connection.exec_driver_sql(LOAD_ID_FUNCTION_COMMENT)
+    return sa.text(f"{LOAD_ID_FUNCTION}()")
+
+
+# pg_proc read as a query (a snapshot per statement): to_regprocedure() would keep the catalog
+# as it was before the lock, and miss the function another load made meanwhile.
+LOAD_ID_FUNCTION_MADE = sa.text(
+    "SELECT EXISTS (SELECT FROM pg_proc JOIN pg_namespace ON pg_namespace.oid = pronamespace"
+    " WHERE proname = :name AND pronargs = 0 AND nspname = ANY (current_schemas(true)))"
+).bindparams(name=LOAD_ID_FUNCTION)
+MAY_CREATE = sa.text("SELECT has_schema_privilege(current_schema(), 'CREATE')")
 
 
 # The load modes that read rows by `_load_id`: `file` deletes a re-sent file's earlier load,

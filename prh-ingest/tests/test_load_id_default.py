@@ -1,0 +1,177 @@
+"""PostgreSQL's `_load_id` default (sinks.LOAD_ID_FUNCTION): a COPY reads the load's id once,
+not once per row, and every load still gets its own id, also two loads in one session; the
+function is made once per database, also by two first loads at once. A table from before it
+switches by the CHANGELOG's statement; a role that may not create in its schema loads as
+before."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from loading import TABLE, Sink, ingest, write_csv
+from pg import PostgresServer
+from prh_ingest.load.sinks import LOAD_ID_FUNCTION, LOAD_ID_SETTING, load_id_default, loads_table
+from prh_ingest.settings import Names
+
+CHANGELOG = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
+OLD_DEFAULT = f"current_setting('{LOAD_ID_SETTING}')::integer"
+
+ROWS = 1_000
+
+
+@pytest.fixture
+def engine(pg_server: PostgresServer) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(pg_server.url(pg_server.create_database("engine")))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def create_table(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        default = load_id_default(connection)
+        connection.exec_driver_sql(
+            f"CREATE TABLE t (mrn TEXT, _load_id INTEGER NOT NULL DEFAULT {default})"
+        )
+
+
+def copy_rows(connection: psycopg.Connection, load_id: int) -> None:
+    """One load's rows as the loader sends them: the setting for the transaction, then COPY."""
+    with connection.transaction():
+        connection.execute("SELECT set_config(%s, %s, true)", (LOAD_ID_SETTING, str(load_id)))
+        with connection.cursor().copy("COPY t (mrn) FROM STDIN") as copy:
+            copy.write("".join(f"{n:08}\n" for n in range(ROWS)))
+
+
+def column_default(connection: psycopg.Connection | sa.Connection, table: str) -> str:
+    sql = f"SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = '{table}'::regclass"  # noqa: S608
+    if isinstance(connection, sa.Connection):
+        return connection.exec_driver_sql(sql).scalar_one()
+    return connection.execute(sql).fetchone()[0]
+
+
+def test_each_load_in_one_session_gets_its_own_id(
+    engine: sa.Engine, pg_server: PostgresServer
+) -> None:
+    create_table(engine)
+    conninfo = pg_server.conninfo(engine.url.database)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        for load_id in (1, 2, 3):
+            copy_rows(connection, load_id)
+        by_load = "SELECT _load_id, count(*) FROM t GROUP BY 1 ORDER BY 1"
+        counts = connection.execute(by_load).fetchall()
+        default = column_default(connection, "t")
+    assert counts == [(1, ROWS), (2, ROWS), (3, ROWS)]
+    assert default == f"{LOAD_ID_FUNCTION}()"
+
+
+def test_a_copy_reads_the_setting_once(engine: sa.Engine, pg_server: PostgresServer) -> None:
+    """The function's calls as PostgreSQL counts them: one per COPY (it is folded when the
+    COPY plans its defaults), where a per-row default would count one per row."""
+    create_table(engine)
+    conninfo = pg_server.conninfo(engine.url.database)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute("SET track_functions = 'all'")
+        copy_rows(connection, 1)
+        copy_rows(connection, 2)
+        connection.execute("SELECT pg_stat_force_next_flush()")
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        calls = connection.execute(
+            "SELECT calls FROM pg_stat_user_functions WHERE funcname = %s", (LOAD_ID_FUNCTION,)
+        ).fetchall()
+    assert calls == [(2,)]
+
+
+def test_two_first_loads_at_once_make_the_function_once(engine: sa.Engine) -> None:
+    """The second waits for the first's lock, then finds the function (CREATE FUNCTION twice
+    would fail the second load)."""
+    first = engine.connect()
+    first.begin()
+    assert load_id_default(first) is not None  # made, not yet committed: the lock held
+    errors: list[BaseException] = []
+
+    def second_load() -> None:
+        try:
+            with engine.begin() as connection:
+                load_id_default(connection)
+        except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(error)
+
+    waiting = threading.Thread(target=second_load)
+    waiting.start()
+    waiting.join(timeout=1)
+    assert waiting.is_alive()  # it waits on the first load's lock
+    first.commit()
+    first.close()
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert errors == []
+    with engine.connect() as connection:
+        made = connection.exec_driver_sql(
+            f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
+        ).scalar()
+    assert made == 1
+
+
+def tables_before_the_function(engine: sa.Engine) -> None:
+    """The tables as a load before this version left them: `current_setting()` per row."""
+    metadata = sa.MetaData()
+    loads_table(metadata, Names("clinic-cal", "epic"))
+    columns = [sa.Column(name, sa.Text) for name in ("mrn", "visit")]
+    default = sa.text(OLD_DEFAULT)
+    load_id = sa.Column("_load_id", sa.Integer, nullable=False, server_default=default)
+    sa.Table(TABLE, metadata, *columns, load_id)
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+
+
+def test_a_table_from_before_switches_by_the_changelogs_statement(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    tables_before_the_function(engine)
+    sink = Sink(engine.url.render_as_string(hide_password=False), lambda sql: [])
+    day_1 = write_csv(tmp_path / "day-1.csv", [["mrn", "visit"], ["00000001", "2026-11-01"]])
+    assert ingest(day_1, sink).returncode == 0  # loads as before, and makes the function
+    statement = re.search(r"`(ALTER TABLE <table> [^`]+)`", CHANGELOG.read_text()).group(1)
+    with engine.begin() as connection:
+        assert column_default(connection, TABLE).startswith("(current_setting(")
+        connection.exec_driver_sql(statement.replace("<table>", TABLE))
+    day_2 = write_csv(tmp_path / "day-2.csv", [["mrn", "visit"], ["00000002", "2026-11-02"]])
+    assert ingest(day_2, sink).returncode == 0
+    with engine.connect() as connection:
+        assert column_default(connection, TABLE) == f"{LOAD_ID_FUNCTION}()"
+        loaded = connection.exec_driver_sql(f"SELECT mrn, _load_id FROM {TABLE} ORDER BY 1")  # noqa: S608
+        assert loaded.all() == [("00000001", 1), ("00000002", 2)]
+
+
+def test_a_role_that_may_not_create_loads_into_tables_made_for_it(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A DBA made the tables and granted the loader's role their use only: its load makes no
+    function and needs none, as before."""
+    tables_before_the_function(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP ROLE IF EXISTS prh_loader_only")
+        connection.exec_driver_sql("CREATE ROLE prh_loader_only LOGIN")
+        connection.exec_driver_sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        connection.exec_driver_sql("GRANT USAGE ON SCHEMA public TO prh_loader_only")
+        for grant in ("ALL ON ALL TABLES", "ALL ON ALL SEQUENCES"):
+            connection.exec_driver_sql(f"GRANT {grant} IN SCHEMA public TO prh_loader_only")
+    loader_url = engine.url.set(username="prh_loader_only")
+    sink = Sink(loader_url.render_as_string(hide_password=False), lambda sql: [])
+    source = write_csv(tmp_path / "day-1.csv", [["mrn", "visit"], ["00000001", "2026-11-01"]])
+    result = ingest(source, sink)
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as connection:
+        made = f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
+        assert connection.exec_driver_sql(made).scalar() == 0
+        assert connection.exec_driver_sql(f"SELECT mrn, _load_id FROM {TABLE}").all() == [  # noqa: S608
+            ("00000001", 1)
+        ]
