@@ -55,6 +55,22 @@ class BootError(RuntimeError):
     """The container did not boot, or did not power off."""
 
 
+# The booted system mounts its own tmpfs here, hiding the machine's files under them.
+HIDDEN_INSIDE = (Path("/tmp"), Path("/run"))  # noqa: S108 (named, not written to)
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def check_visible_inside(checkout: Path = CHECKOUT) -> None:
+    """The tests run the checkout's venv inside the booted system: a checkout under /tmp or
+    /run is not there, so say so in one line before booting (not `env: ...: No such file`)."""
+    for hidden in HIDDEN_INSIDE:
+        if checkout.resolve().is_relative_to(hidden):
+            raise BootError(
+                f"the checkout {checkout} is under {hidden}, which the booted system mounts "
+                "afresh: clone it elsewhere (e.g. under /work or /srv)"
+            )
+
+
 def mounted(path: Path) -> bool:
     """True when *path* is a mount point (per /proc/mounts)."""
     target = str(path)
@@ -99,6 +115,7 @@ class BootedSystem:
 
     def boot(self, timeout: float = 300) -> None:
         """Take the lock, mount the overlay and boot it until systemd reports it is up."""
+        check_visible_inside()
         self._take_lock()
         self._mount()
         self._start(timeout)
