@@ -233,6 +233,16 @@ def row_checks(section: Section, ctx: Context, loaders: Loaders, source: Path, r
 
 
 QUARANTINE_LIMIT = 1.5  # a file with 1% bad rows: at most 1.5x the clean file's time
+QUARANTINE_NOTES = {
+    "postgresql": (
+        "the clean load got faster in this version (its COPY reads the `_load_id` default once, "
+        "not per row), which the quarantined load cannot share: its time is the client sorting "
+        "every record with Python's csv reader before COPY (about 2 s of one core per 1M rows, "
+        "timed alone on 2026-12-07), while the server's parse runs beside it. Its own rate did "
+        "not change (about 410,000 rows/s in this run and the one before, when the ratio read "
+        "1.48x). Reaching 1.5x again needs that sorting out of Python's per-record loop"
+    ),
+}
 
 
 def quarantine(
@@ -261,7 +271,8 @@ def quarantine(
                     [clean_rate / bad_rate])  # fmt: skip
         section.targets.append(
             Target(f"{database}: 1% bad rows quarantined <= {QUARANTINE_LIMIT}x the clean "
-                   "file's time", key, QUARANTINE_LIMIT, at_most=True)  # fmt: skip
+                   "file's time", key, QUARANTINE_LIMIT, at_most=True,
+                   note_if_missed=QUARANTINE_NOTES.get(database, ""))  # fmt: skip
         )
 
 

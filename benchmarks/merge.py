@@ -28,7 +28,11 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR / "tests"))  # support.services: a throwaway PostgreSQL
 
 from prh_ingest.load.merge import merge_copied, tune_postgresql  # noqa: E402
-from prh_ingest.load.sinks import LOAD_ID_SETTING, load_id_default  # noqa: E402
+from prh_ingest.load.sinks import (  # noqa: E402
+    LOAD_ID_SETTING,
+    load_id_default,
+    make_load_id_function,
+)
 from support.services import running_postgres  # noqa: E402
 
 TABLE = "bench_appointments"
@@ -98,6 +102,7 @@ def merged(engine: sa.Engine, path: Path, load_id: int = 2) -> None:
 def first_load(engine: sa.Engine, path: Path, mode: str) -> None:
     """The table with the first file in it, loaded in the same mode (a merged table has the
     key index and the history)."""
+    make_load_id_function(engine)
     with engine.begin() as connection:
         create_table(connection)
     if mode == "merge":

@@ -6,8 +6,11 @@ before."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +19,25 @@ import pytest
 import sqlalchemy as sa
 from loading import TABLE, Sink, ingest, write_csv
 from pg import PostgresServer
-from prh_ingest.load.sinks import LOAD_ID_FUNCTION, LOAD_ID_SETTING, load_id_default, loads_table
+from prh_ingest.load.sinks import (
+    LOAD_ID_FUNCTION,
+    LOAD_ID_SETTING,
+    load_id_default,
+    loads_table,
+    make_function,
+    make_load_id_function,
+)
 from prh_ingest.settings import Names
 
 CHANGELOG = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
 OLD_DEFAULT = f"current_setting('{LOAD_ID_SETTING}')::integer"
+DAY_1 = [["mrn", "visit"], ["00000001", "2026-11-01"]]
+
+
+def sink_as(engine: sa.Engine, role: str | None = None) -> Sink:
+    """The engine's database as the loader sees it, as *role* (default: the engine's)."""
+    url = engine.url.set(username=role) if role else engine.url
+    return Sink(url.render_as_string(hide_password=False), lambda sql: [])
 
 ROWS = 1_000
 
@@ -35,6 +52,7 @@ def engine(pg_server: PostgresServer) -> Iterator[sa.Engine]:
 
 
 def create_table(engine: sa.Engine) -> None:
+    make_load_id_function(engine)
     with engine.begin() as connection:
         default = load_id_default(connection)
         connection.exec_driver_sql(
@@ -89,35 +107,39 @@ def test_a_copy_reads_the_setting_once(engine: sa.Engine, pg_server: PostgresSer
     assert calls == [(2,)]
 
 
-def test_two_first_loads_at_once_make_the_function_once(engine: sa.Engine) -> None:
+def waiting_on_an_advisory_lock(engine: sa.Engine) -> bool:
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(waiting).scalar() > 0
+
+
+def test_two_loads_at_once_make_the_function_once(engine: sa.Engine) -> None:
     """The second waits for the first's lock, then finds the function (CREATE FUNCTION twice
     would fail the second load)."""
-    first = engine.connect()
-    first.begin()
-    assert load_id_default(first) is not None  # made, not yet committed: the lock held
     errors: list[BaseException] = []
 
     def second_load() -> None:
         try:
-            with engine.begin() as connection:
-                load_id_default(connection)
+            make_load_id_function(engine)
         except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
             errors.append(error)
 
-    waiting = threading.Thread(target=second_load)
-    waiting.start()
-    waiting.join(timeout=1)
-    assert waiting.is_alive()  # it waits on the first load's lock
-    first.commit()
-    first.close()
+    with engine.connect() as first:
+        first.begin()
+        make_function(first)  # made, not yet committed: the lock held
+        waiting = threading.Thread(target=second_load)
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not waiting_on_an_advisory_lock(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting_on_an_advisory_lock(engine)  # the second waits on the first's lock
+        first.commit()
     waiting.join(timeout=30)
     assert not waiting.is_alive()
     assert errors == []
     with engine.connect() as connection:
-        made = connection.exec_driver_sql(
-            f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
-        ).scalar()
-    assert made == 1
+        made = f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
+        assert connection.exec_driver_sql(made).scalar() == 1
 
 
 def tables_before_the_function(engine: sa.Engine) -> None:
@@ -136,8 +158,8 @@ def test_a_table_from_before_switches_by_the_changelogs_statement(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
     tables_before_the_function(engine)
-    sink = Sink(engine.url.render_as_string(hide_password=False), lambda sql: [])
-    day_1 = write_csv(tmp_path / "day-1.csv", [["mrn", "visit"], ["00000001", "2026-11-01"]])
+    sink = sink_as(engine)
+    day_1 = write_csv(tmp_path / "day-1.csv", DAY_1)
     assert ingest(day_1, sink).returncode == 0  # loads as before, and makes the function
     statement = re.search(r"`(ALTER TABLE <table> [^`]+)`", CHANGELOG.read_text()).group(1)
     with engine.begin() as connection:
@@ -151,27 +173,64 @@ def test_a_table_from_before_switches_by_the_changelogs_statement(
         assert loaded.all() == [("00000001", 1), ("00000002", 2)]
 
 
-def test_a_role_that_may_not_create_loads_into_tables_made_for_it(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
-    """A DBA made the tables and granted the loader's role their use only: its load makes no
-    function and needs none, as before."""
-    tables_before_the_function(engine)
+@contextlib.contextmanager
+def loader_role(engine: sa.Engine, *grants: str) -> Iterator[str]:
+    """A login role of its own with *grants* (statements, `{role}` its name), dropped after:
+    roles are the server's, not the test database's."""
+    role = f"prh_loader_{uuid.uuid4().hex[:8]}"
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP ROLE IF EXISTS prh_loader_only")
-        connection.exec_driver_sql("CREATE ROLE prh_loader_only LOGIN")
-        connection.exec_driver_sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-        connection.exec_driver_sql("GRANT USAGE ON SCHEMA public TO prh_loader_only")
-        for grant in ("ALL ON ALL TABLES", "ALL ON ALL SEQUENCES"):
-            connection.exec_driver_sql(f"GRANT {grant} IN SCHEMA public TO prh_loader_only")
-    loader_url = engine.url.set(username="prh_loader_only")
-    sink = Sink(loader_url.render_as_string(hide_password=False), lambda sql: [])
-    source = write_csv(tmp_path / "day-1.csv", [["mrn", "visit"], ["00000001", "2026-11-01"]])
-    result = ingest(source, sink)
-    assert result.returncode == 0, result.stderr
+        connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        for grant in grants:
+            connection.exec_driver_sql(grant.format(role=role))
+    try:
+        yield role
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP OWNED BY {role}")
+            connection.exec_driver_sql(f"DROP ROLE {role}")
+
+
+def loaded_without_the_function(engine: sa.Engine) -> list[tuple]:
+    """The rows' mrn and load id, checking that no load made the function."""
     with engine.connect() as connection:
         made = f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
         assert connection.exec_driver_sql(made).scalar() == 0
-        assert connection.exec_driver_sql(f"SELECT mrn, _load_id FROM {TABLE}").all() == [  # noqa: S608
-            ("00000001", 1)
-        ]
+        assert column_default(connection, TABLE).startswith("(current_setting(")
+        return connection.exec_driver_sql(f"SELECT mrn, _load_id FROM {TABLE}").all()  # noqa: S608
+
+
+# Roles that may not make the function, and load as before. "tables-made-for-it": a DBA made
+# the tables and granted the role their use only. "no-sql-functions": the role may create in
+# its schema, but SQL functions are kept from it; its first load makes the tables.
+ROLES_WITHOUT_THE_FUNCTION = {
+    "tables-made-for-it": (
+        True,
+        [
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            "GRANT USAGE ON SCHEMA public TO {role}",
+            "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+            "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        ],
+    ),
+    "no-sql-functions": (
+        False,
+        [
+            "REVOKE USAGE ON LANGUAGE sql FROM PUBLIC",
+            "GRANT USAGE, CREATE ON SCHEMA public TO {role}",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("tables_made", "grants"), ROLES_WITHOUT_THE_FUNCTION.values(), ids=ROLES_WITHOUT_THE_FUNCTION
+)
+def test_a_role_that_may_not_make_the_function_loads_as_before(
+    engine: sa.Engine, tmp_path: Path, tables_made: bool, grants: list[str]
+) -> None:
+    if tables_made:
+        tables_before_the_function(engine)
+    with loader_role(engine, *grants) as role:
+        result = ingest(write_csv(tmp_path / "day-1.csv", DAY_1), sink_as(engine, role))
+        assert result.returncode == 0, result.stderr
+        assert loaded_without_the_function(engine) == [("00000001", 1)]

@@ -32,14 +32,15 @@ LOAD_ID_FUNCTION = "prh_ingest_load_id"
 # reads the setting once, not once per row (current_setting() per row cost about 0.09 s per
 # 1M rows, a tenth of the COPY). The setting holds one value for a load's transaction, and a
 # load's rows arrive by COPY, planned afresh each time; the loader's INSERTs name _load_id.
-# Only a statement prepared in one transaction and run in a later one would keep the first
-# value: the loader prepares none that use this default.
+# A statement prepared in one transaction and run in a later one would keep the first value:
+# an INSERT into these tables must name _load_id (the COMMENT says so to whoever looks).
 LOAD_ID_FUNCTION_SQL = f"""CREATE FUNCTION {LOAD_ID_FUNCTION}() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT current_setting('{LOAD_ID_SETTING}')::integer $$"""
+LOAD_ID_FUNCTION_GRANT = f"GRANT EXECUTE ON FUNCTION {LOAD_ID_FUNCTION}() TO PUBLIC"
 LOAD_ID_FUNCTION_COMMENT = (
     f"COMMENT ON FUNCTION {LOAD_ID_FUNCTION}() IS 'prh-ingest: the _load_id of the rows a load"
-    f" COPYs, from the setting {LOAD_ID_SETTING}. Immutable so that COPY reads it once per load;"
-    " use it only as that default.'"
+    f" COPYs, from the setting {LOAD_ID_SETTING}. Immutable so that a COPY reads it once: use it"
+    " only as that default; an INSERT must name _load_id (a prepared one would keep an old id).'"
 )
 
 
@@ -51,7 +52,9 @@ def open_sink(setting: str | None, names: Names) -> sa.Engine:
     except sa.exc.ArgumentError as error:
         raise BadInput(f"{names.sink_setting} is not a SQLAlchemy URL") from error
     if url.get_backend_name() == "postgresql":
-        return sa.create_engine(url)
+        engine = sa.create_engine(url)
+        make_load_id_function(engine)
+        return engine
     if url.get_backend_name() != "sqlite":
         raise BadInput(f"{names.sink_setting}: the database must be sqlite or postgresql")
     if url.database in (None, "", ":memory:"):
@@ -104,23 +107,43 @@ def sink_tables(
     return rows, loads, added
 
 
+def make_load_id_function(engine: sa.Engine) -> None:
+    """PostgreSQL: LOAD_ID_FUNCTION made in the schema when it lacks it and the role may
+    create there, in a short transaction of its own, before the load's (so loads running
+    meanwhile wait for this, not for a whole load). Made, a table made before it can switch
+    to it (the package's CHANGELOG gives the statement)."""
+    with engine.begin() as connection:
+        make_function(connection)
+
+
+def make_function(connection: sa.Connection) -> None:
+    if connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
+        return
+    if not connection.execute(MAY_CREATE).scalar():
+        return  # someone else's schema: the tables there keep current_setting()
+    # Two loads at once: one makes it, the other waits, then finds it.
+    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(LOAD_ID_FUNCTION))))
+    if connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
+        return
+    try:
+        with connection.begin_nested():
+            connection.exec_driver_sql(LOAD_ID_FUNCTION_SQL)
+            connection.exec_driver_sql(LOAD_ID_FUNCTION_GRANT)
+            connection.exec_driver_sql(LOAD_ID_FUNCTION_COMMENT)
+    except sa.exc.ProgrammingError as error:  # e.g. USAGE on LANGUAGE sql revoked
+        if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+
+
 def load_id_default(connection: sa.Connection) -> sa.TextClause | None:
     """A new table's `_load_id` default on PostgreSQL (None on SQLite, whose INSERT names
-    it): LOAD_ID_FUNCTION, made first when the database lacks it. Every load makes it when
-    it may, so a table from before it can switch to it (the package's CHANGELOG gives the
-    statement); until then that table keeps `current_setting()` at the per-row cost. A role
-    that may not create in its schema (whose tables someone else made) loads as before."""
+    it): LOAD_ID_FUNCTION where the schema has it (make_load_id_function), else
+    `current_setting()`, read for every row."""
     if connection.dialect.name != "postgresql":
         return None
-    if not connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
-        if not connection.execute(MAY_CREATE).scalar():
-            return sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
-        # Two loads at once: one makes it, the other waits, then finds it.
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(LOAD_ID_FUNCTION))))
-        if not connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
-            connection.exec_driver_sql(LOAD_ID_FUNCTION_SQL)
-            connection.exec_driver_sql(LOAD_ID_FUNCTION_COMMENT)
-    return sa.text(f"{LOAD_ID_FUNCTION}()")
+    if connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
+        return sa.text(f"{LOAD_ID_FUNCTION}()")
+    return sa.text(f"current_setting('{LOAD_ID_SETTING}')::integer")
 
 
 # pg_proc read as a query (a snapshot per statement): to_regprocedure() would keep the catalog
@@ -130,6 +153,7 @@ LOAD_ID_FUNCTION_MADE = sa.text(
     " WHERE proname = :name AND pronargs = 0 AND nspname = ANY (current_schemas(true)))"
 ).bindparams(name=LOAD_ID_FUNCTION)
 MAY_CREATE = sa.text("SELECT has_schema_privilege(current_schema(), 'CREATE')")
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 # The load modes that read rows by `_load_id`: `file` deletes a re-sent file's earlier load,
