@@ -106,12 +106,14 @@ def run_ways(
     ways: Ways,
     repetitions: int | None = None,
 ) -> None:
-    """Each database's ways of loading one file, *repetitions* times (the run's by default);
-    each repetition runs every way once, so a change in the machine's load hits all alike."""
+    """Each database's ways of loading one file, *repetitions* times (the run's by default,
+    PostgreSQL's for PostgreSQL); each repetition runs every way once, so a change in the
+    machine's load hits all alike."""
     for database, by_way in ways.items():
         progress(f"ingest: {what} into {database}")
         samples: dict[str, list[Load]] = {way: [] for way in by_way}
-        for _ in range(repetitions or ctx.sizes.repetitions):
+        runs = ctx.sizes.postgres_repetitions if database == "postgresql" else ctx.sizes.repetitions
+        for _ in range(repetitions or runs):
             for way, (_, load) in by_way.items():
                 samples[way].append(load())
         for way, loads in samples.items():
@@ -408,8 +410,10 @@ POSTGRES_NOTE = (
     "current_setting() (read for every row) 1.38 s, and with the loader's default, "
     "`prh_ingest_load_id()` (immutable, so read once per COPY), 1.29 s, medians of 10. "
     "Before its COPY ours spends about 0.37 s (interpreter and the package 0.05 s, "
-    "SQLAlchemy's imports 0.2 s, psycopg's 0.05 s, the connection and the tables 0.05 s); "
-    "a COPY path without SQLAlchemy would take most of the 0.2 s"
+    "SQLAlchemy's imports 0.2 s, psycopg's 0.05 s, the connection and the tables 0.05 s), "
+    "so the ratio sits close to 0.7x, and runs of the same code on 2026-12-07 read from "
+    "0.66x to 0.81x (the machine's other load moves psql and ours differently). A margin "
+    "needs a COPY path that does not import SQLAlchemy: most of that 0.2 s"
 )
 XLSX_RATE_NOTE = (
     "the data changed: ids are zero-padded text and a third of the cells unicode or quoted "
