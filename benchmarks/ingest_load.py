@@ -104,16 +104,15 @@ def run_ways(
     prefix: str,
     rows: int,
     ways: Ways,
-    repetitions: int | None = None,
 ) -> None:
-    """Each database's ways of loading one file, *repetitions* times (the run's by default,
-    PostgreSQL's for PostgreSQL); each repetition runs every way once, so a change in the
-    machine's load hits all alike."""
+    """Each database's ways of loading one file, the run's repetitions (PostgreSQL's for
+    PostgreSQL); each repetition runs every way once, so a change in the machine's load hits
+    all alike."""
     for database, by_way in ways.items():
         progress(f"ingest: {what} into {database}")
         samples: dict[str, list[Load]] = {way: [] for way in by_way}
         runs = ctx.sizes.postgres_repetitions if database == "postgresql" else ctx.sizes.repetitions
-        for _ in range(repetitions or runs):
+        for _ in range(runs):
             for way, (_, load) in by_way.items():
                 samples[way].append(load())
         for way, loads in samples.items():
@@ -237,12 +236,13 @@ def row_checks(section: Section, ctx: Context, loaders: Loaders, source: Path, r
 QUARANTINE_LIMIT = 1.5  # a file with 1% bad rows: at most 1.5x the clean file's time
 QUARANTINE_NOTES = {
     "postgresql": (
-        "the clean load got faster in this version (its COPY reads the `_load_id` default once, "
-        "not per row), which the quarantined load cannot share: its time is the client sorting "
+        "the clean load got faster when its COPY began reading the `_load_id` default once, not "
+        "per row, which the quarantined load cannot share: its time is the client sorting "
         "every record with Python's csv reader before COPY (about 2 s of one core per 1M rows, "
         "timed alone on 2026-12-07), while the server's parse runs beside it. Its own rate did "
-        "not change (about 410,000 rows/s in this run and the one before, when the ratio read "
-        "1.48x). Reaching 1.5x again needs that sorting out of Python's per-record loop"
+        "not change with that (about 410,000 rows/s in the runs before and after it, "
+        "on 2026-12-07; the ratio read 1.48x before). Reaching 1.5x again needs that sorting "
+        "out of Python's per-record loop"
     ),
 }
 

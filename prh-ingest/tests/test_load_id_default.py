@@ -1,8 +1,8 @@
 """PostgreSQL's `_load_id` default (sinks.LOAD_ID_FUNCTION): a COPY reads the load's id once,
 not once per row, and every load still gets its own id, also two loads in one session; the
-function is made once per database, also by two first loads at once. A table from before it
-switches by the CHANGELOG's statement; a role that may not create in its schema loads as
-before."""
+function is made once per schema, also by two loads at once, and a first load's table gets it.
+A table from before it switches by the CHANGELOG's statement; a role that may not make it loads
+as before."""
 
 from __future__ import annotations
 
@@ -24,14 +24,23 @@ from prh_ingest.load.sinks import (
     LOAD_ID_SETTING,
     load_id_default,
     loads_table,
-    make_function,
     make_load_id_function,
+    make_load_id_function_in,
 )
 from prh_ingest.settings import Names
 
 CHANGELOG = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
 OLD_DEFAULT = f"current_setting('{LOAD_ID_SETTING}')::integer"
 DAY_1 = [["mrn", "visit"], ["00000001", "2026-11-01"]]
+ROWS = 1_000
+
+# PostgreSQL only: the `database` fixture's second case (databases.py), as `engine` here.
+pytestmark = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def engine(database: sa.Engine) -> sa.Engine:
+    return database
 
 
 def sink_as(engine: sa.Engine, role: str | None = None) -> Sink:
@@ -39,16 +48,11 @@ def sink_as(engine: sa.Engine, role: str | None = None) -> Sink:
     url = engine.url.set(username=role) if role else engine.url
     return Sink(url.render_as_string(hide_password=False), lambda sql: [])
 
-ROWS = 1_000
 
-
-@pytest.fixture
-def engine(pg_server: PostgresServer) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(pg_server.url(pg_server.create_database("engine")))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def functions_made(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        made = f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
+        return connection.exec_driver_sql(made).scalar_one()
 
 
 def create_table(engine: sa.Engine) -> None:
@@ -126,7 +130,7 @@ def test_two_loads_at_once_make_the_function_once(engine: sa.Engine) -> None:
 
     with engine.connect() as first:
         first.begin()
-        make_function(first)  # made, not yet committed: the lock held
+        make_load_id_function_in(first)  # made, not yet committed: the lock held
         waiting = threading.Thread(target=second_load)
         waiting.start()
         deadline = time.monotonic() + 30
@@ -137,9 +141,17 @@ def test_two_loads_at_once_make_the_function_once(engine: sa.Engine) -> None:
     waiting.join(timeout=30)
     assert not waiting.is_alive()
     assert errors == []
+    assert functions_made(engine) == 1
+
+
+def test_a_first_load_gives_its_new_table_the_function(engine: sa.Engine, tmp_path: Path) -> None:
+    result = ingest(write_csv(tmp_path / "day-1.csv", DAY_1), sink_as(engine))
+    assert result.returncode == 0, result.stderr
+    assert functions_made(engine) == 1
     with engine.connect() as connection:
-        made = f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
-        assert connection.exec_driver_sql(made).scalar() == 1
+        assert column_default(connection, TABLE) == f"{LOAD_ID_FUNCTION}()"
+        loaded = connection.exec_driver_sql(f"SELECT mrn, _load_id FROM {TABLE}")  # noqa: S608
+        assert loaded.all() == [("00000001", 1)]
 
 
 def tables_before_the_function(engine: sa.Engine) -> None:
@@ -192,9 +204,8 @@ def loader_role(engine: sa.Engine, *grants: str) -> Iterator[str]:
 
 def loaded_without_the_function(engine: sa.Engine) -> list[tuple]:
     """The rows' mrn and load id, checking that no load made the function."""
+    assert functions_made(engine) == 0
     with engine.connect() as connection:
-        made = f"SELECT count(*) FROM pg_proc WHERE proname = '{LOAD_ID_FUNCTION}'"  # noqa: S608
-        assert connection.exec_driver_sql(made).scalar() == 0
         assert column_default(connection, TABLE).startswith("(current_setting(")
         return connection.exec_driver_sql(f"SELECT mrn, _load_id FROM {TABLE}").all()  # noqa: S608
 

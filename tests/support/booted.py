@@ -41,6 +41,7 @@ from typing import IO
 
 import pytest
 
+from support.commands import REPO_DIR
 from support.processes import proc_stats
 
 LOCK_VARIABLE = "PRH_NSPAWN_LOCK"
@@ -57,10 +58,9 @@ class BootError(RuntimeError):
 
 # The booted system mounts its own tmpfs here, hiding the machine's files under them.
 HIDDEN_INSIDE = (Path("/tmp"), Path("/run"))  # noqa: S108 (named, not written to)
-CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def check_visible_inside(checkout: Path = CHECKOUT) -> None:
+def check_visible_inside(checkout: Path = REPO_DIR) -> None:
     """The tests run the checkout's venv inside the booted system: a checkout under /tmp or
     /run is not there, so say so in one line before booting (not `env: ...: No such file`)."""
     for hidden in HIDDEN_INSIDE:

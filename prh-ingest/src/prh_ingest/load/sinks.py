@@ -88,7 +88,7 @@ def sink_tables(
     existing = sa.inspect(connection)
     metadata = sa.MetaData()
     loads = loads_table(metadata, names)
-    default = load_id_default(connection)
+    new_table = not existing.has_table(names.table)
     rows = sa.Table(
         names.table,
         metadata,
@@ -97,7 +97,7 @@ def sink_tables(
             LOAD_ID_COLUMN,
             sa.Integer,
             nullable=False,
-            server_default=default,
+            server_default=load_id_default(connection) if new_table else None,
         ),
     )
     if existing.has_table(names.loads_table):
@@ -113,10 +113,11 @@ def make_load_id_function(engine: sa.Engine) -> None:
     meanwhile wait for this, not for a whole load). Made, a table made before it can switch
     to it (the package's CHANGELOG gives the statement)."""
     with engine.begin() as connection:
-        make_function(connection)
+        make_load_id_function_in(connection)
 
 
-def make_function(connection: sa.Connection) -> None:
+def make_load_id_function_in(connection: sa.Connection) -> None:
+    """make_load_id_function's work, in *connection*'s transaction (held until it ends)."""
     if connection.execute(LOAD_ID_FUNCTION_MADE).scalar():
         return
     if not connection.execute(MAY_CREATE).scalar():
