@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import signal
@@ -144,6 +145,15 @@ def repeat(times: int, measure: Callable[[], float], before: Callable[[], None] 
             before()
         samples.append(measure())
     return samples
+
+
+def compiled(*folders: Path) -> None:
+    """The Python under *folders* compiled to bytecode before anything is timed, as pip
+    compiles a package it installs and as a project's second run finds it. A shell with
+    PYTHONDONTWRITEBYTECODE=1 never writes it, and each timed process then compiled every
+    module edited since its last bytecode (about 12 ms of a load, 2026-12-07)."""
+    for folder in folders:
+        compileall.compile_dir(folder, quiet=1)
 
 
 def fresh_dir(path: Path) -> Path:

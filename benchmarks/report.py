@@ -166,7 +166,8 @@ def render(
         "Every figure is the "
         "median of its n repetitions with the lowest and highest sample; every ratio compares "
         'medians measured in the same run. Ratios read "how many times better ours is" (time, '
-        "bytes: instead / ours; rates: ours / instead).",
+        "bytes: instead / ours; rates: ours / instead). The timed Python is compiled to "
+        "bytecode first, as an installed package's is.",
         "",
         *(line for paragraph in header for line in (paragraph, "")),
         "## Machine and versions",

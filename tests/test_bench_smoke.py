@@ -174,3 +174,32 @@ def test_marginal_costs_pair_runs_or_take_medians() -> None:
     assert section.figure("prw-marginal-20").samples == pytest.approx([1 / 19] * 3)
     assert section.figure("loop-marginal-20").samples == pytest.approx([19 / 19, 20 / 19, 21 / 19])
     assert section.figure("loop-marginal-100").samples == pytest.approx([(101 - 21) / 80])
+
+
+def test_the_timed_code_is_compiled_where_python_writes_no_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell with PYTHONDONTWRITEBYTECODE=1 never writes bytecode; the bench compiles the
+    code it times first, so no timed process compiles an edited module."""
+    from benchmarks.common import compiled
+
+    edited = tmp_path / "package" / "edited.py"
+    edited.parent.mkdir()
+    edited.write_text("VALUE = 1\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    compiled(tmp_path / "package")
+    assert Path(importlib.util.cache_from_source(str(edited))).is_file()
+
+
+def test_each_repetition_reverses_the_order_of_the_ways() -> None:
+    """A load right after another pays for some of its writes: neither way always goes second."""
+    from benchmarks.ingest_load import alternated
+
+    calls: list[str] = []
+
+    def way(name: str, seconds: float):  # noqa: ANN202
+        return lambda: (calls.append(name), (seconds, 1))[1]
+
+    samples = alternated(3, {"ours": way("ours", 1.0), "psql": way("psql", 2.0)})
+    assert calls == ["ours", "psql", "psql", "ours", "ours", "psql"]
+    assert samples == {"ours": [(1.0, 1)] * 3, "psql": [(2.0, 1)] * 3}
