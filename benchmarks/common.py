@@ -28,9 +28,12 @@ class Sizes:
     """How much each benchmark does. `--quick` shrinks everything for the smoke test."""
 
     repetitions: int = 3
+    # The loads compared side by side take turns going first (ingest_load.alternated): an
+    # even count, so each goes first as often as the other.
+    paired_repetitions: int = 4
     # A load into PostgreSQL and psql's of the same file vary most from one run to the next
-    # (psql alone took 0.79 to 1.30 s on the quoted file on 2026-12-07): five of each.
-    postgres_repetitions: int = 5
+    # (psql alone took 0.79 to 1.30 s on the quoted file on 2026-12-07): six of each.
+    postgres_repetitions: int = 6
     csv_rows: int = 1_000_000
     xlsx_rows: tuple[int, ...] = (100_000,)  # data rows of the xlsx loads
     hl7_messages: int = 100_000
@@ -46,6 +49,7 @@ class Sizes:
 FULL = Sizes()
 QUICK = Sizes(
     repetitions=1,
+    paired_repetitions=1,
     postgres_repetitions=1,
     csv_rows=2_000,
     xlsx_rows=(500,),
@@ -153,7 +157,8 @@ def compiled(*folders: Path) -> None:
     PYTHONDONTWRITEBYTECODE=1 never writes it, and each timed process then compiled every
     module edited since its last bytecode (about 12 ms of a load, 2026-12-07)."""
     for folder in folders:
-        compileall.compile_dir(folder, quiet=1)
+        if not folder.is_dir() or not compileall.compile_dir(folder, quiet=1):
+            raise BenchError(f"cannot compile the timed Python in {folder}")
 
 
 def fresh_dir(path: Path) -> Path:

@@ -107,11 +107,12 @@ def run_ways(
     rows: int,
     ways: Ways,
 ) -> None:
-    """Each database's ways of loading one file, the run's repetitions (PostgreSQL's for
-    PostgreSQL), alternated."""
+    """Each database's ways of loading one file, alternated (PostgreSQL's repetitions for
+    PostgreSQL)."""
     for database, by_way in ways.items():
         progress(f"ingest: {what} into {database}")
-        runs = ctx.sizes.postgres_repetitions if database == "postgresql" else ctx.sizes.repetitions
+        postgresql = database == "postgresql"
+        runs = ctx.sizes.postgres_repetitions if postgresql else ctx.sizes.paired_repetitions
         samples = alternated(runs, {way: load for way, (_, load) in by_way.items()})
         for way, loads in samples.items():
             label = f"{what} into {database}: {by_way[way][0]}"
@@ -120,8 +121,11 @@ def run_ways(
 
 def alternated(repetitions: int, ways: dict[str, Callable[[], Load]]) -> dict[str, list[Load]]:
     """Each way's loads: every repetition runs each way once, so a change in the machine's
-    load hits all alike, in the reverse order of the repetition before, as a load right after
-    another pays for some of its writes (about 0.04 s of a 1M-row PostgreSQL load, 2026-12-07)."""
+    load hits all alike. A load pays for some of the writes of the one it follows (about
+    0.04 s of a 1M-row PostgreSQL load, 2026-12-07), so the order reverses every repetition
+    and, *repetitions* being even, no way follows another more often than it is followed."""
+    if repetitions > 1 and repetitions % 2:
+        raise BenchError(f"{repetitions} repetitions: alternated needs an even count")
     samples: dict[str, list[Load]] = {way: [] for way in ways}
     order = list(ways.items())
     for repetition in range(repetitions):
@@ -225,7 +229,7 @@ EARLIER_LOADS = 7  # the loads the check takes its median over
 
 def row_checks(section: Section, ctx: Context, loaders: Loaders, source: Path, rows: int) -> None:
     """The quoted csv into PostgreSQL with the row-count check on (the default, judged: the
-    source has 7 earlier loads) and off (its history not read), interleaved."""
+    source has 7 earlier loads) and off (its history not read), alternated."""
     progress(f"ingest: {rows:,}-row quoted csv into postgresql, row check on and off")
     ways = {"on": {}, "off": {f"{SOURCE_KEY}_ROW_CHECK": "off"}}
 
@@ -233,7 +237,7 @@ def row_checks(section: Section, ctx: Context, loaders: Loaders, source: Path, r
         return lambda: loaders.ours_postgres(source, settings, earlier_loads=rows)
 
     runs = {way: load(settings) for way, settings in ways.items()}
-    samples = alternated(ctx.sizes.repetitions, runs)
+    samples = alternated(ctx.sizes.paired_repetitions, runs)
     for way, loads in samples.items():
         label = f"{rows:,}-row quoted csv into postgresql after {EARLIER_LOADS} loads: check {way}"
         add_loads(section, f"check-{way}", label, rows, loads)
@@ -263,14 +267,14 @@ def quarantine(
     section: Section, ctx: Context, loaders: Loaders, clean: Path, bad: Path, rows: int
 ) -> None:
     """The quoted csv, clean with the default BAD_ROWS, against the same rows with 1% of
-    them bad (a value too many) with BAD_ROWS=quarantine; into each database, interleaved."""
+    them bad (a value too many) with BAD_ROWS=quarantine; into each database, alternated."""
     setting = {f"{SOURCE_KEY}_BAD_ROWS": "quarantine"}
     good = rows - rows // data.BAD_EVERY
     for database in ("sqlite", "postgresql"):
         progress(f"ingest: {rows:,}-row quoted csv into {database}, clean and 1% bad")
         into = loaders.ours_sqlite if database == "sqlite" else loaders.ours_postgres
         samples = alternated(
-            ctx.sizes.repetitions,
+            ctx.sizes.paired_repetitions,
             {
                 "clean": lambda into=into: into(clean, {}),
                 "quarantine": lambda into=into: into(bad, setting, loaded=good),
@@ -419,18 +423,19 @@ SQLITE_PLAIN_NOTE = (
     "the inserts). Faster would need the parsing out of Python"
 )
 POSTGRES_NOTE = (
-    "the server parses the same text in both; ours also fills `_load_id` and starts Python. "
-    "Timed on the quoted 1,000,000 rows (2026-12-07, 2 cores): COPY fed by bare psycopg "
-    "into psql's bare table took a median 1.21 s, into one whose `_load_id` default is "
-    "current_setting() (read for every row) 1.38 s, and with the loader's default, "
-    "`prh_ingest_load_id()` (immutable, so read once per COPY), 1.29 s, medians of 10. "
-    "Before its COPY ours spends about 0.37 s (interpreter and the package 0.05 s, "
-    "SQLAlchemy's imports 0.2 s, psycopg's 0.05 s, the connection and the tables 0.05 s), "
-    "so the ratio sits close to 0.7x: runs of the same code on 2026-12-07 read from 0.66x "
-    "to 0.86x (the machine's other load moves psql and ours differently). Not importing "
-    "SQLAlchemy would not make a margin: a prototype of the append load in plain SQL over "
-    "psycopg (not kept) took a median 1.56 s where ingest.py took 1.66 s (10 runs each, "
-    "alternated, 2026-12-07), and the feed's byte checks cost about 0.05 s of the COPY"
+    "the server parses the same text in both; ours also fills `_load_id`, checks the bytes "
+    "it sends and starts Python. Timed on the quoted 1,000,000 rows (2026-12-07, 2 cores): "
+    "COPY fed by bare psycopg into psql's bare table took a median 1.21 s, into one whose "
+    "`_load_id` default is current_setting() (read for every row) 1.38 s, and with the "
+    "loader's default, `prh_ingest_load_id()` (immutable, so read once per COPY), 1.29 s, "
+    "medians of 10; the feed's byte checks add about 0.05 s to the COPY. Before it ours "
+    "spends about 0.35 s, 0.28 s of it importing SQLAlchemy and psycopg (0.14 s SQLAlchemy's "
+    "alone). So the ratio sits close to 0.7x: on 2026-12-07 three runs of the bench (five "
+    "of each, ours first in three) read 0.73x to 0.86x on every shape, and 16 alternated "
+    "runs of each in a busier hour 0.70x. "
+    "Not importing SQLAlchemy would not make a margin: a prototype of the append load in "
+    "plain SQL over psycopg (not kept) took a median 1.56 s where ingest.py took 1.66 s "
+    "(10 alternated runs each)"
 )
 XLSX_RATE_NOTE = (
     "the data changed: ids are zero-padded text and a third of the cells unicode or quoted "
@@ -453,8 +458,10 @@ def notes() -> list[str]:
         "the client's, the server's memory is not counted for any of them. Each load goes into a "
         "new database (SQLite file, or PostgreSQL database on one throwaway PostgreSQL "
         f"{PG_BIN.parent.name} "
-        "server started by the bench, fsync off for all). Each repetition runs every way once "
-        "in turn, so a change in the machine's load hits them alike.",
+        "server started by the bench, fsync off for all). Each repetition runs every way once, "
+        "so a change in the machine's load hits them alike, in the reverse order of the one "
+        "before, and the count is even: a load pays for some of the writes of the one it "
+        "follows, and no way follows another more often. The timed Python is compiled first.",
         "Data (`benchmarks/data.py`), the issue's held-out-like file: 8 text columns like the "
         "template's sample, zero-padded ids, non-ASCII names, and dense quoting: every row's "
         "provider holds a comma, half the rows a visit type with a comma and a doubled quote, "
@@ -472,10 +479,10 @@ def notes() -> list[str]:
         "Row checks (issue 27): the quoted csv into PostgreSQL, each load into a new "
         f"database whose loads table holds {EARLIER_LOADS} earlier loads of as many rows, so "
         "the check is judged (default `_ROW_CHECK`), against `_ROW_CHECK=off`, which does not "
-        "read the history; the two interleaved, the ratio of their median times.",
+        "read the history; the two alternated, the ratio of their median times.",
         "Quarantine (issue 28): the quoted csv with one row in a hundred given a value too "
         "many, loaded with `_BAD_ROWS=quarantine` (its limit, 1%, not passed), against the "
-        "clean file with the default; each into a new database, interleaved.",
+        "clean file with the default; each into a new database, alternated.",
         "That the `|`, `^` and tab shapes go through COPY as text (the server parses the "
         "file's bytes) and not row by row is also a test: "
         "`prh-ingest/tests/test_readers.py::"
@@ -484,7 +491,5 @@ def notes() -> list[str]:
         "The pandas baseline is `read_csv(dtype=str)` + `to_sql(chunksize=50_000)` "
         "(`benchmarks/pandas_load.py`): pandas' defaults turn `00012345` into 12345, which "
         "no warehouse may do, so they are not a fair baseline. `psql \\copy` loads into a "
-        "table created beforehand (untimed) with the file's 8 text columns and no index. The "
-        "shapes other than the quoted csv are loaded once each (n = 1) to keep `make bench` "
-        "within 15 minutes.",
+        "table created beforehand (untimed) with the file's 8 text columns and no index.",
     ]

@@ -4,6 +4,7 @@ table. Nothing here is timed: the figures themselves are checked only for shape.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -176,23 +177,29 @@ def test_marginal_costs_pair_runs_or_take_medians() -> None:
     assert section.figure("loop-marginal-100").samples == pytest.approx([(101 - 21) / 80])
 
 
-def test_the_timed_code_is_compiled_where_python_writes_no_bytecode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A shell with PYTHONDONTWRITEBYTECODE=1 never writes bytecode; the bench compiles the
-    code it times first, so no timed process compiles an edited module."""
-    from benchmarks.common import compiled
+def test_the_timed_code_is_compiled_first(tmp_path: Path) -> None:
+    """A shell with PYTHONDONTWRITEBYTECODE=1 never writes bytecode: the bench compiles the
+    code it times first, and a folder it cannot compile stops the bench."""
+    from benchmarks.common import BenchError, compiled
 
     edited = tmp_path / "package" / "edited.py"
     edited.parent.mkdir()
     edited.write_text("VALUE = 1\n")
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     compiled(tmp_path / "package")
     assert Path(importlib.util.cache_from_source(str(edited))).is_file()
+    with pytest.raises(BenchError, match="cannot compile"):
+        compiled(tmp_path / "missing")
+    edited.write_text("VALUE = (\n")
+    later = edited.stat().st_mtime + 10  # compileall compares whole seconds of mtime
+    os.utime(edited, (later, later))
+    with pytest.raises(BenchError, match="cannot compile"):  # compileall prints the error
+        compiled(tmp_path / "package")
 
 
-def test_each_repetition_reverses_the_order_of_the_ways() -> None:
-    """A load right after another pays for some of its writes: neither way always goes second."""
+def test_each_way_goes_first_as_often_as_the_other() -> None:
+    """A load pays for some of the writes of the one it follows: the order reverses every
+    repetition, and an odd count, which would favour one way, is refused."""
+    from benchmarks.common import BenchError
     from benchmarks.ingest_load import alternated
 
     calls: list[str] = []
@@ -200,6 +207,8 @@ def test_each_repetition_reverses_the_order_of_the_ways() -> None:
     def way(name: str, seconds: float):  # noqa: ANN202
         return lambda: (calls.append(name), (seconds, 1))[1]
 
-    samples = alternated(3, {"ours": way("ours", 1.0), "psql": way("psql", 2.0)})
-    assert calls == ["ours", "psql", "psql", "ours", "ours", "psql"]
-    assert samples == {"ours": [(1.0, 1)] * 3, "psql": [(2.0, 1)] * 3}
+    samples = alternated(4, {"ours": way("ours", 1.0), "psql": way("psql", 2.0)})
+    assert calls == ["ours", "psql", "psql", "ours", "ours", "psql", "psql", "ours"]
+    assert samples == {"ours": [(1.0, 1)] * 4, "psql": [(2.0, 1)] * 4}
+    with pytest.raises(BenchError, match="even count"):
+        alternated(5, {"ours": way("ours", 1.0), "psql": way("psql", 2.0)})
