@@ -122,12 +122,15 @@ def run_ways(
 def alternated(repetitions: int, ways: dict[str, Callable[[], Load]]) -> dict[str, list[Load]]:
     """Each way's loads: every repetition runs each way once, so a change in the machine's
     load hits all alike. A load pays for some of the writes of the one it follows (about
-    0.04 s of a 1M-row PostgreSQL load, 2026-12-07), so the order reverses every repetition
-    and, *repetitions* being even, no way follows another more often than it is followed."""
+    0.04 s of a 1M-row PostgreSQL load, 2026-12-07), so the order reverses every repetition,
+    the count is even, and an untimed load of the first way goes before the first: each way
+    then follows each way equally often."""
     if repetitions > 1 and repetitions % 2:
         raise BenchError(f"{repetitions} repetitions: alternated needs an even count")
     samples: dict[str, list[Load]] = {way: [] for way in ways}
     order = list(ways.items())
+    if repetitions > 1:
+        order[0][1]()  # untimed: what the first timed load follows
     for repetition in range(repetitions):
         for way, load in order if repetition % 2 == 0 else order[::-1]:
             samples[way].append(load())
@@ -433,9 +436,9 @@ POSTGRES_NOTE = (
     "alone). So the ratio sits close to 0.7x: on 2026-12-07 three runs of the bench (five "
     "of each, ours first in three) read 0.73x to 0.86x on every shape, and 16 alternated "
     "runs of each in a busier hour 0.70x. "
-    "Not importing SQLAlchemy would not make a margin: a prototype of the append load in "
-    "plain SQL over psycopg (not kept) took a median 1.56 s where ingest.py took 1.66 s "
-    "(10 alternated runs each)"
+    "A prototype of the append load in plain SQL over psycopg, without SQLAlchemy (not "
+    "kept), read 0.728x where ingest.py read 0.685x in the same runs (medians 1.56 s and "
+    "1.66 s against psql's 1.13 s, 10 alternated runs each)"
 )
 XLSX_RATE_NOTE = (
     "the data changed: ids are zero-padded text and a third of the cells unicode or quoted "
@@ -460,8 +463,9 @@ def notes() -> list[str]:
         f"{PG_BIN.parent.name} "
         "server started by the bench, fsync off for all). Each repetition runs every way once, "
         "so a change in the machine's load hits them alike, in the reverse order of the one "
-        "before, and the count is even: a load pays for some of the writes of the one it "
-        "follows, and no way follows another more often. The timed Python is compiled first.",
+        "before, after an untimed load of the first way, and the count is even (one in "
+        "`--quick`): a load pays for some of the writes of the one it follows, and each way "
+        "follows each equally often. The timed Python is compiled first.",
         "Data (`benchmarks/data.py`), the issue's held-out-like file: 8 text columns like the "
         "template's sample, zero-padded ids, non-ASCII names, and dense quoting: every row's "
         "provider holds a comma, half the rows a visit type with a comma and a doubled quote, "

@@ -198,7 +198,8 @@ def test_the_timed_code_is_compiled_first(tmp_path: Path) -> None:
 
 def test_each_way_goes_first_as_often_as_the_other() -> None:
     """A load pays for some of the writes of the one it follows: the order reverses every
-    repetition, and an odd count, which would favour one way, is refused."""
+    repetition after an untimed load of the first way, so each way follows each equally
+    often, and an odd count, which would favour one way, is refused."""
     from benchmarks.common import BenchError
     from benchmarks.ingest_load import alternated
 
@@ -208,7 +209,11 @@ def test_each_way_goes_first_as_often_as_the_other() -> None:
         return lambda: (calls.append(name), (seconds, 1))[1]
 
     samples = alternated(4, {"ours": way("ours", 1.0), "psql": way("psql", 2.0)})
-    assert calls == ["ours", "psql", "psql", "ours", "ours", "psql", "psql", "ours"]
+    assert calls == ["ours", "ours", "psql", "psql", "ours", "ours", "psql", "psql", "ours"]
     assert samples == {"ours": [(1.0, 1)] * 4, "psql": [(2.0, 1)] * 4}
+    pairs = list(zip(calls, calls[1:], strict=False))
+    for name in ("ours", "psql"):
+        followed = [before for before, after in pairs if after == name]
+        assert followed.count("ours") == followed.count("psql"), (name, followed)
     with pytest.raises(BenchError, match="even count"):
         alternated(5, {"ours": way("ours", 1.0), "psql": way("psql", 2.0)})
