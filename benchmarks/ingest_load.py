@@ -5,6 +5,7 @@ SQLite, `psql \\copy` with the same options into PostgreSQL."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -24,6 +25,7 @@ from benchmarks.common import (
     Context,
     Section,
     Target,
+    alternated,
     compiled,
     progress,
     quiet,
@@ -117,24 +119,6 @@ def run_ways(
         for way, loads in samples.items():
             label = f"{what} into {database}: {by_way[way][0]}"
             add_loads(section, f"{prefix}{database}-{way}", label, rows, loads)
-
-
-def alternated(repetitions: int, ways: dict[str, Callable[[], Load]]) -> dict[str, list[Load]]:
-    """Each way's loads: every repetition runs each way once, so a change in the machine's
-    load hits all alike. A load pays for some of the writes of the one it follows (about
-    0.04 s of a 1M-row PostgreSQL load, 2026-12-07), so the order reverses every repetition,
-    the count is even, and an untimed load of the first way goes before the first: each way
-    then follows each way equally often."""
-    if repetitions > 1 and repetitions % 2:
-        raise BenchError(f"{repetitions} repetitions: alternated needs an even count")
-    samples: dict[str, list[Load]] = {way: [] for way in ways}
-    order = list(ways.items())
-    if repetitions > 1:
-        order[0][1]()  # untimed: what the first timed load follows
-    for repetition in range(repetitions):
-        for way, load in order if repetition % 2 == 0 else order[::-1]:
-            samples[way].append(load())
-    return samples
 
 
 class Loaders:
@@ -235,11 +219,10 @@ def row_checks(section: Section, ctx: Context, loaders: Loaders, source: Path, r
     source has 7 earlier loads) and off (its history not read), alternated."""
     progress(f"ingest: {rows:,}-row quoted csv into postgresql, row check on and off")
     ways = {"on": {}, "off": {f"{SOURCE_KEY}_ROW_CHECK": "off"}}
-
-    def load(settings: dict[str, str]) -> Callable[[], Load]:
-        return lambda: loaders.ours_postgres(source, settings, earlier_loads=rows)
-
-    runs = {way: load(settings) for way, settings in ways.items()}
+    runs = {
+        way: functools.partial(loaders.ours_postgres, source, settings, earlier_loads=rows)
+        for way, settings in ways.items()
+    }
     samples = alternated(ctx.sizes.paired_repetitions, runs)
     for way, loads in samples.items():
         label = f"{rows:,}-row quoted csv into postgresql after {EARLIER_LOADS} loads: check {way}"
@@ -279,8 +262,8 @@ def quarantine(
         samples = alternated(
             ctx.sizes.paired_repetitions,
             {
-                "clean": lambda into=into: into(clean, {}),
-                "quarantine": lambda into=into: into(bad, setting, loaded=good),
+                "clean": functools.partial(into, clean, {}),
+                "quarantine": functools.partial(into, bad, setting, loaded=good),
             },
         )
         for way, loads in samples.items():
@@ -465,7 +448,7 @@ def notes() -> list[str]:
         "so a change in the machine's load hits them alike, in the reverse order of the one "
         "before, after an untimed load of the first way, and the count is even (one in "
         "`--quick`): a load pays for some of the writes of the one it follows, and each way "
-        "follows each equally often. The timed Python is compiled first.",
+        "follows each equally often.",
         "Data (`benchmarks/data.py`), the issue's held-out-like file: 8 text columns like the "
         "template's sample, zero-padded ids, non-ASCII names, and dense quoting: every row's "
         "provider holds a comma, half the rows a visit type with a comma and a doubled quote, "

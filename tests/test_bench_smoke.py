@@ -200,8 +200,7 @@ def test_each_way_goes_first_as_often_as_the_other() -> None:
     """A load pays for some of the writes of the one it follows: the order reverses every
     repetition after an untimed load of the first way, so each way follows each equally
     often, and an odd count, which would favour one way, is refused."""
-    from benchmarks.common import BenchError
-    from benchmarks.ingest_load import alternated
+    from benchmarks.common import BenchError, alternated
 
     calls: list[str] = []
 
