@@ -95,10 +95,10 @@ def copy_text(cursor: psycopg.Cursor, source: Path, table: Table, into: str) -> 
 def checked_chunks(source: Path, layout: CsvLayout, quote: str) -> Iterator[bytes]:
     """The data rows' bytes in chunks of whole lines, each checked to read alike in COPY."""
     stand_in = NO_QUOTE_STANDIN.encode() if layout.quote is None else None
-    classes = byte_classes(layout.delimiter, quote)
+    qualifiers = QualifierCheck(layout.delimiter, quote)
     inside = False  # the chunk starts inside a quoted value (one with a line end in it)
     for chunk, quotes in end_markers_quoted(utf8_chunks(source, layout), quote.encode()):
-        if quotes and (stand_in is not None or not read_alike(chunk.translate(classes), inside)):
+        if quotes and (stand_in is not None or not qualifiers.read_alike(chunk, inside)):
             raise NotAsCopyReadsIt
         inside ^= quotes % 2 == 1
         yield chunk
@@ -145,32 +145,57 @@ def ahead(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
         thread.join()
 
 
-# Over a chunk's byte classes: outside a quoted value, a qualifier may open one only at a
-# value's start (after a delimiter, a line end or another qualifier, or at the chunk's start,
-# which is a line's). Anywhere else (`5" laceration`, `12"`, `a""b` unquoted) the csv reader
-# keeps it as data where COPY would open a quoted part, and could join rows.
-READ_ALIKE = re.compile(rb"(?:[^Q]*(?<![xR])Q[^Q]*Q)*(?:[^Q]*(?<![xR])Q)?[^Q]*")
+# A chunk's bytes fall in classes: the qualifier (Q), the delimiter (D), the line ends (N, R)
+# and any other byte (x). Outside a quoted value, a qualifier may open one only at a value's
+# start (after a delimiter, a line end or another qualifier, or at the chunk's start, which
+# is a line's). Anywhere else (`5" laceration`, `12"`, `a""b` unquoted) the csv reader keeps
+# it as data where COPY would open a quoted part, and could join rows. The patterns below
+# read the classes; QualifierCheck writes each class as the bytes in it, so the regex runs
+# over the chunk itself, with no pass to map its bytes first.
+READ_ALIKE = (
+    rb"(?:%(not_q)s*%(opens)s%(q)s%(not_q)s*%(q)s)*"  # quoted values, each opened at a start
+    rb"(?:%(not_q)s*%(opens)s%(q)s)?%(not_q)s*"  # then one still open at the chunk's end, or none
+)
+INSIDE_TO_ITS_END = rb"%(not_q)s*%(q)s"
 
 
-INSIDE_TO_ITS_END = re.compile(rb"[^Q]*Q")
+class QualifierCheck:
+    """Whether COPY reads a chunk's qualifiers as the csv reader does: the patterns for one
+    delimiter and qualifier, built once per file."""
 
+    def __init__(self, delimiter: str, quote: str) -> None:
+        classes = byte_classes(delimiter, quote)
+        q, value_start = class_bytes(classes, b"Q"), class_bytes(classes, b"DNQ")
+        parts = {
+            b"q": b"[" + q + b"]",
+            b"not_q": b"[^" + q + b"]",
+            b"opens": b"(?<![^" + value_start + b"])",  # after D, N, Q or at the start
+        }
+        self.chunk_alike = re.compile(READ_ALIKE % parts)
+        self.inside_to_its_end = re.compile(INSIDE_TO_ITS_END % parts)
 
-def read_alike(classes: bytes, inside: bool) -> bool:
-    """Whether COPY reads the chunk's qualifiers as the csv reader does."""
-    start = 0
-    if inside and (closed := INSIDE_TO_ITS_END.match(classes)):
-        start = closed.end()
-    return READ_ALIKE.fullmatch(classes, start) is not None
+    def read_alike(self, chunk: bytes, inside: bool) -> bool:
+        """*inside*: the chunk starts inside a quoted value, closed by its first qualifier."""
+        start = 0
+        if inside and (closed := self.inside_to_its_end.match(chunk)):
+            start = closed.end()
+        return self.chunk_alike.fullmatch(chunk, start) is not None
 
 
 def byte_classes(delimiter: str, quote: str) -> bytes:
-    """A bytes.translate table: the qualifier to Q, the delimiter and line ends to D, N and
-    R, any other byte to x (read by READ_ALIKE)."""
+    """Each byte's class, as a bytes.translate table would map it: the qualifier's bytes to
+    Q, the delimiter's and the line ends to D, N and R, any other byte to x (a byte in two
+    takes the later of D, N, R, Q: the qualifier's wins)."""
     table = bytearray(b"x" * 256)
     for character, name in ((delimiter, "D"), ("\n", "N"), ("\r", "R"), (quote, "Q")):
         for byte in character.encode():
             table[byte] = ord(name)
     return bytes(table)
+
+
+def class_bytes(classes: bytes, names: bytes) -> bytes:
+    """The bytes in the classes *names*, escaped for a regex character set."""
+    return b"".join(re.escape(bytes([byte])) for byte in range(256) if classes[byte] in names)
 
 
 # A line that is exactly `\.` ends COPY's data, in CSV format too, and the rows after it would
