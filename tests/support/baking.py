@@ -32,10 +32,6 @@ TABLE = naming.table_name(SLUG, SOURCE)
 
 
 INGEST_TEMPLATE_DIR = str(REPO_DIR)  # what cookies.bake(template=...) takes for an ingest project
-# The dependency_manager answer's choices, as the template lists them.
-DEPENDENCY_MANAGERS: list[str] = json.loads((REPO_DIR / "cookiecutter.json").read_text())[
-    "dependency_manager"
-]
 
 
 def baked(result: Result) -> Path:
