@@ -43,7 +43,7 @@ class Sizes:
     hl7_messages: int = 100_000
     fhir_resources: int = 200_000
     merge_rows: int = 1_000_000  # the issue's size: 1M rows over a 1M-row table
-    deploy_counts: tuple[int, ...] = (1, 20, 100)
+    deploy_flows: int = 100  # the warehouse's size a user decides on (issue 26)
     disk_runs: int = 10
     warm_repetitions: int = 5  # the warm dependency step is short: more samples
     # () = the suites' times are read from the latest run's reports (benchmarks/suite.py)
@@ -60,7 +60,7 @@ QUICK = Sizes(
     hl7_messages=200,
     fhir_resources=200,
     merge_rows=200,
-    deploy_counts=(1, 3),
+    deploy_flows=3,
     disk_runs=2,
     suite_selection=("tests/test_ingest_hooks.py::test_default_answers_are_accepted",),
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 from pathlib import Path
 
 from prh_ingest import naming
@@ -29,68 +28,42 @@ from benchmarks.common import (
 
 POOL = "bench-deploy"
 ENTRYPOINT = naming.flow_entrypoint(FLOW_NAME)
-FLATNESS = 1.5  # the marginal cost per flow may grow this much from the 1->20 to the 20->100 step
-# A marginal cost below this is run-to-run noise (19 flows x 10 ms = 0.19 s): the growth is
-# measured from at least this, so a cost of about nothing at both steps counts as flat.
-NOISE_PER_FLOW = 0.010
 
 
 def measure(ctx: Context) -> list[Section]:
-    counts, reps = ctx.sizes.deploy_counts, ctx.sizes.repetitions
-    most = max(counts)
-    section = Section(4, "Deploying N flows: prw_deploy.py vs a loop of `.deploy()`")
+    count, reps = ctx.sizes.deploy_flows, ctx.sizes.repetitions
+    section = Section(4, f"Deploying {count} flows: prw_deploy.py vs a loop of `.deploy()`")
     deployer = Deployer(ctx)
-    for count in counts:
-        progress(f"deploy: {count} flow(s), prw_deploy.py and the loop, x{reps}")
-        for tool in TOOLS:
-            # The loop at the largest size takes a minute a run, 4 to 15 times ours: once is
-            # enough to compare, and keeps `make bench` within its 15 minutes.
-            runs = 1 if tool == "loop" and count == most else reps
-            if count == most:  # new names each time: every deployment is created
-                first = [deployer.run(tool, count, f"{tool}-{count}-{rep}") for rep in range(runs)]
-                section.add(
-                    f"{tool}-first-{count}",
-                    f"{TOOLS[tool]}, first deploy of {count} flows",
-                    "s",
-                    first,
-                )
-            else:
-                deployer.run(tool, count, f"{tool}-{count}-0")  # untimed: creates them
-            again = [deployer.run(tool, count, f"{tool}-{count}-0") for _ in range(runs)]
-            section.add(f"{tool}-{count}", f"{TOOLS[tool]}, re-deploy {count} flow(s)", "s", again)
-        if count == most:  # the plan of the deployments just re-deployed: all unchanged
-            plans = [deployer.run("prw", count, f"prw-{count}-0", "--plan") for _ in range(reps)]
-            section.add(f"plan-{count}", f"prw_deploy.py --plan, {count} unchanged", "s", plans)
-        section.comparisons.append(
-            Comparison(
-                f"re-deploy {count} flow(s): prw_deploy.py vs the loop",
-                f"prw-{count}",
-                f"loop-{count}",
-            )
-        )
-    section.comparisons.append(
+    progress(f"deploy: {count} flows, prw_deploy.py and the loop, x{reps}")
+    for tool in TOOLS:
+        # The loop takes a minute a run, 4 to 15 times ours: once is enough to compare, and
+        # keeps `make bench` within its 15 minutes.
+        runs = 1 if tool == "loop" else reps
+        # New names each time: every deployment is created.
+        first = [deployer.run(tool, count, f"{tool}-{count}-{rep}") for rep in range(runs)]
+        section.add(f"{tool}-first", f"{TOOLS[tool]}, first deploy of {count} flows", "s", first)
+        again = [deployer.run(tool, count, f"{tool}-{count}-0") for _ in range(runs)]
+        section.add(tool, f"{TOOLS[tool]}, re-deploy {count} flows", "s", again)
+    # The plan of the deployments just re-deployed: all unchanged.
+    plans = [deployer.run("prw", count, f"prw-{count}-0", "--plan") for _ in range(reps)]
+    section.add("plan", f"prw_deploy.py --plan, {count} unchanged", "s", plans)
+    section.comparisons += [
         Comparison(
-            f"first deploy of {most} flows: prw_deploy.py vs the loop",
-            f"prw-first-{most}",
-            f"loop-first-{most}",
-        )
-    )
-    add_marginal_costs(section, counts)
-    section.comparisons.append(
+            f"first deploy of {count} flows: prw_deploy.py vs the loop", "prw-first", "loop-first"
+        ),
+        Comparison(f"re-deploy {count} flows: prw_deploy.py vs the loop", "prw", "loop"),
         Comparison(
-            f"--plan of {most} flows vs the loop's re-deploy (Prefect has no plan)",
-            f"plan-{most}",
-            f"loop-{most}",
-        )
-    )
+            f"--plan of {count} flows vs the loop's re-deploy (Prefect has no plan)", "plan", "loop"
+        ),
+    ]
     for key, what, seconds, note in (
-        (f"prw-{most}", "re-deploy (unchanged)", 3, NOTE_IF_SLOW_UNCHANGED),
-        (f"prw-first-{most}", "first deploy", 10, NOTE_IF_SLOW_FIRST),
-        (f"plan-{most}", "--plan", 3, NOTE_IF_SLOW_UNCHANGED),
+        ("prw", "re-deploy (unchanged)", 3, NOTE_IF_SLOW_UNCHANGED),
+        ("prw-first", "first deploy", 10, NOTE_IF_SLOW_FIRST),
+        ("plan", "--plan", 3, NOTE_IF_SLOW_UNCHANGED),
     ):
         section.targets.append(
             Target(
-                f"{what} of {most} flows in <= {seconds} s",
+                f"{what} of {count} flows in <= {seconds} s",
                 key,
                 seconds,
                 at_most=True,
@@ -114,13 +87,9 @@ def measure(ctx: Context) -> list[Section]:
         "503 (SQLite refusing a colliding writer: this benchmark's server), which it retries "
         "after 0.05 s, not Prefect's 2 s; a flow shared by many deployments is created once. "
         "The entries set no env: their deployments carry no job variables for the server to "
-        "validate (an entry with env would add that validation). All sizes share one "
-        "server, so the larger ones run against a database already holding the smaller ones' "
-        "deployments and their scheduled runs. The marginal cost per flow is the extra time per "
-        f"added flow between two sizes; flat means it grows less than {FLATNESS}x from the "
-        f"first step to the last (from at least {NOISE_PER_FLOW * 1000:.0f} ms per flow: "
-        "below that a difference is run-to-run noise). The loop at "
-        f"{most} flows runs once (n = 1): a minute a run, and 4 to 15 times ours."
+        "validate (an entry with env would add that validation). Both tools share one server, "
+        "so the loop runs against a database already holding ours' deployments and their "
+        "scheduled runs. The loop runs once (n = 1): a minute a run, and 4 to 15 times ours."
     )
     return [section]
 
@@ -134,7 +103,7 @@ class Deployer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.root = ctx.folder("deploy")
-        self.repos = bare_repos(self.root, max(ctx.sizes.deploy_counts))
+        self.repos = bare_repos(self.root, ctx.sizes.deploy_flows)
         self.env = with_server(os.environ, ctx.server)
         create_pool = [PYTHON, "-m", "prefect", "work-pool", "create", POOL, "--type", "process"]
         run_timed(create_pool, cwd=self.root, env=self.env)
@@ -208,53 +177,3 @@ def entries(repos: list[Path], prefix: str) -> dict[str, dict]:
         f"{prefix}-{index:03d}": {"repo": str(repo), "entrypoint": ENTRYPOINT, "cron": "0 6 * * *"}
         for index, repo in enumerate(repos)
     }
-
-
-def add_marginal_costs(section: Section, counts: tuple[int, ...]) -> None:
-    """Seconds per added flow between consecutive sizes, for both commands: per repetition,
-    or between the medians where the sizes ran a different number of times (the loop at the
-    largest size runs once)."""
-    for tool in TOOLS:
-        for low, high in zip(counts, counts[1:], strict=False):
-            lows = section.figure(f"{tool}-{low}").samples
-            highs = section.figure(f"{tool}-{high}").samples
-            if len(lows) != len(highs):
-                lows, highs = [statistics.median(lows)], [statistics.median(highs)]
-            section.add(
-                f"{tool}-marginal-{high}",
-                f"{TOOLS[tool]}: marginal cost per flow, {low}->{high}",
-                "s/flow",
-                [(b - a) / (high - low) for a, b in zip(lows, highs, strict=True)],
-            )
-    if len(counts) >= 3:
-        first, last = (
-            section.figure(f"prw-marginal-{counts[1]}"),
-            section.figure(f"prw-marginal-{counts[-1]}"),
-        )
-        growth = max(last.median, 0) / max(first.median, NOISE_PER_FLOW)
-        section.add(
-            "prw-growth",
-            f"prw_deploy.py: marginal cost growth "
-            f"({counts[-2]}->{counts[-1]} over {counts[0]}->{counts[1]})",
-            "x",
-            [growth],
-        )
-        note = (
-            f"Marginal cost {first.median * 1000:.0f} ms per flow from {counts[0]} to "
-            f"{counts[1]} flows, {last.median * 1000:.0f} ms from {counts[-2]} to {counts[-1]}. "
-            "A re-deploy of unchanged flows clones and loads none; its per-flow work (one "
-            "`git ls-remote`, one deployment read) costs the same at any N; what grows is most "
-            "likely "
-            "the server's side: the later sizes run against a larger database (every earlier "
-            "deployment and its scheduled runs) on a server sharing the 2 cores. A server of "
-            "its own, or a fresh database per size, would show whether anything else grows."
-        )
-        section.targets.append(
-            Target(
-                "cost per flow flat as N grows",
-                "prw-growth",
-                FLATNESS,
-                at_most=True,
-                note_if_missed=note,
-            )
-        )

@@ -103,7 +103,7 @@ def test_unknown_benchmark_is_refused_and_writes_nothing(tmp_path: Path) -> None
 
 def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path: Path) -> None:
     from benchmarks.common import BenchError
-    from benchmarks.suite import group_times, make_recipe
+    from benchmarks.suite import MAKE_TARGETS, REPORTS, group_times, make_recipe, make_report
 
     assert make_recipe("test")[:2] == ["-m", "not e2e and not systemd and not migration"]
     assert make_recipe("test-e2e") == ["-m", "e2e and not systemd and not migration"]
@@ -111,6 +111,8 @@ def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path:
     assert make_recipe("test-migration") == ["-m", "migration"]
     with pytest.raises(BenchError, match=re.escape("Makefile: no `nonsense: $(STAMP)` rule")):
         make_recipe("nonsense")
+    for target in MAKE_TARGETS:  # each run of a target leaves the report a full bench reads
+        assert make_report(target) == REPORTS / f"junit-{target}.xml"
     report = tmp_path / "junit.xml"
     report.write_text(
         '<testsuites><testsuite tests="3">'
@@ -158,23 +160,6 @@ def test_suite_times_are_read_from_the_latest_run_s_reports(
     assert "`make test`: read from the report of the run of " in section.notes[0]
     missing = (suite.REPORTS / "junit-test-systemd.xml").relative_to(REPO_DIR)
     assert f"`make test-systemd`: no report in {missing}" in section.notes[0]
-
-
-def test_marginal_costs_pair_runs_or_take_medians() -> None:
-    """Per repetition where both sizes ran as often; between medians where the loop's largest
-    size ran once (benchmarks/deploy.py)."""
-    from benchmarks.common import Section
-    from benchmarks.deploy import add_marginal_costs
-
-    section = Section(4, "deploy")
-    for tool, samples in (("prw", {1: [1, 2, 3], 20: [2, 3, 4], 100: [10, 11, 12]}),
-                          ("loop", {1: [1, 1, 1], 20: [20, 21, 22], 100: [101]})):  # fmt: skip
-        for count, seconds in samples.items():
-            section.add(f"{tool}-{count}", f"{tool} {count}", "s", [float(s) for s in seconds])
-    add_marginal_costs(section, (1, 20, 100))
-    assert section.figure("prw-marginal-20").samples == pytest.approx([1 / 19] * 3)
-    assert section.figure("loop-marginal-20").samples == pytest.approx([19 / 19, 20 / 19, 21 / 19])
-    assert section.figure("loop-marginal-100").samples == pytest.approx([(101 - 21) / 80])
 
 
 def test_the_timed_code_is_compiled_first(tmp_path: Path) -> None:
