@@ -146,6 +146,11 @@ def test_suite_times_are_read_from_the_latest_run_s_reports(
             '<testcase classname="tests.test_ingest_hooks" name="b" time="1"/>'
             "</testsuite></testsuites>"
         )
+        (suite.REPORTS / "junit-test-e2e.xml").write_text(  # the same file, another target
+            '<testsuites><testsuite tests="1" time="60">'
+            '<testcase classname="tests.test_ingest_hooks" name="c" time="50"/>'
+            "</testsuite></testsuites>"
+        )
         (section,) = suite.measure(Context(FULL, tmp_path))
     finally:
         for report in suite.REPORTS.iterdir():
@@ -153,7 +158,8 @@ def test_suite_times_are_read_from_the_latest_run_s_reports(
         suite.REPORTS.rmdir()
     assert [(f.key, f.samples) for f in section.figures] == [
         ("test", [412.5]),
-        ("group-tests/test_ingest_hooks.py", [3.0]),
+        ("test-e2e", [60.0]),
+        ("group-tests/test_ingest_hooks.py", [53.0]),
     ]
     (target,) = section.targets
     assert (target.label, target.limit) == ("`make test` < 6 min on 2 cores", 360)
