@@ -37,7 +37,7 @@ def measure(ctx: Context) -> list[Section]:
     progress(f"deploy: {count} flows, prw_deploy.py and the loop, x{reps}")
     for tool in TOOLS:
         # The loop takes a minute a run, 4 to 15 times ours: once is enough to compare, and
-        # keeps `make bench` within its 15 minutes.
+        # keeps `make bench` short.
         runs = 1 if tool == "loop" else reps
         # New names each time: every deployment is created.
         first = [deployer.run(tool, count, f"{tool}-{count}-{rep}") for rep in range(runs)]
@@ -140,7 +140,7 @@ NOTE_IF_SLOW_UNCHANGED = (
     "the same time as reading the warehouse's deployments 0.7 s; reading the listed flows' "
     "deployments and comparing 0.1 to 0.2 s. Nothing is cloned. A `--plan` is that alone "
     "(1.8 s in this benchmark at load 4 to 7). A re-deploy of the same 100 measured about 3 s "
-    "more here (of 1 flow, 3.1 s), and 3.2 s at load 5 in the phase timing: not profiled in this "
+    "more here, and 3.2 s at load 5 in the phase timing: not profiled in this "
     "benchmark, where it runs right after the first deploys of 100 flows while the server "
     "still writes their scheduled runs. A re-deploy writes nothing (an unchanged deployment "
     "or automation is not rewritten, tests/test_warehouse_deploy.py); what is left is the "

@@ -95,8 +95,8 @@ def wall_seconds(report: Path) -> float:
     return float(suite.get("time", 0))
 
 
-def make_recipe(target: str) -> list[str]:
-    """The pytest arguments of *target*'s recipe in the Makefile (`$(BIN)/python -m pytest
+def pytest_arguments(target: str) -> list[str]:
+    """All the pytest arguments of *target*'s recipe in the Makefile (`$(BIN)/python -m pytest
     ARGS`): the Makefile owns them, the bench times what `make <target>` runs."""
     lines = (REPO_DIR / "Makefile").read_text().splitlines()
     rule = f"{target}: $(STAMP)"
@@ -105,15 +105,18 @@ def make_recipe(target: str) -> list[str]:
     recipe = shlex.split(lines[lines.index(rule) + 1])
     if recipe[:3] != ["$(BIN)/python", "-m", "pytest"]:
         raise BenchError(f"Makefile: `{target}` no longer runs `$(BIN)/python -m pytest`")
-    return [arg for arg in recipe[3:] if not arg.startswith(JUNIT_OPTION)]
+    return recipe[3:]
+
+
+def make_recipe(target: str) -> list[str]:
+    """*target*'s pytest arguments but its JUnit report (`--quick` writes its own)."""
+    return [arg for arg in pytest_arguments(target) if not arg.startswith(JUNIT_OPTION)]
 
 
 def make_report(target: str) -> Path | None:
     """Where *target*'s recipe writes its JUnit report (None: it writes none)."""
-    lines = (REPO_DIR / "Makefile").read_text().splitlines()
-    recipe = shlex.split(lines[lines.index(f"{target}: $(STAMP)") + 1])
-    written = [arg.removeprefix(JUNIT_OPTION) for arg in recipe if arg.startswith(JUNIT_OPTION)]
-    return REPO_DIR / written[-1] if written else None
+    written = [arg for arg in pytest_arguments(target) if arg.startswith(JUNIT_OPTION)]
+    return REPO_DIR / written[-1].removeprefix(JUNIT_OPTION) if written else None
 
 
 def outcome(report: Path) -> str:

@@ -111,6 +111,8 @@ def test_suite_times_each_make_target_s_own_command_and_groups_by_file(tmp_path:
     assert make_recipe("test-migration") == ["-m", "migration"]
     with pytest.raises(BenchError, match=re.escape("Makefile: no `nonsense: $(STAMP)` rule")):
         make_recipe("nonsense")
+    with pytest.raises(BenchError, match=re.escape("Makefile: no `nonsense: $(STAMP)` rule")):
+        make_report("nonsense")
     for target in MAKE_TARGETS:  # each run of a target leaves the report a full bench reads
         assert make_report(target) == REPORTS / f"junit-{target}.xml"
     report = tmp_path / "junit.xml"
